@@ -1,0 +1,128 @@
+"""The `slapay` command: run the system, serve one service, issue tokens."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from importlib import import_module
+from typing import Annotated
+
+import httpx
+import typer
+
+from shared.auth import ROLES, issue_token
+from shared.settings import DEFAULT_PORTS, SERVICES, ConfigurationError, Settings
+
+app = typer.Typer(help="slapay: payment that follows service levels and reviews.", no_args_is_help=True)
+token_app = typer.Typer(help="Tokens for the HTTP API.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@app.command()
+def serve(
+    service: Annotated[str, typer.Argument(help="ingest, reviews, ledger or statements")],
+    port: Annotated[int | None, typer.Option(help="default: the service's own port")] = None,
+    host: Annotated[str | None, typer.Option(help="default: SLAPAY_HOST or 127.0.0.1")] = None,
+) -> None:
+    """Run one service (one process; distributed mode in containers)."""
+    import uvicorn
+
+    if service not in SERVICES:
+        raise typer.BadParameter(f"service must be one of {', '.join(SERVICES)}")
+    settings = Settings()
+    try:
+        settings.secret()
+    except ConfigurationError as exc:
+        typer.echo(f"slapay: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    application = import_module(f"services.{service}.bootstrap").bootstrap(settings)
+    uvicorn.run(application, host=host or settings.host, port=port or DEFAULT_PORTS[service],
+                log_level=os.environ.get("SLAPAY_LOG_LEVEL", "warning"))
+
+
+@app.command()
+def run() -> None:
+    """Start all four services in embedded mode; Ctrl-C stops them."""
+    settings = Settings()
+    fresh = not (settings.data_dir / "bus.db").exists() and settings.embedded
+    secret = settings.secret()
+    children = [
+        subprocess.Popen([sys.executable, "-m", "services.cli", "serve", name])
+        for name in SERVICES
+    ]
+    try:
+        urls = {name: f"http://{settings.host}:{DEFAULT_PORTS[name]}" for name in SERVICES}
+        _wait_healthy(urls, children)
+        for name, url in urls.items():
+            typer.echo(f"  {name:<11} {url}   (docs: {url}/docs)")
+        admin = issue_token(secret, "admin", ttl_days=1)
+        if fresh and settings.demo:
+            typer.echo("Seeding the demo contract (a month of synthetic measurements)...")
+            period = import_module("services.demo").seed_demo(urls["ledger"], urls["ingest"], admin)
+            typer.echo(f"  curl -H \"Authorization: Bearer $TOKEN\" "
+                       f"{urls['statements']}/v1/contracts/demo-hosting/statements/{period}")
+        typer.echo("An admin token:  export TOKEN=$(.venv/bin/slapay token issue --role admin)")
+        typer.echo("Press Ctrl-C to stop.")
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        typer.echo("a service exited; stopping the others", err=True)
+    except KeyboardInterrupt:
+        typer.echo("stopping...")
+    finally:
+        _stop(children)
+
+
+def _wait_healthy(urls: dict[str, str], children: list[subprocess.Popen[bytes]]) -> None:
+    deadline = time.monotonic() + 60
+    pending = dict(urls)
+    while pending:
+        if any(child.poll() is not None for child in children):
+            raise SystemExit("a service failed to start; see the messages above")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"services not healthy after 60 s: {', '.join(pending)}")
+        for name, url in list(pending.items()):
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    del pending[name]
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.2)
+
+
+def _stop(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
+    for child in children:
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+@token_app.command("issue")
+def token_issue(
+    role: Annotated[str, typer.Option(help=f"one of {', '.join(ROLES)}")],
+    contract: Annotated[list[str] | None, typer.Option(help="a contract the token may reach; repeat")] = None,
+    ttl_days: Annotated[float, typer.Option(help="days until it expires")] = 30,
+) -> None:
+    """Print a signed token (secret from SLAPAY_AUTH_SECRET or the data dir)."""
+    if role not in ROLES:
+        raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}")
+    try:
+        secret = Settings().secret()
+    except ConfigurationError as exc:
+        typer.echo(f"slapay: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(issue_token(secret, role, contract or [], ttl_days))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

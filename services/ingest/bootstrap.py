@@ -1,0 +1,14 @@
+"""Composition root of ingest."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from shared.runtime import build_app
+from shared.settings import Settings
+
+from services.ingest import api, store
+
+
+def bootstrap(settings: Settings | None = None) -> FastAPI:
+    return build_app("ingest", settings or Settings(), store.metadata, [api.router])

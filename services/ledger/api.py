@@ -1,0 +1,101 @@
+"""HTTP edge of the ledger: contracts and tokens."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.auth import READER_ROLES, Principal, Role, issue_token
+from shared.bus import BusUnavailable
+from shared.events import CONTRACT_ID_PATTERN
+from shared.runtime import RuntimeDep
+from shared.terms import Terms
+from shared.web import Problem, ensure_visible, require, validation_errors
+
+from services.ledger import contracts
+
+router = APIRouter(prefix="/v1")
+Admin = Annotated[Principal, Depends(require("admin"))]
+Reader = Annotated[Principal, Depends(require(*READER_ROLES))]
+TermsBody = Annotated[dict[str, Any], Body(description="Contract terms (DESIGN.md)")]
+
+
+class Created(BaseModel):
+    contract_id: str
+    version: int
+
+
+class ContractView(BaseModel):
+    contract_id: str
+    versions: list[dict[str, Any]]
+
+
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Role
+    contracts: list[Annotated[str, Field(pattern=CONTRACT_ID_PATTERN)]] = Field(default_factory=list)
+    ttl_days: float = Field(default=30, gt=0, le=3650)
+
+
+class TokenIssued(BaseModel):
+    token: str
+
+
+def _terms(document: dict[str, Any]) -> Terms:
+    try:
+        return Terms.model_validate(document)
+    except ValidationError as exc:
+        raise Problem(422, "Invalid terms", errors=validation_errors(exc.errors())) from exc
+
+
+async def _agree(runtime: RuntimeDep, terms: Terms, principal: Principal, revision: bool) -> int:
+    try:
+        return await contracts.agree(
+            runtime.engine, runtime.bus, terms, f"admin:{principal.subject}", revision=revision
+        )
+    except contracts.ContractExists as exc:
+        raise Problem(409, "Contract exists", f"contract {exc} already exists") from exc
+    except contracts.UnknownContract as exc:
+        raise Problem(404, "Not found", f"no contract {exc}") from exc
+    except contracts.RevisionNotLater as exc:
+        raise Problem(422, "Revision must start later",
+                      f"effective_from must be after {exc}", errors=[{"loc": ["effective_from"]}]) from exc
+    except BusUnavailable as exc:
+        raise Problem(503, "Bus unavailable", str(exc), headers={"Retry-After": "5"}) from exc
+
+
+@router.post("/contracts", status_code=201, response_model=Created, tags=["contracts"])
+async def create_contract(document: TermsBody, runtime: RuntimeDep, principal: Admin) -> Created:
+    terms = _terms(document)
+    version = await _agree(runtime, terms, principal, revision=False)
+    return Created(contract_id=terms.contract_id, version=version)
+
+
+@router.put("/contracts/{contract_id}/terms", status_code=201, response_model=Created, tags=["contracts"])
+async def revise_terms(
+    contract_id: str, document: TermsBody, runtime: RuntimeDep, principal: Admin
+) -> Created:
+    terms = _terms({**document, "contract_id": document.get("contract_id", contract_id)})
+    if terms.contract_id != contract_id:
+        raise Problem(422, "contract_id does not match the URL", errors=[{"loc": ["contract_id"]}])
+    version = await _agree(runtime, terms, principal, revision=True)
+    return Created(contract_id=contract_id, version=version)
+
+
+@router.get("/contracts/{contract_id}", response_model=ContractView, tags=["contracts"])
+async def get_contract(contract_id: str, runtime: RuntimeDep, principal: Reader) -> ContractView:
+    ensure_visible(principal, contract_id)
+    found = await contracts.versions(runtime.engine, contract_id)
+    if not found:
+        raise Problem(404, "Not found", f"no contract {contract_id!r}")
+    return ContractView(contract_id=contract_id, versions=found)
+
+
+@router.post("/tokens", status_code=201, response_model=TokenIssued, tags=["auth"])
+async def create_token(request: TokenRequest, runtime: RuntimeDep, _: Admin) -> TokenIssued:
+    token = issue_token(runtime.secret, request.role, request.contracts, request.ttl_days)
+    return TokenIssued(token=token)
+
+

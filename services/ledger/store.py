@@ -1,0 +1,231 @@
+"""Ledger tables and queries: contract versions, measurements, running aggregates."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    delete,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared import jsonutil
+from shared.db import UtcDateTime
+
+metadata = MetaData()
+contract_terms = Table(
+    "contract_terms",
+    metadata,
+    Column("contract_id", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("effective_from", String(7), nullable=False),
+    Column("terms", Text, nullable=False),
+    Column("event_id", String(36), nullable=False, unique=True),
+    Column("agreed_at", UtcDateTime, nullable=False),
+)
+measurements = Table(
+    "measurements",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("contract_id", String(64), nullable=False),
+    Column("period", String(7), nullable=False),
+    Column("kpi", String(100), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Index("ix_measurements_contract_period", "contract_id", "period"),
+)
+kpi_aggregates = Table(
+    "kpi_aggregates",
+    metadata,
+    Column("contract_id", String(64), primary_key=True),
+    Column("period", String(7), primary_key=True),
+    Column("kpi", String(100), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Column("total", Float, nullable=False),
+    Column("minimum", Float, nullable=False),
+    Column("maximum", Float, nullable=False),
+)
+dirty_periods = Table(
+    "dirty_periods",
+    metadata,
+    Column("contract_id", String(64), primary_key=True),
+    Column("period", String(7), primary_key=True),
+    Column("marks", BigInteger, nullable=False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MeasurementRow:
+    event_id: str
+    contract_id: str
+    period: str
+    kpi: str
+    value: float
+    occurred_at: datetime
+
+
+def _insert(engine_or_conn: AsyncEngine | AsyncConnection) -> Any:
+    return pg_insert if engine_or_conn.dialect.name == "postgresql" else sqlite_insert
+
+
+async def add_terms(
+    conn: AsyncConnection, contract_id: str, version: int, terms: dict[str, Any], event_id: str,
+    agreed_at: datetime,
+) -> bool:
+    """Record a version once; False if that version already exists."""
+    statement = _insert(conn)(contract_terms).values(
+        contract_id=contract_id, version=version, effective_from=terms["effective_from"],
+        terms=jsonutil.dumps(terms).decode(), event_id=event_id, agreed_at=agreed_at,
+    ).on_conflict_do_nothing()
+    result = await conn.execute(statement)
+    return bool(result.rowcount)
+
+
+async def terms_versions(conn: AsyncConnection, contract_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Every stored version of each contract, oldest first."""
+    result = await conn.execute(
+        select(contract_terms.c.contract_id, contract_terms.c.terms)
+        .where(contract_terms.c.contract_id.in_(list(contract_ids)))
+        .order_by(contract_terms.c.contract_id, contract_terms.c.version)
+    )
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in result:
+        found.setdefault(row.contract_id, []).append(jsonutil.loads(row.terms))
+    return found
+
+
+async def insert_new_measurements(conn: AsyncConnection, rows: Sequence[MeasurementRow]) -> list[MeasurementRow]:
+    """Insert, skipping event ids already applied; return only the rows that were new."""
+    if not rows:
+        return []
+    if conn.dialect.name == "postgresql":
+        return await _insert_unnest(conn, rows)
+    statement = (
+        sqlite_insert(measurements)
+        .on_conflict_do_nothing(index_elements=[measurements.c.event_id])
+        .returning(measurements.c.event_id)
+    )
+    result = await conn.execute(statement, [_as_dict(r) for r in rows])
+    inserted = {row[0] for row in result}
+    return [r for r in rows if r.event_id in inserted]
+
+
+def _as_dict(row: MeasurementRow) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in MeasurementRow.__slots__}
+
+
+_UNNEST = text(
+    "INSERT INTO measurements (event_id, contract_id, period, kpi, value, occurred_at) "
+    "SELECT * FROM unnest(CAST(:e AS text[]), CAST(:c AS text[]), CAST(:p AS text[]), "
+    "CAST(:k AS text[]), CAST(:v AS float8[]), CAST(:t AS timestamptz[])) "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+)
+
+
+async def _insert_unnest(conn: AsyncConnection, rows: Sequence[MeasurementRow]) -> list[MeasurementRow]:
+    """One statement per batch: array parameters keep Postgres near COPY speed."""
+    result = await conn.execute(
+        _UNNEST,
+        {
+            "e": [r.event_id for r in rows], "c": [r.contract_id for r in rows],
+            "p": [r.period for r in rows], "k": [r.kpi for r in rows],
+            "v": [r.value for r in rows], "t": [r.occurred_at for r in rows],
+        },
+    )
+    inserted = {row[0] for row in result}
+    return [r for r in rows if r.event_id in inserted]
+
+
+async def fold_aggregates(conn: AsyncConnection, new_rows: Sequence[MeasurementRow]) -> set[tuple[str, str]]:
+    """Add new measurements to the running per-(contract, period, KPI) aggregates."""
+    groups: dict[tuple[str, str, str], list[float]] = {}
+    for row in new_rows:
+        groups.setdefault((row.contract_id, row.period, row.kpi), []).append(row.value)
+    if not groups:
+        return set()
+    values = [
+        {"contract_id": c, "period": p, "kpi": k, "count": len(v), "total": sum(v),
+         "minimum": min(v), "maximum": max(v)}
+        for (c, p, k), v in sorted(groups.items())
+    ]
+    least, greatest = (func.least, func.greatest) if conn.dialect.name == "postgresql" else (func.min, func.max)
+    statement = _insert(conn)(kpi_aggregates).values(values)
+    t, x = kpi_aggregates.c, statement.excluded
+    await conn.execute(statement.on_conflict_do_update(
+        index_elements=[t.contract_id, t.period, t.kpi],
+        set_={"count": t.count + x.count, "total": t.total + x.total,
+              "minimum": least(t.minimum, x.minimum), "maximum": greatest(t.maximum, x.maximum)},
+    ))
+    return {(c, p) for c, p, _ in groups}
+
+
+async def mark_dirty(conn: AsyncConnection, periods: set[tuple[str, str]]) -> None:
+    if not periods:
+        return
+    statement = _insert(conn)(dirty_periods).values(
+        [{"contract_id": c, "period": p, "marks": 1} for c, p in sorted(periods)]
+    )
+    await conn.execute(statement.on_conflict_do_update(
+        index_elements=[dirty_periods.c.contract_id, dirty_periods.c.period],
+        set_={"marks": dirty_periods.c.marks + 1},
+    ))
+
+
+async def periods_with_data(conn: AsyncConnection, contract_id: str) -> set[tuple[str, str]]:
+    result = await conn.execute(
+        select(kpi_aggregates.c.period).where(kpi_aggregates.c.contract_id == contract_id).distinct()
+    )
+    return {(contract_id, row[0]) for row in result}
+
+
+async def dirty(engine: AsyncEngine) -> list[tuple[str, str, int]]:
+    async with engine.connect() as conn:
+        result = await conn.execute(select(dirty_periods))
+        return [(r.contract_id, r.period, r.marks) for r in result]
+
+
+async def clear_dirty(engine: AsyncEngine, contract_id: str, period: str, marks: int) -> None:
+    """Clear a mark unless the period changed again meanwhile."""
+    d = dirty_periods.c
+    async with engine.begin() as conn:
+        await conn.execute(delete(dirty_periods).where(
+            and_(d.contract_id == contract_id, d.period == period, d.marks == marks)
+        ))
+
+
+async def period_measurements(engine: AsyncEngine, contract_id: str, period: str) -> list[MeasurementRow]:
+    m = measurements.c
+    async with engine.connect() as conn:
+        result = await conn.execute(
+            select(m.event_id, m.contract_id, m.period, m.kpi, m.value, m.occurred_at)
+            .where(and_(m.contract_id == contract_id, m.period == period))
+        )
+        return [MeasurementRow(*row) for row in result]
+
+
+async def aggregates(engine: AsyncEngine, contract_id: str, period: str) -> list[dict[str, Any]]:
+    a = kpi_aggregates.c
+    async with engine.connect() as conn:
+        result = await conn.execute(
+            select(kpi_aggregates).where(and_(a.contract_id == contract_id, a.period == period))
+        )
+        return [dict(row._mapping) for row in result]
+

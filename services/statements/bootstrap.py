@@ -1,0 +1,24 @@
+"""Composition root of statements: API and the journal consumer."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from shared.consuming import run_consumer
+from shared.events import TOPIC_JOURNAL
+from shared.runtime import Runtime, build_app
+from shared.settings import Settings
+
+from services.statements import api, store
+from services.statements.consumer import GROUP, apply_events
+
+
+async def journal_loop(runtime: Runtime) -> None:
+    consumer = runtime.bus.consumer([TOPIC_JOURNAL], GROUP)
+    await run_consumer(runtime.bus, consumer, lambda events: apply_events(runtime.engine, events))
+
+
+def bootstrap(settings: Settings | None = None) -> FastAPI:
+    return build_app(
+        "statements", settings or Settings(), store.metadata, [api.router], workers=[journal_loop]
+    )

@@ -1,0 +1,68 @@
+"""The bus port: append records to topics, read them back in consumer groups.
+
+Two adapters keep the same promises (DESIGN.md "Run modes"): `publish` returns only once
+every record is durable (acks=all, or committed to the log database); records with the
+same key keep their order; a group sees every record at least once, and resumes after its
+last `commit()`. Consumers make their effects idempotent, so the outcome is exactly-once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class BusUnavailable(Exception):
+    """The bus did not acknowledge in time; nothing may be reported as accepted."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    key: str
+    value: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: str
+    value: bytes
+    headers: dict[str, str]
+
+
+class Consumer(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def fetch(self, max_records: int = 5000, timeout_s: float = 0.5) -> list[Record]:
+        """Next records after those already fetched; empty when none arrived in time."""
+        ...
+
+    async def commit(self) -> None:
+        """Mark every record fetched so far as done for this group."""
+        ...
+
+
+class Bus(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise if the bus is unreachable."""
+        ...
+
+    async def publish(self, topic: str, messages: Sequence[Message]) -> None:
+        """Append durably, or raise `BusUnavailable`."""
+        ...
+
+    def consumer(self, topics: Sequence[str], group: str) -> Consumer: ...
+
+    async def read_all(self, topic: str) -> list[Record]:
+        """Every record of a topic from the beginning (auditing, replay)."""
+        ...

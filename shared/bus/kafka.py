@@ -1,0 +1,175 @@
+"""`KafkaBus` on aiokafka: acks=all, key = contract_id, manual commits, consumer groups.
+
+Kafka's idempotent producer is not assumed (some Kafka-protocol brokers lack it), so a
+retried send may duplicate a record; consumers dedupe by `event_id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from shared.bus import BusUnavailable, Message, Record
+from shared.events import ALL_TOPICS
+
+
+def _headers(raw: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
+    return {k: v.decode() for k, v in raw or ()}
+
+
+class KafkaBus:
+    """The bus on a Kafka-protocol cluster."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        partitions: int = 3,
+        session_timeout_ms: int = 10_000,
+        publish_timeout_s: float = 10.0,
+        topics: Sequence[str] = ALL_TOPICS,
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._partitions = partitions
+        self._session_timeout_ms = session_timeout_ms
+        self._publish_timeout_s = publish_timeout_s
+        self._topics = list(topics)
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        await self._ensure_topics()
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            acks="all",
+            enable_idempotence=False,
+            linger_ms=2,
+            max_batch_size=1 << 20,
+            request_timeout_ms=int(self._publish_timeout_s * 1000),
+        )
+        await producer.start()
+        self._producer = producer
+
+    async def _ensure_topics(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            missing = [
+                NewTopic(t, num_partitions=self._partitions, replication_factor=1,
+                         topic_configs={"retention.ms": "-1"})
+                for t in self._topics if t not in existing
+            ]
+            if missing:
+                try:
+                    await admin.create_topics(missing)
+                except TopicAlreadyExistsError:
+                    pass
+        finally:
+            await admin.close()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError("KafkaBus used before start()")
+        return self._producer
+
+    async def ping(self) -> None:
+        await asyncio.wait_for(self.producer.partitions_for(self._topics[0]), timeout=5)
+
+    async def publish(self, topic: str, messages: Sequence[Message]) -> None:
+        try:
+            async with asyncio.timeout(self._publish_timeout_s):
+                futures = [
+                    await self.producer.send(
+                        topic,
+                        value=m.value,
+                        key=m.key.encode(),
+                        headers=[(k, v.encode()) for k, v in m.headers.items()],
+                    )
+                    for m in messages
+                ]
+                await asyncio.gather(*futures)
+        except (KafkaError, TimeoutError) as exc:
+            raise BusUnavailable(f"broker did not acknowledge: {exc!r}") from exc
+
+    def consumer(self, topics: Sequence[str], group: str) -> KafkaConsumer:
+        return KafkaConsumer(
+            AIOKafkaConsumer(
+                *topics,
+                bootstrap_servers=self._bootstrap,
+                group_id=group,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                session_timeout_ms=self._session_timeout_ms,
+                heartbeat_interval_ms=max(100, self._session_timeout_ms // 5),
+                max_poll_records=10_000,
+            )
+        )
+
+    async def read_all(self, topic: str) -> list[Record]:
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap, enable_auto_commit=False, group_id=None
+        )
+        await reader.start()
+        try:
+            partitions = [TopicPartition(topic, p) for p in await _partitions(reader, topic)]
+            reader.assign(partitions)
+            await reader.seek_to_beginning(*partitions)
+            ends = await reader.end_offsets(partitions)
+            records: list[Record] = []
+            while [tp for tp in partitions if await reader.position(tp) < ends[tp]]:
+                batch = await reader.getmany(timeout_ms=1000)
+                records.extend(_record(m) for msgs in batch.values() for m in msgs)
+            return records
+        finally:
+            await reader.stop()
+
+
+async def _partitions(reader: AIOKafkaConsumer, topic: str) -> list[int]:
+    found = reader.partitions_for_topic(topic)
+    if found is None:
+        await reader._client.force_metadata_update()
+        found = reader.partitions_for_topic(topic)
+    return sorted(found or [])
+
+
+def _record(m: object) -> Record:
+    return Record(
+        topic=m.topic,  # type: ignore[attr-defined]
+        partition=m.partition,  # type: ignore[attr-defined]
+        offset=m.offset,  # type: ignore[attr-defined]
+        key=(m.key or b"").decode(),  # type: ignore[attr-defined]
+        value=m.value,  # type: ignore[attr-defined]
+        headers=_headers(m.headers),  # type: ignore[attr-defined]
+    )
+
+
+class KafkaConsumer:
+    """A group member; `commit()` commits the positions after the records fetched."""
+
+    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+        self._consumer = consumer
+
+    async def start(self) -> None:
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def fetch(self, max_records: int = 5000, timeout_s: float = 0.5) -> list[Record]:
+        batch = await self._consumer.getmany(
+            timeout_ms=int(timeout_s * 1000), max_records=max_records
+        )
+        return [_record(m) for messages in batch.values() for m in messages]
+
+    async def commit(self) -> None:
+        await self._consumer.commit()

@@ -1,0 +1,83 @@
+"""The consumer loop every service uses: fetch, apply durably, then commit.
+
+A batch whose effect fails (database down) is retried with back-off and never committed
+before it is applied; a record that cannot be parsed goes to `slapay.deadletter`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from shared.bus import Bus, Consumer, Record
+from shared.events import Envelope
+from shared.publishing import publish_deadletters
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Sequence[Envelope]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Decoded:
+    events: list[Envelope]
+    failures: list[tuple[str, str, bytes, str]]
+
+
+def decode(records: Sequence[Record]) -> Decoded:
+    events, failures = [], []
+    for record in records:
+        try:
+            event = Envelope.from_json(record.value)
+            event.payload()
+            events.append(event)
+        except (ValidationError, ValueError) as exc:
+            failures.append((record.topic, record.key, record.value, str(exc)[:2000]))
+    return Decoded(events, failures)
+
+
+async def run_consumer(
+    bus: Bus,
+    consumer: Consumer,
+    handler: Handler,
+    *,
+    max_records: int = 5000,
+    max_backoff_s: float = 10.0,
+) -> None:
+    """Run until cancelled. Effects must be idempotent: a crash replays the last batch."""
+    await consumer.start()
+    try:
+        while True:
+            records = await consumer.fetch(max_records=max_records, timeout_s=0.5)
+            if not records:
+                continue
+            decoded = decode(records)
+            await _retrying(lambda d=decoded: _apply(bus, handler, d), max_backoff_s)
+            await _retrying(consumer.commit, max_backoff_s)
+    finally:
+        await consumer.stop()
+
+
+async def _apply(bus: Bus, handler: Handler, decoded: Decoded) -> None:
+    if decoded.failures:
+        await publish_deadletters(bus, decoded.failures)
+    if decoded.events:
+        await handler(decoded.events)
+
+
+async def _retrying(step: Callable[[], Awaitable[None]], max_backoff_s: float) -> None:
+    delay = 0.1
+    while True:
+        try:
+            await step()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("consumer step failed; retrying in %.1fs", delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_backoff_s)

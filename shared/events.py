@@ -1,0 +1,215 @@
+"""The event envelope and every event type of the public contract (DESIGN.md "Events").
+
+Events are immutable values. The envelope is what travels on the bus; `data` holds the
+type-specific payload, which `payload()` parses into its frozen model. Type strings and
+field names are public: a change bumps `schema_version`, and readers keep every version.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from shared import jsonutil
+
+TOPIC_CONTRACTS = "slapay.contracts"
+TOPIC_MEASUREMENTS = "slapay.measurements"
+TOPIC_REVIEWS = "slapay.reviews"
+TOPIC_JOURNAL = "slapay.journal"
+TOPIC_DEADLETTER = "slapay.deadletter"
+ALL_TOPICS = (TOPIC_CONTRACTS, TOPIC_MEASUREMENTS, TOPIC_REVIEWS, TOPIC_JOURNAL, TOPIC_DEADLETTER)
+
+CONTRACT_ID_PATTERN = r"^[a-z0-9-]{3,64}$"
+PERIOD_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamp needs a time zone (e.g. a trailing Z)")
+    return value.astimezone(UTC)
+
+
+AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+ContractId = Annotated[str, Field(pattern=CONTRACT_ID_PATTERN)]
+Period = Annotated[str, Field(pattern=PERIOD_PATTERN)]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def deterministic_event_id(contract_id: str, producer_id: str) -> uuid.UUID:
+    """The id every implementation derives from a producer-supplied id (DESIGN.md)."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"slapay:{contract_id}:{producer_id}")
+
+
+class EventData(BaseModel):
+    """Base of every payload; `TYPE` is the public type string."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    TYPE: ClassVar[str]
+    TOPIC: ClassVar[str]
+
+
+class MeasurementRecorded(EventData):
+    TYPE: ClassVar[str] = "sla.measurement.recorded"
+    TOPIC: ClassVar[str] = TOPIC_MEASUREMENTS
+    kpi: str
+    value: float = Field(allow_inf_nan=False)
+    labels: dict[str, str] = Field(default_factory=dict)
+    measurement_id: str | None = None
+
+
+class TermsAgreed(EventData):
+    TYPE: ClassVar[str] = "contract.terms.agreed"
+    TOPIC: ClassVar[str] = TOPIC_CONTRACTS
+    version: int = Field(ge=1)
+    terms: dict[str, Any]
+
+
+class PeriodCloseRequested(EventData):
+    TYPE: ClassVar[str] = "period.close.requested"
+    TOPIC: ClassVar[str] = TOPIC_CONTRACTS
+    period: Period
+    requested_by: str
+
+
+class DisputeOpened(EventData):
+    TYPE: ClassVar[str] = "dispute.opened"
+    TOPIC: ClassVar[str] = TOPIC_CONTRACTS
+    dispute_id: str
+    period: Period
+    line_id: str
+    reason: str
+    evidence_event_ids: list[uuid.UUID] = Field(default_factory=list)
+    opened_by: str
+
+
+class DisputeResolved(EventData):
+    TYPE: ClassVar[str] = "dispute.resolved"
+    TOPIC: ClassVar[str] = TOPIC_CONTRACTS
+    dispute_id: str
+    decision: Literal["accepted", "rejected"]
+    amount: Decimal | None = None
+    note: str = ""
+
+
+class ReviewSubmitted(EventData):
+    TYPE: ClassVar[str] = "review.submitted"
+    TOPIC: ClassVar[str] = TOPIC_REVIEWS
+    review_id: str
+    reviewer_pseudonym: str
+    rating: int = Field(ge=1, le=5)
+    dimensions: dict[str, int] = Field(default_factory=dict)
+    comment_ciphertext: str | None = None
+
+
+class ReviewerErased(EventData):
+    TYPE: ClassVar[str] = "reviewer.erased"
+    TOPIC: ClassVar[str] = TOPIC_REVIEWS
+    reviewer_pseudonym: str
+
+
+class JournalEntryPosted(EventData):
+    TYPE: ClassVar[str] = "journal.entry.posted"
+    TOPIC: ClassVar[str] = TOPIC_JOURNAL
+    entry: dict[str, Any]
+
+
+class StatementProvisional(EventData):
+    TYPE: ClassVar[str] = "statement.provisional"
+    TOPIC: ClassVar[str] = TOPIC_JOURNAL
+    statement: dict[str, Any]
+
+
+class StatementFinalized(EventData):
+    TYPE: ClassVar[str] = "statement.finalized"
+    TOPIC: ClassVar[str] = TOPIC_JOURNAL
+    statement: dict[str, Any]
+
+
+EVENT_TYPES: dict[str, type[EventData]] = {
+    cls.TYPE: cls
+    for cls in (
+        MeasurementRecorded,
+        TermsAgreed,
+        PeriodCloseRequested,
+        DisputeOpened,
+        DisputeResolved,
+        ReviewSubmitted,
+        ReviewerErased,
+        JournalEntryPosted,
+        StatementProvisional,
+        StatementFinalized,
+    )
+}
+
+
+class UnknownEventType(ValueError):
+    pass
+
+
+class Envelope(BaseModel):
+    """What travels on the bus (Kafka key = `contract_id`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: uuid.UUID
+    type: str
+    schema_version: int = 1
+    contract_id: str
+    occurred_at: AwareDatetime
+    recorded_at: AwareDatetime
+    source: str
+    data: dict[str, Any]
+
+    @property
+    def topic(self) -> str:
+        return event_class(self.type).TOPIC
+
+    def payload(self) -> EventData:
+        """The typed, validated payload of this event."""
+        return event_class(self.type).model_validate(self.data)
+
+    def to_json(self) -> bytes:
+        return jsonutil.dumps(self.model_dump(mode="json"))
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Envelope:
+        return cls.model_validate_json(raw)
+
+
+def event_class(type_: str) -> type[EventData]:
+    try:
+        return EVENT_TYPES[type_]
+    except KeyError:
+        raise UnknownEventType(f"unknown event type {type_!r}") from None
+
+
+def make_event(
+    data: EventData,
+    *,
+    contract_id: str,
+    source: str,
+    occurred_at: datetime | None = None,
+    producer_id: str | None = None,
+    recorded_at: datetime | None = None,
+) -> Envelope:
+    """Wrap a payload in an envelope; a producer-supplied id makes the event id deterministic."""
+    now = recorded_at or utcnow()
+    event_id = (
+        deterministic_event_id(contract_id, producer_id) if producer_id is not None else uuid.uuid4()
+    )
+    return Envelope(
+        event_id=event_id,
+        type=data.TYPE,
+        contract_id=contract_id,
+        occurred_at=occurred_at or now,
+        recorded_at=now,
+        source=source,
+        data=data.model_dump(mode="json"),
+    )

@@ -1,0 +1,88 @@
+"""What every service is built from: settings, its database, the bus, background workers.
+
+`build_app` is the shared half of each service's composition root: nothing connects at
+import time; FastAPI's lifespan starts the engine, the bus and the consumers, and stops
+them in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared import db
+from shared.bus import Bus
+from shared.bus.factory import create_bus
+from shared.settings import Settings
+from shared.telemetry import setup_tracing
+from shared.web import add_health_routes, install_problem_handlers
+
+
+@dataclass
+class Runtime:
+    service: str
+    settings: Settings
+    engine: AsyncEngine
+    bus: Bus
+    secret: str
+
+
+Worker = Callable[[Runtime], Coroutine[Any, Any, None]]
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def build_app(
+    service: str,
+    settings: Settings,
+    metadata: MetaData,
+    routers: Sequence[APIRouter],
+    workers: Sequence[Worker] = (),
+) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        setup_tracing(service)
+        secret = settings.secret()
+        engine = db.create_engine(settings.database_url_for(service))
+        bus = create_bus(settings)
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            await db.create_schema(engine, metadata)
+            await bus.start()
+            runtime = Runtime(service, settings, engine, bus, secret)
+            app.state.runtime, app.state.auth_secret = runtime, secret
+            tasks = [asyncio.create_task(worker(runtime), name=worker.__name__) for worker in workers]
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await bus.stop()
+            await engine.dispose()
+
+    app = FastAPI(title=f"slapay {service}", version="0.1.0", lifespan=lifespan)
+    install_problem_handlers(app)
+
+    def ready_checks() -> list[Coroutine[Any, Any, None]]:
+        runtime: Runtime = app.state.runtime
+        return [db.ping(runtime.engine), runtime.bus.ping()]
+
+    add_health_routes(app, ready_checks)
+    for router in routers:
+        app.include_router(router)
+    return app

@@ -1,0 +1,77 @@
+"""Settings from the environment (`SLAPAY_*`), one object per process."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES = ("ingest", "reviews", "ledger", "statements")
+DEFAULT_PORTS = {"ingest": 8001, "reviews": 8002, "ledger": 8003, "statements": 8004}
+MIN_SECRET_BYTES = 32
+
+
+class ConfigurationError(RuntimeError):
+    """The environment does not describe a runnable system."""
+
+
+class Settings(BaseSettings):
+    """`SLAPAY_BUS`: `sqlite` (embedded log under the data dir), `kafka://host:port[,...]`,
+    or an SQLAlchemy URL of a database that holds the SQL log.
+    `SLAPAY_DATABASE_URL`: the service's database; default SQLite under the data dir."""
+
+    model_config = SettingsConfigDict(env_prefix="SLAPAY_", extra="ignore")
+
+    bus: str = "sqlite"
+    database_url: str | None = None
+    data_dir: Path = Path(".slapay")
+    auth_secret: SecretStr | None = None
+    demo: bool = True
+    host: str = "127.0.0.1"
+    kafka_partitions: int = 3
+    consumer_session_timeout_ms: int = 10_000
+    log_poll_interval_s: float = 0.05
+    publish_timeout_s: float = 10.0
+    provisional_debounce_s: float = 1.0
+
+    @property
+    def embedded(self) -> bool:
+        return not self.bus.startswith("kafka://")
+
+    def database_url_for(self, service: str) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir.resolve() / (service + '.db')}"
+
+    def bus_log_url(self) -> str:
+        if self.bus == "sqlite":
+            return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'bus.db'}"
+        return self.bus
+
+    def kafka_bootstrap(self) -> str:
+        return self.bus.removeprefix("kafka://")
+
+    def secret(self) -> str:
+        """The JWT secret: from the environment, else (embedded only) kept in the data dir."""
+        if self.auth_secret is not None:
+            value = self.auth_secret.get_secret_value()
+            if len(value.encode()) < MIN_SECRET_BYTES:
+                raise ConfigurationError(
+                    f"SLAPAY_AUTH_SECRET must be at least {MIN_SECRET_BYTES} bytes"
+                )
+            return value
+        if not self.embedded:
+            raise ConfigurationError("SLAPAY_AUTH_SECRET is required in distributed mode")
+        return self._data_dir_secret()
+
+    def _data_dir_secret(self) -> str:
+        path = self.data_dir / "auth_secret"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(48)
+        path.touch(mode=0o600)
+        path.write_text(value)
+        return value

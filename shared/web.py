@@ -1,0 +1,119 @@
+"""The FastAPI edge every service shares: problem+json errors, auth, health endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared import jsonutil
+from shared.auth import InvalidToken, Principal, verify_token
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(Exception):
+    """An RFC 9457 problem: raise it from a route, it becomes the response."""
+
+    def __init__(
+        self, status: int, title: str, detail: str = "", headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status, self.title, self.detail = status, title, detail
+        self.headers, self.extra = headers or {}, extra
+
+
+def problem_response(
+    status: int, title: str, detail: str = "", headers: dict[str, str] | None = None, **extra: Any
+) -> Response:
+    body = {"type": "about:blank", "title": title, "status": status, **extra}
+    if detail:
+        body["detail"] = detail
+    return Response(jsonutil.dumps(body), status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def validation_errors(errors: Iterable[Any]) -> list[dict[str, Any]]:
+    """Pydantic errors as JSON-safe `{loc, msg, type}` items."""
+    return [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+        for e in errors
+    ]
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def on_problem(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Problem)
+        return problem_response(exc.status, exc.title, exc.detail, exc.headers, **exc.extra)
+
+    async def on_http(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        return problem_response(exc.status_code, str(exc.detail), headers=exc.headers)
+
+    async def on_validation(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = validation_errors(exc.errors())
+        if any(e["type"] == "json_invalid" for e in errors):
+            return problem_response(400, "Malformed JSON", errors=errors)
+        return problem_response(422, "Invalid request", errors=errors)
+
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(RequestValidationError, on_validation)
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None:
+        raise Problem(401, "Authentication required", headers={"WWW-Authenticate": "Bearer"})
+    try:
+        return verify_token(request.app.state.auth_secret, credentials.credentials)
+    except InvalidToken as exc:
+        raise Problem(
+            401, "Invalid token", str(exc), headers={"WWW-Authenticate": "Bearer"}
+        ) from exc
+
+
+def require(*roles: str) -> Callable[..., Principal]:
+    """A dependency admitting only the given roles (403 for the others)."""
+
+    def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        if principal.role not in roles:
+            raise Problem(403, "Forbidden", f"role {principal.role!r} may not do this")
+        return principal
+
+    return dependency
+
+
+def ensure_visible(principal: Principal, contract_id: str) -> None:
+    """A contract the token does not list does not exist for it (404, not 403)."""
+    if not principal.may_see(contract_id):
+        raise Problem(404, "Not found", f"no contract {contract_id!r}")
+
+
+def add_health_routes(app: FastAPI, ready_checks: Callable[[], Iterable[Awaitable[None]]]) -> None:
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> Response:
+        failures = []
+        for check in ready_checks():
+            try:
+                await check
+            except Exception as exc:  # any failure of a dependency means "not ready"
+                failures.append(f"{type(exc).__name__}: {exc}"[:300])
+        if failures:
+            return problem_response(503, "Not ready", "; ".join(failures), {"Retry-After": "5"})
+        return JSONResponse({"status": "ready"})
