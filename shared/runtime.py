@@ -51,18 +51,20 @@ def build_app(
     metadata: MetaData,
     routers: Sequence[APIRouter],
     workers: Sequence[Worker] = (),
+    bus: Bus | None = None,
 ) -> FastAPI:
+    """A service app; `bus` replaces the one the settings name (tests pass a fake)."""
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         setup_tracing(service)
         secret = settings.secret()
         engine = db.create_engine(settings.database_url_for(service))
-        bus = create_bus(settings)
+        active_bus = bus or create_bus(settings)
         tasks: list[asyncio.Task[None]] = []
         try:
             await db.create_schema(engine, metadata)
-            await bus.start()
-            runtime = Runtime(service, settings, engine, bus, secret)
+            await active_bus.start()
+            runtime = Runtime(service, settings, engine, active_bus, secret)
             app.state.runtime, app.state.auth_secret = runtime, secret
             tasks = [asyncio.create_task(worker(runtime), name=worker.__name__) for worker in workers]
             yield
@@ -72,7 +74,7 @@ def build_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await bus.stop()
+            await active_bus.stop()
             await engine.dispose()
 
     app = FastAPI(title=f"slapay {service}", version="0.1.0", lifespan=lifespan)

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from shared.consuming import run_consumer
 from shared.events import TOPIC_CONTRACTS, TOPIC_MEASUREMENTS
+from shared.bus import Bus
 from shared.runtime import Runtime, build_app
 from shared.settings import Settings
 
@@ -19,8 +20,7 @@ async def fold_loop(runtime: Runtime) -> None:
     await run_consumer(runtime.bus, consumer, lambda events: apply_events(runtime.engine, events))
 
 
-def bootstrap(settings: Settings | None = None) -> FastAPI:
+def bootstrap(settings: Settings | None = None, bus: Bus | None = None) -> FastAPI:
     return build_app(
         "ledger", settings or Settings(), store.metadata, [api.router],
-        workers=[fold_loop, provisional_loop],
-    )
+        workers=[fold_loop, provisional_loop], bus=bus)

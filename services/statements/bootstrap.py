@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from shared.consuming import run_consumer
 from shared.events import TOPIC_JOURNAL
+from shared.bus import Bus
 from shared.runtime import Runtime, build_app
 from shared.settings import Settings
 
@@ -18,7 +19,6 @@ async def journal_loop(runtime: Runtime) -> None:
     await run_consumer(runtime.bus, consumer, lambda events: apply_events(runtime.engine, events))
 
 
-def bootstrap(settings: Settings | None = None) -> FastAPI:
+def bootstrap(settings: Settings | None = None, bus: Bus | None = None) -> FastAPI:
     return build_app(
-        "statements", settings or Settings(), store.metadata, [api.router], workers=[journal_loop]
-    )
+        "statements", settings or Settings(), store.metadata, [api.router], workers=[journal_loop], bus=bus)
