@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -47,8 +48,16 @@ def serve(
 def run() -> None:
     """Start all four services in embedded mode; Ctrl-C stops them."""
     settings = Settings()
+    busy = [name for name in SERVICES if _port_taken(settings.host, DEFAULT_PORTS[name])]
+    if busy:
+        ports = ", ".join(f"{DEFAULT_PORTS[n]} ({n})" for n in busy)
+        typer.echo(f"slapay: port(s) {ports} already in use on {settings.host}; "
+                   "is another slapay running?", err=True)
+        raise typer.Exit(1)
     fresh = not (settings.data_dir / "bus.db").exists() and settings.embedded
     secret = settings.secret()
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     children = [
         subprocess.Popen([sys.executable, "-m", "services.cli", "serve", name])
         for name in SERVICES
@@ -73,6 +82,15 @@ def run() -> None:
         typer.echo("stopping...")
     finally:
         _stop(children)
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _port_taken(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex((host, port)) == 0
 
 
 def _wait_healthy(urls: dict[str, str], children: list[subprocess.Popen[bytes]]) -> None:

@@ -14,7 +14,7 @@ from shared.events import StatementProvisional, make_event
 from shared.payment import Observation, compute_statement
 from shared.publishing import publish_events
 from shared.runtime import Runtime
-from shared.terms import Terms, terms_in_force
+from shared.terms import Terms, terms_in_force, version_in_force
 
 from services.ledger import store
 
@@ -55,7 +55,7 @@ async def provisional_statement(runtime: Runtime, contract_id: str, period: str)
     terms = terms_in_force(terms_list, period)
     if terms is None:
         return None
-    version = terms_list.index(terms) + 1
+    version = version_in_force(terms_list, period) or 1
     rows = await store.period_measurements(runtime.engine, contract_id, period)
     observations = [Observation(r.event_id, r.kpi, r.value, r.occurred_at) for r in rows]
     statement = compute_statement(terms, period, observations, [], terms_version=version)

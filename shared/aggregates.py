@@ -1,0 +1,126 @@
+"""KPI aggregations, and the incremental per-(period, KPI) state that folds measurements.
+
+There is one implementation of each aggregation (DESIGN.md payment formula step 1): the
+ledger folds measurements batch by batch into a `KpiState`, and `compute_statement` builds
+the same state from the whole period, so both reach the very same value.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import math
+import re
+from collections.abc import Iterable
+from decimal import Decimal
+from fractions import Fraction
+
+SIMPLE_AGGREGATIONS = frozenset({"mean", "min", "max", "sum", "count", "share_within"})
+_PERCENTILE = re.compile(r"^p((?:[1-9]\d?|0)(?:\.\d*[1-9])?)$")
+
+
+def percentile_of(aggregation: str) -> Decimal | None:
+    """The NN of a `pNN` aggregation ("p99.9" gives 99.9), or None for any other name."""
+    match = _PERCENTILE.match(aggregation)
+    if match is None:
+        return None
+    percent = Decimal(match.group(1))
+    return percent if 0 < percent < 100 else None
+
+
+def check_aggregation(aggregation: str) -> str:
+    """Return the name if it is a known aggregation, else raise `ValueError`."""
+    if aggregation in SIMPLE_AGGREGATIONS or percentile_of(aggregation) is not None:
+        return aggregation
+    raise ValueError(
+        f"unknown aggregation {aggregation!r}: use mean, min, max, sum, count, share_within"
+        " or pNN with 0 < NN < 100 (p95, p99.9)"
+    )
+
+
+def nearest_rank(percent: Decimal, count: int) -> int:
+    """The 1-based nearest rank ⌈percent/100 · count⌉, computed exactly (p99.9 of 1000 is 999)."""
+    return max(1, math.ceil(Fraction(percent) * count / 100))
+
+
+def events_digest(event_ids: Iterable[str]) -> str:
+    """`"sha256:" + hex(sha256("\\n".join(sorted(event_ids))))`, as DESIGN.md pins it."""
+    joined = "\n".join(sorted(event_ids))
+    return "sha256:" + hashlib.sha256(joined.encode()).hexdigest()
+
+
+class KpiState:
+    """The measurements of one KPI in one period, folded one at a time.
+
+    `add` is idempotent per event id: the first value seen for an id counts, a repeat
+    changes nothing. Values are kept sorted so percentiles and shares are exact, and the
+    sum is kept as an exact fraction so the mean does not depend on the order of arrival.
+    """
+
+    __slots__ = ("_exact_sum", "_sorted", "_values")
+
+    def __init__(self) -> None:
+        self._values: dict[str, float] = {}
+        self._sorted: list[float] = []
+        self._exact_sum = Fraction(0)
+
+    @classmethod
+    def from_items(cls, items: Iterable[tuple[str, float]]) -> KpiState:
+        """A state holding these (event_id, value) pairs, e.g. reloaded from storage."""
+        state = cls()
+        for event_id, value in items:
+            state.add(event_id, value)
+        return state
+
+    def add(self, event_id: str, value: float) -> bool:
+        """Fold one measurement in; False if this event id was already counted."""
+        if event_id in self._values:
+            return False
+        if not math.isfinite(value):
+            raise ValueError(f"measurement {event_id} has a non-finite value {value!r}")
+        value = float(value)
+        self._values[event_id] = value
+        bisect.insort(self._sorted, value)
+        self._exact_sum += Fraction(value)
+        return True
+
+    def items(self) -> tuple[tuple[str, float], ...]:
+        """Every counted (event_id, value) pair, ordered by event id."""
+        return tuple(sorted(self._values.items()))
+
+    @property
+    def count(self) -> int:
+        return len(self._sorted)
+
+    @property
+    def event_ids(self) -> frozenset[str]:
+        return frozenset(self._values)
+
+    def digest(self) -> str:
+        """The `events_digest` of the measurements counted."""
+        return events_digest(self._values)
+
+    def value(self, aggregation: str, threshold: float | None = None) -> float | None:
+        """The KPI value under `aggregation`, or None when there are no measurements."""
+        values = self._sorted
+        count = len(values)
+        if count == 0:
+            return None
+        if aggregation == "mean":
+            return float(self._exact_sum / count)
+        if aggregation == "sum":
+            return float(self._exact_sum)
+        if aggregation == "count":
+            return float(count)
+        if aggregation == "min":
+            return values[0]
+        if aggregation == "max":
+            return values[-1]
+        if aggregation == "share_within":
+            if threshold is None:
+                raise ValueError("share_within needs a threshold")
+            return float(Fraction(bisect.bisect_right(values, threshold), count))
+        percent = percentile_of(aggregation)
+        if percent is None:
+            raise ValueError(f"unknown aggregation {aggregation!r}")
+        return values[nearest_rank(percent, count) - 1]
