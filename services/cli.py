@@ -17,7 +17,9 @@ import typer
 from shared.auth import ROLES, issue_token
 from shared.settings import DEFAULT_PORTS, SERVICES, ConfigurationError, Settings
 
-app = typer.Typer(help="slapay: payment that follows service levels and reviews.", no_args_is_help=True)
+app = typer.Typer(
+    help="slapay: payment that follows service levels and reviews.", no_args_is_help=True
+)
 token_app = typer.Typer(help="Tokens for the HTTP API.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 
@@ -40,8 +42,12 @@ def serve(
         typer.echo(f"slapay: {exc}", err=True)
         raise typer.Exit(2) from exc
     application = import_module(f"services.{service}.bootstrap").bootstrap(settings)
-    uvicorn.run(application, host=host or settings.host, port=port or DEFAULT_PORTS[service],
-                log_level=os.environ.get("SLAPAY_LOG_LEVEL", "warning"))
+    uvicorn.run(
+        application,
+        host=host or settings.host,
+        port=port or DEFAULT_PORTS[service],
+        log_level=os.environ.get("SLAPAY_LOG_LEVEL", "warning"),
+    )
 
 
 @app.command()
@@ -51,16 +57,18 @@ def run() -> None:
     busy = [name for name in SERVICES if _port_taken(settings.host, DEFAULT_PORTS[name])]
     if busy:
         ports = ", ".join(f"{DEFAULT_PORTS[n]} ({n})" for n in busy)
-        typer.echo(f"slapay: port(s) {ports} already in use on {settings.host}; "
-                   "is another slapay running?", err=True)
+        typer.echo(
+            f"slapay: port(s) {ports} already in use on {settings.host}; "
+            "is another slapay running?",
+            err=True,
+        )
         raise typer.Exit(1)
     fresh = not (settings.data_dir / "bus.db").exists() and settings.embedded
     secret = settings.secret()
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
     children = [
-        subprocess.Popen([sys.executable, "-m", "services.cli", "serve", name])
-        for name in SERVICES
+        subprocess.Popen([sys.executable, "-m", "services.cli", "serve", name]) for name in SERVICES
     ]
     try:
         urls = {name: f"http://{settings.host}:{DEFAULT_PORTS[name]}" for name in SERVICES}
@@ -71,8 +79,10 @@ def run() -> None:
         if fresh and settings.demo:
             typer.echo("Seeding the demo contract (a month of synthetic measurements)...")
             period = import_module("services.demo").seed_demo(urls["ledger"], urls["ingest"], admin)
-            typer.echo(f"  curl -H \"Authorization: Bearer $TOKEN\" "
-                       f"{urls['statements']}/v1/contracts/demo-hosting/statements/{period}")
+            typer.echo(
+                f'  curl -H "Authorization: Bearer $TOKEN" '
+                f"{urls['statements']}/v1/contracts/demo-hosting/statements/{period}"
+            )
         typer.echo("An admin token:  export TOKEN=$(.venv/bin/slapay token issue --role admin)")
         typer.echo("Press Ctrl-C to stop.")
         while all(child.poll() is None for child in children):
@@ -124,7 +134,9 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
 @token_app.command("issue")
 def token_issue(
     role: Annotated[str, typer.Option(help=f"one of {', '.join(ROLES)}")],
-    contract: Annotated[list[str] | None, typer.Option(help="a contract the token may reach; repeat")] = None,
+    contract: Annotated[
+        list[str] | None, typer.Option(help="a contract the token may reach; repeat")
+    ] = None,
     ttl_days: Annotated[float, typer.Option(help="days until it expires")] = 30,
 ) -> None:
     """Print a signed token (secret from SLAPAY_AUTH_SECRET or the data dir)."""

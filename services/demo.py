@@ -22,21 +22,50 @@ def previous_month(now: datetime) -> tuple[str, datetime, datetime]:
 
 def demo_terms(period: str) -> dict[str, Any]:
     return {
-        "contract_id": DEMO_CONTRACT, "provider": "Hosting Co", "customer": "Acme GmbH",
-        "currency": "EUR", "base_fee": "10000.00", "effective_from": period,
+        "contract_id": DEMO_CONTRACT,
+        "provider": "Hosting Co",
+        "customer": "Acme GmbH",
+        "currency": "EUR",
+        "base_fee": "10000.00",
+        "effective_from": period,
         "kpis": [
-            {"name": "availability", "aggregation": "mean", "objective": ">=", "target": 0.999,
-             "credits": [{"breach": 0.999, "percent": 10}, {"breach": 0.99, "percent": 25},
-                         {"breach": 0.95, "percent": 50}]},
-            {"name": "latency_ms", "aggregation": "p95", "objective": "<=", "target": 300,
-             "credits": [{"breach": 300, "percent": 5}, {"breach": 1000, "percent": 15}]},
-            {"name": "resolution_hours", "aggregation": "share_within", "threshold": 24,
-             "objective": ">=", "target": 0.9,
-             "credits": [{"breach": 0.9, "percent": 5}, {"breach": 0.75, "percent": 10}]},
+            {
+                "name": "availability",
+                "aggregation": "mean",
+                "objective": ">=",
+                "target": 0.999,
+                "credits": [
+                    {"breach": 0.999, "percent": 10},
+                    {"breach": 0.99, "percent": 25},
+                    {"breach": 0.95, "percent": 50},
+                ],
+            },
+            {
+                "name": "latency_ms",
+                "aggregation": "p95",
+                "objective": "<=",
+                "target": 300,
+                "credits": [{"breach": 300, "percent": 5}, {"breach": 1000, "percent": 15}],
+            },
+            {
+                "name": "resolution_hours",
+                "aggregation": "share_within",
+                "threshold": 24,
+                "objective": ">=",
+                "target": 0.9,
+                "credits": [{"breach": 0.9, "percent": 5}, {"breach": 0.75, "percent": 10}],
+            },
         ],
-        "reviews": {"min_reviews": 3, "neutral": 3.0, "max_bonus_percent": 5,
-                    "max_penalty_percent": 5, "trim_percent": 0, "bonus_requires_sla_met": True},
-        "max_credit_percent": 50, "grace_days": 3,
+        "reviews": {
+            "min_reviews": 3,
+            "neutral": 3.0,
+            "max_bonus_percent": 5,
+            "max_penalty_percent": 5,
+            "trim_percent": 0,
+            "bonus_requires_sla_met": True,
+        },
+        "max_credit_percent": 50,
+        "grace_days": 3,
     }
 
 
@@ -60,11 +89,19 @@ def demo_measurements(start: datetime, end: datetime, seed: int = 7) -> list[dic
 
 
 def _item(mid: str, kpi: str, value: float, at: str, probe: str) -> dict[str, Any]:
-    return {"measurement_id": mid, "contract_id": DEMO_CONTRACT, "kpi": kpi, "value": value,
-            "observed_at": at, "labels": {"probe": probe}}
+    return {
+        "measurement_id": mid,
+        "contract_id": DEMO_CONTRACT,
+        "kpi": kpi,
+        "value": value,
+        "observed_at": at,
+        "labels": {"probe": probe},
+    }
 
 
-def seed_demo(ledger_url: str, ingest_url: str, admin_token: str, now: datetime | None = None) -> str:
+def seed_demo(
+    ledger_url: str, ingest_url: str, admin_token: str, now: datetime | None = None
+) -> str:
     """Create the demo contract and post its month of data; return the period."""
     period, start, end = previous_month(now or datetime.now(UTC))
     headers = {"Authorization": f"Bearer {admin_token}"}
@@ -74,7 +111,9 @@ def seed_demo(ledger_url: str, ingest_url: str, admin_token: str, now: datetime 
             raise RuntimeError(f"demo contract: {created.status_code} {created.text}")
         items = demo_measurements(start, end)
         for i in range(0, len(items), BATCH):
-            posted = client.post(f"{ingest_url}/v1/measurements", json={"measurements": items[i:i + BATCH]})
+            posted = client.post(
+                f"{ingest_url}/v1/measurements", json={"measurements": items[i : i + BATCH]}
+            )
             if posted.status_code != 202:
                 raise RuntimeError(f"demo measurements: {posted.status_code} {posted.text}")
     return period

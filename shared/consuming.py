@@ -7,6 +7,7 @@ before it is applied; a record that cannot be parsed goes to `slapay.deadletter`
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ async def run_consumer(
             if not records:
                 continue
             decoded = decode(records)
-            await _retrying(lambda d=decoded: _apply(bus, handler, d), max_backoff_s)
+            await _retrying(functools.partial(_apply, bus, handler, decoded), max_backoff_s)
             await _retrying(consumer.commit, max_backoff_s)
     finally:
         await consumer.stop()

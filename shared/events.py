@@ -202,7 +202,9 @@ def make_event(
     """Wrap a payload in an envelope; a producer-supplied id makes the event id deterministic."""
     now = recorded_at or utcnow()
     event_id = (
-        deterministic_event_id(contract_id, producer_id) if producer_id is not None else uuid.uuid4()
+        deterministic_event_id(contract_id, producer_id)
+        if producer_id is not None
+        else uuid.uuid4()
     )
     return Envelope(
         event_id=event_id,

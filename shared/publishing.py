@@ -35,7 +35,9 @@ async def publish_deadletters(bus: Bus, failures: Iterable[tuple[str, str, bytes
     messages = [
         Message(
             key=key,
-            value=jsonutil.dumps({"topic": topic, "reason": reason, "value": value.decode("utf-8", "replace")}),
+            value=jsonutil.dumps(
+                {"topic": topic, "reason": reason, "value": value.decode("utf-8", "replace")}
+            ),
             headers={"type": "deadletter", "source-topic": topic},
         )
         for topic, key, value, reason in failures

@@ -54,6 +54,7 @@ def build_app(
     bus: Bus | None = None,
 ) -> FastAPI:
     """A service app; `bus` replaces the one the settings name (tests pass a fake)."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         setup_tracing(service)
@@ -66,7 +67,9 @@ def build_app(
             await active_bus.start()
             runtime = Runtime(service, settings, engine, active_bus, secret)
             app.state.runtime, app.state.auth_secret = runtime, secret
-            tasks = [asyncio.create_task(worker(runtime), name=worker.__name__) for worker in workers]
+            tasks = [
+                asyncio.create_task(worker(runtime), name=worker.__name__) for worker in workers
+            ]
             yield
         finally:
             for task in tasks:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -67,11 +68,18 @@ class Settings(BaseSettings):
         return self._data_dir_secret()
 
     def _data_dir_secret(self) -> str:
+        """Created once, atomically, readable by its owner only; concurrent callers agree."""
         path = self.data_dir / "auth_secret"
-        if path.exists():
-            return path.read_text().strip()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        value = secrets.token_urlsafe(48)
-        path.touch(mode=0o600)
-        path.write_text(value)
-        return value
+        if not path.exists():
+            staged = path.with_name(f".auth_secret.{secrets.token_hex(8)}")
+            descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+            try:
+                os.link(staged, path)  # fails if another process won the race
+            except FileExistsError:
+                pass
+            finally:
+                staged.unlink()
+        return path.read_text().strip()

@@ -10,7 +10,9 @@ from opentelemetry.sdk.trace import TracerProvider
 def setup_tracing(service: str) -> None:
     """Install the SDK provider once; exporters are configured by the standard OTEL_* env."""
     if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        trace.set_tracer_provider(TracerProvider(resource=Resource.create({"service.name": service})))
+        trace.set_tracer_provider(
+            TracerProvider(resource=Resource.create({"service.name": service}))
+        )
 
 
 def tracer(name: str) -> trace.Tracer:

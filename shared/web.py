@@ -9,6 +9,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import jsonutil
@@ -21,7 +22,11 @@ class Problem(Exception):
     """An RFC 9457 problem: raise it from a route, it becomes the response."""
 
     def __init__(
-        self, status: int, title: str, detail: str = "", headers: dict[str, str] | None = None,
+        self,
+        status: int,
+        title: str,
+        detail: str = "",
+        headers: dict[str, str] | None = None,
         **extra: Any,
     ) -> None:
         super().__init__(detail or title)
@@ -41,9 +46,32 @@ def problem_response(
 def validation_errors(errors: Iterable[Any]) -> list[dict[str, Any]]:
     """Pydantic errors as JSON-safe `{loc, msg, type}` items."""
     return [
-        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+        {
+            "loc": list(e.get("loc", ())),
+            "msg": str(e.get("msg", "")),
+            "type": str(e.get("type", "")),
+        }
         for e in errors
     ]
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's JSON Schema with its `$defs` inlined, for a hand-declared request body."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(definitions[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -53,7 +81,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_http(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        return problem_response(exc.status_code, str(exc.detail), headers=exc.headers)
+        return problem_response(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
 
     async def on_validation(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

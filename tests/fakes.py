@@ -30,7 +30,8 @@ class InMemoryBus:
             raise BusUnavailable("fake bus is down")
         log = self.topics[topic]
         log.extend(
-            Record(topic, 0, len(log) + i, m.key, m.value, dict(m.headers)) for i, m in enumerate(messages)
+            Record(topic, 0, len(log) + i, m.key, m.value, dict(m.headers))
+            for i, m in enumerate(messages)
         )
 
     def consumer(self, topics: Sequence[str], group: str) -> InMemoryConsumer:
@@ -54,7 +55,7 @@ class InMemoryConsumer:
     async def fetch(self, max_records: int = 5000, timeout_s: float = 0.5) -> list[Record]:
         out: list[Record] = []
         for topic in self.topics:
-            new = self.bus.topics[topic][self.positions[topic]:][: max_records - len(out)]
+            new = self.bus.topics[topic][self.positions[topic] :][: max_records - len(out)]
             self.positions[topic] += len(new)
             out.extend(new)
         return out

@@ -38,7 +38,10 @@ def free_port() -> int:
 def _wait_port(port: int, timeout: float = 15.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", port), timeout=0.5),
+        ):
             return True
         time.sleep(0.05)
     return False
@@ -56,7 +59,8 @@ def tansu_broker() -> Iterator[str]:
     url = f"tcp://127.0.0.1:{port}"
     process = subprocess.Popen(
         [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         if not _wait_port(port):
@@ -98,8 +102,9 @@ def _postgres_reachable(url: str) -> bool:
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
-    with contextlib.suppress(OSError), socket.create_connection(
-        (parsed.host or "127.0.0.1", parsed.port or 5432), timeout=1
+    with (
+        contextlib.suppress(OSError),
+        socket.create_connection((parsed.host or "127.0.0.1", parsed.port or 5432), timeout=1),
     ):
         return True
     return False
@@ -121,7 +126,10 @@ async def create_database(admin_url: str) -> tuple[str, str]:
     name = f"slapay_test_{uuid.uuid4().hex[:12]}"
     parsed = make_url(admin_url)
     conn = await asyncpg.connect(
-        host=parsed.host, port=parsed.port, user=parsed.username, password=parsed.password,
+        host=parsed.host,
+        port=parsed.port,
+        user=parsed.username,
+        password=parsed.password,
         database=parsed.database,
     )
     try:
@@ -138,7 +146,10 @@ async def drop_database(admin_url: str, name: str) -> None:
 
     parsed = make_url(admin_url)
     conn = await asyncpg.connect(
-        host=parsed.host, port=parsed.port, user=parsed.username, password=parsed.password,
+        host=parsed.host,
+        port=parsed.port,
+        user=parsed.username,
+        password=parsed.password,
         database=parsed.database,
     )
     try:

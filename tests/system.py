@@ -20,8 +20,12 @@ SECRET = "test-secret-" + "x" * 40
 
 def make_settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "auth_secret": SECRET, "provisional_debounce_s": 0.1, "consumer_session_timeout_ms": 1000,
-        "log_poll_interval_s": 0.02, "demo": False, "kafka_partitions": 3,
+        "auth_secret": SECRET,
+        "provisional_debounce_s": 0.1,
+        "consumer_session_timeout_ms": 1000,
+        "log_poll_interval_s": 0.02,
+        "demo": False,
+        "kafka_partitions": 3,
     }
     return Settings(**{**values, **overrides})
 
@@ -50,7 +54,9 @@ class System:
 
 @contextlib.asynccontextmanager
 async def running_system(settings: Settings) -> AsyncIterator[System]:
-    apps = {name: import_module(f"services.{name}.bootstrap").bootstrap(settings) for name in SERVICES}
+    apps = {
+        name: import_module(f"services.{name}.bootstrap").bootstrap(settings) for name in SERVICES
+    }
     async with contextlib.AsyncExitStack() as stack:
         clients = {}
         for name, app in apps.items():

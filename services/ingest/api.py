@@ -8,13 +8,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from services.ingest.handlers import accept_batch
+from services.ingest.measurements import Accepted, MeasurementBatch
 from shared.auth import Principal
 from shared.bus import BusUnavailable
 from shared.runtime import RuntimeDep
-from shared.web import Problem, ensure_visible, problem_response, require, validation_errors
-
-from services.ingest.handlers import accept_batch
-from services.ingest.measurements import Accepted, MeasurementBatch
+from shared.web import Problem, ensure_visible, inline_schema, require, validation_errors
 
 router = APIRouter(prefix="/v1", tags=["measurements"])
 Writer = Annotated[Principal, Depends(require("agent", "admin"))]
@@ -27,11 +26,13 @@ Writer = Annotated[Principal, Depends(require("agent", "admin"))]
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": MeasurementBatch.model_json_schema()}},
+            "content": {"application/json": {"schema": inline_schema(MeasurementBatch)}},
         }
     },
 )
-async def post_measurements(request: Request, runtime: RuntimeDep, principal: Writer) -> JSONResponse:
+async def post_measurements(
+    request: Request, runtime: RuntimeDep, principal: Writer
+) -> JSONResponse:
     """Validate the whole batch first; any bad item → 422 naming every bad index."""
     body = await request.body()
     try:
@@ -39,16 +40,23 @@ async def post_measurements(request: Request, runtime: RuntimeDep, principal: Wr
     except ValidationError as exc:
         errors = validation_errors(exc.errors())
         if any(e["type"] == "json_invalid" for e in errors):
-            return problem_response(400, "Malformed JSON", errors=errors)  # type: ignore[return-value]
-        bad = sorted({e["loc"][1] for e in errors if len(e["loc"]) > 1 and e["loc"][0] == "measurements"})
-        return problem_response(  # type: ignore[return-value]
-            422, "Invalid measurements", f"{len(bad)} invalid item(s); nothing was published",
-            invalid_items=bad, errors=errors,
+            raise Problem(400, "Malformed JSON", errors=errors) from exc
+        bad = sorted(
+            {e["loc"][1] for e in errors if len(e["loc"]) > 1 and e["loc"][0] == "measurements"}
         )
+        raise Problem(
+            422,
+            "Invalid measurements",
+            f"{len(bad)} invalid item(s); nothing was published",
+            invalid_items=bad,
+            errors=errors,
+        ) from exc
     for contract_id in {m.contract_id for m in batch.measurements}:
         ensure_visible(principal, contract_id)
     try:
-        accepted = await accept_batch(runtime.engine, runtime.bus, batch, f"agent:{principal.subject}")
+        accepted = await accept_batch(
+            runtime.engine, runtime.bus, batch, f"agent:{principal.subject}"
+        )
     except BusUnavailable as exc:
         raise Problem(503, "Bus unavailable", str(exc), headers={"Retry-After": "5"}) from exc
     return JSONResponse(accepted.model_dump(), status_code=202)

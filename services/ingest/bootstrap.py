@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.ingest import api, store
 from shared.bus import Bus
 from shared.runtime import build_app
 from shared.settings import Settings
-
-from services.ingest import api, store
 
 
 def bootstrap(settings: Settings | None = None, bus: Bus | None = None) -> FastAPI:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from shared.bus import Bus, Message
-from shared.events import TOPIC_MEASUREMENTS, MeasurementRecorded, utcnow
-from shared.telemetry import inject_headers, tracer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ingest import store
 from services.ingest.measurements import Accepted, MeasurementBatch, event_id_of, event_json
+from shared.bus import Bus, Message
+from shared.events import TOPIC_MEASUREMENTS, MeasurementRecorded, utcnow
+from shared.telemetry import inject_headers, tracer
 
 
-async def accept_batch(engine: AsyncEngine, bus: Bus, batch: MeasurementBatch, source: str) -> Accepted:
+async def accept_batch(
+    engine: AsyncEngine, bus: Bus, batch: MeasurementBatch, source: str
+) -> Accepted:
     """Reply only after the bus acknowledged every new event (raises `BusUnavailable`)."""
     fresh: dict[str, int] = {}
     for index, item in enumerate(batch.measurements):

@@ -7,14 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from services.ledger import contracts
 from shared.auth import READER_ROLES, Principal, Role, issue_token
 from shared.bus import BusUnavailable
 from shared.events import CONTRACT_ID_PATTERN
 from shared.runtime import RuntimeDep
 from shared.terms import Terms
 from shared.web import Problem, ensure_visible, require, validation_errors
-
-from services.ledger import contracts
 
 router = APIRouter(prefix="/v1")
 Admin = Annotated[Principal, Depends(require("admin"))]
@@ -35,7 +34,9 @@ class ContractView(BaseModel):
 class TokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: Role
-    contracts: list[Annotated[str, Field(pattern=CONTRACT_ID_PATTERN)]] = Field(default_factory=list)
+    contracts: list[Annotated[str, Field(pattern=CONTRACT_ID_PATTERN)]] = Field(
+        default_factory=list
+    )
     ttl_days: float = Field(default=30, gt=0, le=3650)
 
 
@@ -60,8 +61,12 @@ async def _agree(runtime: RuntimeDep, terms: Terms, principal: Principal, revisi
     except contracts.UnknownContract as exc:
         raise Problem(404, "Not found", f"no contract {exc}") from exc
     except contracts.RevisionNotLater as exc:
-        raise Problem(422, "Revision must start later",
-                      f"effective_from must be after {exc}", errors=[{"loc": ["effective_from"]}]) from exc
+        raise Problem(
+            422,
+            "Revision must start later",
+            f"effective_from must be after {exc}",
+            errors=[{"loc": ["effective_from"]}],
+        ) from exc
     except BusUnavailable as exc:
         raise Problem(503, "Bus unavailable", str(exc), headers={"Retry-After": "5"}) from exc
 
@@ -73,7 +78,9 @@ async def create_contract(document: TermsBody, runtime: RuntimeDep, principal: A
     return Created(contract_id=terms.contract_id, version=version)
 
 
-@router.put("/contracts/{contract_id}/terms", status_code=201, response_model=Created, tags=["contracts"])
+@router.put(
+    "/contracts/{contract_id}/terms", status_code=201, response_model=Created, tags=["contracts"]
+)
 async def revise_terms(
     contract_id: str, document: TermsBody, runtime: RuntimeDep, principal: Admin
 ) -> Created:
@@ -97,5 +104,3 @@ async def get_contract(contract_id: str, runtime: RuntimeDep, principal: Reader)
 async def create_token(request: TokenRequest, runtime: RuntimeDep, _: Admin) -> TokenIssued:
     token = issue_token(runtime.secret, request.role, request.contracts, request.ttl_days)
     return TokenIssued(token=token)
-
-

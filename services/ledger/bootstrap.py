@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from shared.consuming import run_consumer
-from shared.events import TOPIC_CONTRACTS, TOPIC_MEASUREMENTS
-from shared.bus import Bus
-from shared.runtime import Runtime, build_app
-from shared.settings import Settings
-
 from services.ledger import api, store
 from services.ledger.consumer import GROUP, apply_events
 from services.ledger.provisional import provisional_loop
+from shared.bus import Bus
+from shared.consuming import run_consumer
+from shared.events import TOPIC_CONTRACTS, TOPIC_MEASUREMENTS
+from shared.runtime import Runtime, build_app
+from shared.settings import Settings
 
 
 async def fold_loop(runtime: Runtime) -> None:
@@ -22,5 +21,10 @@ async def fold_loop(runtime: Runtime) -> None:
 
 def bootstrap(settings: Settings | None = None, bus: Bus | None = None) -> FastAPI:
     return build_app(
-        "ledger", settings or Settings(), store.metadata, [api.router],
-        workers=[fold_loop, provisional_loop], bus=bus)
+        "ledger",
+        settings or Settings(),
+        store.metadata,
+        [api.router],
+        workers=[fold_loop, provisional_loop],
+        bus=bus,
+    )

@@ -11,10 +11,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.ledger import store
 from shared.events import Envelope, MeasurementRecorded, TermsAgreed
 from shared.terms import period_of
-
-from services.ledger import store
 
 GROUP = "ledger"
 
@@ -40,7 +39,12 @@ async def apply_terms(conn: AsyncConnection, event: Envelope) -> set[tuple[str, 
     agreed = event.payload()
     assert isinstance(agreed, TermsAgreed)
     added = await store.add_terms(
-        conn, event.contract_id, agreed.version, agreed.terms, str(event.event_id), event.recorded_at
+        conn,
+        event.contract_id,
+        agreed.version,
+        agreed.terms,
+        str(event.event_id),
+        event.recorded_at,
     )
     return await store.periods_with_data(conn, event.contract_id) if added else None
 

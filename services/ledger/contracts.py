@@ -6,13 +6,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.ledger import store
+from services.ledger.consumer import apply_terms
 from shared.bus import Bus
 from shared.events import TermsAgreed, make_event
 from shared.publishing import publish_events
 from shared.terms import Terms
-
-from services.ledger import store
-from services.ledger.consumer import apply_terms
 
 
 class ContractExists(Exception):
@@ -45,7 +44,8 @@ async def agree(engine: AsyncEngine, bus: Bus, terms: Terms, source: str, *, rev
     document = terms.model_dump(mode="json")
     event = make_event(
         TermsAgreed(version=version, terms=document),
-        contract_id=terms.contract_id, source=source,
+        contract_id=terms.contract_id,
+        source=source,
     )
     await publish_events(bus, [event])
     async with engine.begin() as conn:

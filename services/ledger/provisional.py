@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from services.ledger import store
 from shared.events import StatementProvisional, make_event
 from shared.payment import Observation, compute_statement
 from shared.publishing import publish_events
 from shared.runtime import Runtime
 from shared.terms import Terms, terms_in_force, version_in_force
-
-from services.ledger import store
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,8 @@ async def publish_dirty(runtime: Runtime) -> int:
         if statement is not None:
             event = make_event(
                 StatementProvisional(statement=statement),
-                contract_id=contract_id, source="ledger",
+                contract_id=contract_id,
+                source="ledger",
             )
             await publish_events(runtime.bus, [event])
             published += 1

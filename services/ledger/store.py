@@ -87,19 +87,33 @@ def _insert(engine_or_conn: AsyncEngine | AsyncConnection) -> Any:
 
 
 async def add_terms(
-    conn: AsyncConnection, contract_id: str, version: int, terms: dict[str, Any], event_id: str,
+    conn: AsyncConnection,
+    contract_id: str,
+    version: int,
+    terms: dict[str, Any],
+    event_id: str,
     agreed_at: datetime,
 ) -> bool:
     """Record a version once; False if that version already exists."""
-    statement = _insert(conn)(contract_terms).values(
-        contract_id=contract_id, version=version, effective_from=terms["effective_from"],
-        terms=jsonutil.dumps(terms).decode(), event_id=event_id, agreed_at=agreed_at,
-    ).on_conflict_do_nothing()
+    statement = (
+        _insert(conn)(contract_terms)
+        .values(
+            contract_id=contract_id,
+            version=version,
+            effective_from=terms["effective_from"],
+            terms=jsonutil.dumps(terms).decode(),
+            event_id=event_id,
+            agreed_at=agreed_at,
+        )
+        .on_conflict_do_nothing()
+    )
     result = await conn.execute(statement)
     return bool(result.rowcount)
 
 
-async def terms_versions(conn: AsyncConnection, contract_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+async def terms_versions(
+    conn: AsyncConnection, contract_ids: Sequence[str]
+) -> dict[str, list[dict[str, Any]]]:
     """Every stored version of each contract, oldest first."""
     result = await conn.execute(
         select(contract_terms.c.contract_id, contract_terms.c.terms)
@@ -112,7 +126,9 @@ async def terms_versions(conn: AsyncConnection, contract_ids: Sequence[str]) -> 
     return found
 
 
-async def insert_new_measurements(conn: AsyncConnection, rows: Sequence[MeasurementRow]) -> list[MeasurementRow]:
+async def insert_new_measurements(
+    conn: AsyncConnection, rows: Sequence[MeasurementRow]
+) -> list[MeasurementRow]:
     """Insert, skipping event ids already applied; return only the rows that were new."""
     if not rows:
         return []
@@ -140,21 +156,28 @@ _UNNEST = text(
 )
 
 
-async def _insert_unnest(conn: AsyncConnection, rows: Sequence[MeasurementRow]) -> list[MeasurementRow]:
+async def _insert_unnest(
+    conn: AsyncConnection, rows: Sequence[MeasurementRow]
+) -> list[MeasurementRow]:
     """One statement per batch: array parameters keep Postgres near COPY speed."""
     result = await conn.execute(
         _UNNEST,
         {
-            "e": [r.event_id for r in rows], "c": [r.contract_id for r in rows],
-            "p": [r.period for r in rows], "k": [r.kpi for r in rows],
-            "v": [r.value for r in rows], "t": [r.occurred_at for r in rows],
+            "e": [r.event_id for r in rows],
+            "c": [r.contract_id for r in rows],
+            "p": [r.period for r in rows],
+            "k": [r.kpi for r in rows],
+            "v": [r.value for r in rows],
+            "t": [r.occurred_at for r in rows],
         },
     )
     inserted = {row[0] for row in result}
     return [r for r in rows if r.event_id in inserted]
 
 
-async def fold_aggregates(conn: AsyncConnection, new_rows: Sequence[MeasurementRow]) -> set[tuple[str, str]]:
+async def fold_aggregates(
+    conn: AsyncConnection, new_rows: Sequence[MeasurementRow]
+) -> set[tuple[str, str]]:
     """Add new measurements to the running per-(contract, period, KPI) aggregates."""
     groups: dict[tuple[str, str, str], list[float]] = {}
     for row in new_rows:
@@ -162,18 +185,33 @@ async def fold_aggregates(conn: AsyncConnection, new_rows: Sequence[MeasurementR
     if not groups:
         return set()
     values = [
-        {"contract_id": c, "period": p, "kpi": k, "count": len(v), "total": sum(v),
-         "minimum": min(v), "maximum": max(v)}
+        {
+            "contract_id": c,
+            "period": p,
+            "kpi": k,
+            "count": len(v),
+            "total": sum(v),
+            "minimum": min(v),
+            "maximum": max(v),
+        }
         for (c, p, k), v in sorted(groups.items())
     ]
-    least, greatest = (func.least, func.greatest) if conn.dialect.name == "postgresql" else (func.min, func.max)
+    least, greatest = (
+        (func.least, func.greatest) if conn.dialect.name == "postgresql" else (func.min, func.max)
+    )
     statement = _insert(conn)(kpi_aggregates).values(values)
     t, x = kpi_aggregates.c, statement.excluded
-    await conn.execute(statement.on_conflict_do_update(
-        index_elements=[t.contract_id, t.period, t.kpi],
-        set_={"count": t.count + x.count, "total": t.total + x.total,
-              "minimum": least(t.minimum, x.minimum), "maximum": greatest(t.maximum, x.maximum)},
-    ))
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[t.contract_id, t.period, t.kpi],
+            set_={
+                "count": t.count + x.count,
+                "total": t.total + x.total,
+                "minimum": least(t.minimum, x.minimum),
+                "maximum": greatest(t.maximum, x.maximum),
+            },
+        )
+    )
     return {(c, p) for c, p, _ in groups}
 
 
@@ -183,15 +221,19 @@ async def mark_dirty(conn: AsyncConnection, periods: set[tuple[str, str]]) -> No
     statement = _insert(conn)(dirty_periods).values(
         [{"contract_id": c, "period": p, "marks": 1} for c, p in sorted(periods)]
     )
-    await conn.execute(statement.on_conflict_do_update(
-        index_elements=[dirty_periods.c.contract_id, dirty_periods.c.period],
-        set_={"marks": dirty_periods.c.marks + 1},
-    ))
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[dirty_periods.c.contract_id, dirty_periods.c.period],
+            set_={"marks": dirty_periods.c.marks + 1},
+        )
+    )
 
 
 async def periods_with_data(conn: AsyncConnection, contract_id: str) -> set[tuple[str, str]]:
     result = await conn.execute(
-        select(kpi_aggregates.c.period).where(kpi_aggregates.c.contract_id == contract_id).distinct()
+        select(kpi_aggregates.c.period)
+        .where(kpi_aggregates.c.contract_id == contract_id)
+        .distinct()
     )
     return {(contract_id, row[0]) for row in result}
 
@@ -206,17 +248,22 @@ async def clear_dirty(engine: AsyncEngine, contract_id: str, period: str, marks:
     """Clear a mark unless the period changed again meanwhile."""
     d = dirty_periods.c
     async with engine.begin() as conn:
-        await conn.execute(delete(dirty_periods).where(
-            and_(d.contract_id == contract_id, d.period == period, d.marks == marks)
-        ))
+        await conn.execute(
+            delete(dirty_periods).where(
+                and_(d.contract_id == contract_id, d.period == period, d.marks == marks)
+            )
+        )
 
 
-async def period_measurements(engine: AsyncEngine, contract_id: str, period: str) -> list[MeasurementRow]:
+async def period_measurements(
+    engine: AsyncEngine, contract_id: str, period: str
+) -> list[MeasurementRow]:
     m = measurements.c
     async with engine.connect() as conn:
         result = await conn.execute(
-            select(m.event_id, m.contract_id, m.period, m.kpi, m.value, m.occurred_at)
-            .where(and_(m.contract_id == contract_id, m.period == period))
+            select(m.event_id, m.contract_id, m.period, m.kpi, m.value, m.occurred_at).where(
+                and_(m.contract_id == contract_id, m.period == period)
+            )
         )
         return [MeasurementRow(*row) for row in result]
 
@@ -228,4 +275,3 @@ async def aggregates(engine: AsyncEngine, contract_id: str, period: str) -> list
             select(kpi_aggregates).where(and_(a.contract_id == contract_id, a.period == period))
         )
         return [dict(row._mapping) for row in result]
-

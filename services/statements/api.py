@@ -7,12 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
+from services.statements import store
 from shared.auth import READER_ROLES, Principal
 from shared.events import Period
 from shared.runtime import RuntimeDep
 from shared.web import Problem, ensure_visible, require
-
-from services.statements import store
 
 router = APIRouter(prefix="/v1", tags=["statements"])
 Reader = Annotated[Principal, Depends(require(*READER_ROLES))]
@@ -26,7 +25,9 @@ class StatementSummary(BaseModel):
 
 
 @router.get("/contracts/{contract_id}/statements", response_model=list[StatementSummary])
-async def list_statements(contract_id: str, runtime: RuntimeDep, principal: Reader) -> list[StatementSummary]:
+async def list_statements(
+    contract_id: str, runtime: RuntimeDep, principal: Reader
+) -> list[StatementSummary]:
     ensure_visible(principal, contract_id)
     found = await store.list_statements(runtime.engine, contract_id)
     return [StatementSummary.model_validate(s, from_attributes=False) for s in found]

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from shared.consuming import run_consumer
-from shared.events import TOPIC_JOURNAL
-from shared.bus import Bus
-from shared.runtime import Runtime, build_app
-from shared.settings import Settings
-
 from services.statements import api, store
 from services.statements.consumer import GROUP, apply_events
+from shared.bus import Bus
+from shared.consuming import run_consumer
+from shared.events import TOPIC_JOURNAL
+from shared.runtime import Runtime, build_app
+from shared.settings import Settings
 
 
 async def journal_loop(runtime: Runtime) -> None:
@@ -21,4 +20,10 @@ async def journal_loop(runtime: Runtime) -> None:
 
 def bootstrap(settings: Settings | None = None, bus: Bus | None = None) -> FastAPI:
     return build_app(
-        "statements", settings or Settings(), store.metadata, [api.router], workers=[journal_loop], bus=bus)
+        "statements",
+        settings or Settings(),
+        store.metadata,
+        [api.router],
+        workers=[journal_loop],
+        bus=bus,
+    )

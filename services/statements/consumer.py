@@ -6,9 +6,8 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.events import Envelope, StatementFinalized, StatementProvisional
-
 from services.statements import store
+from shared.events import Envelope, StatementFinalized, StatementProvisional
 
 GROUP = "statements"
 SNAPSHOTS = {StatementProvisional.TYPE, StatementFinalized.TYPE}

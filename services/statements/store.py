@@ -30,29 +30,41 @@ async def put_statement(conn: AsyncConnection, statement: dict[str, Any], as_of:
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     s = statements.c
     row = insert(statements).values(
-        contract_id=statement["contract_id"], period=statement["period"],
-        status=statement["status"], body=jsonutil.dumps(statement).decode(), as_of=as_of,
+        contract_id=statement["contract_id"],
+        period=statement["period"],
+        status=statement["status"],
+        body=jsonutil.dumps(statement).decode(),
+        as_of=as_of,
     )
     newer = s.as_of < row.excluded.as_of
     if statement["status"] != "final":
         newer = and_(newer, s.status != "final")
-    await conn.execute(row.on_conflict_do_update(
-        index_elements=[s.contract_id, s.period],
-        set_={"status": row.excluded.status, "body": row.excluded.body, "as_of": row.excluded.as_of},
-        where=newer,
-    ))
+    await conn.execute(
+        row.on_conflict_do_update(
+            index_elements=[s.contract_id, s.period],
+            set_={
+                "status": row.excluded.status,
+                "body": row.excluded.body,
+                "as_of": row.excluded.as_of,
+            },
+            where=newer,
+        )
+    )
 
 
 async def list_statements(engine: AsyncEngine, contract_id: str) -> list[dict[str, Any]]:
     async with engine.connect() as conn:
         result = await conn.execute(
-            select(statements.c.body).where(statements.c.contract_id == contract_id)
+            select(statements.c.body)
+            .where(statements.c.contract_id == contract_id)
             .order_by(statements.c.period)
         )
         return [jsonutil.loads(row.body) for row in result]
 
 
-async def get_statement(engine: AsyncEngine, contract_id: str, period: str) -> dict[str, Any] | None:
+async def get_statement(
+    engine: AsyncEngine, contract_id: str, period: str
+) -> dict[str, Any] | None:
     s = statements.c
     async with engine.connect() as conn:
         result = await conn.execute(

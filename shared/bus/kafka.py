@@ -59,9 +59,14 @@ class KafkaBus:
         try:
             existing = set(await admin.list_topics())
             missing = [
-                NewTopic(t, num_partitions=self._partitions, replication_factor=1,
-                         topic_configs={"retention.ms": "-1"})
-                for t in self._topics if t not in existing
+                NewTopic(
+                    t,
+                    num_partitions=self._partitions,
+                    replication_factor=1,
+                    topic_configs={"retention.ms": "-1"},
+                )
+                for t in self._topics
+                if t not in existing
             ]
             if missing:
                 try:

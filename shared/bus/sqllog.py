@@ -32,14 +32,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared import db, jsonutil
-from shared.db import UtcDateTime
 from shared.bus import BusUnavailable, Message, Record
+from shared.db import UtcDateTime
 
 metadata = MetaData()
 log = Table(
     "bus_log",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("topic", String(200), nullable=False, index=True),
     Column("key", String(200), nullable=False),
     Column("headers", Text, nullable=False),
@@ -85,7 +87,12 @@ class SqlLogBus:
         if not messages:
             return
         rows = [
-            {"topic": topic, "key": m.key, "headers": jsonutil.dumps(m.headers).decode(), "value": m.value}
+            {
+                "topic": topic,
+                "key": m.key,
+                "headers": jsonutil.dumps(m.headers).decode(),
+                "value": m.value,
+            }
             for m in messages
         ]
         try:

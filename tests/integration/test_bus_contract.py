@@ -19,7 +19,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(params=["sqllog-sqlite", "sqllog-postgres", "kafka"])
-async def bus_and_topic(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Bus, str]]:
+async def bus_and_topic(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Bus, str]]:
     topic = f"contract-{uuid.uuid4().hex[:8]}"
     bus: Bus
     if request.param == "sqllog-sqlite":
@@ -30,8 +32,9 @@ async def bus_and_topic(request: pytest.FixtureRequest, tmp_path: Path) -> Async
         request.addfinalizer(lambda: asyncio.run(infra.drop_database(admin, name)))
         bus = SqlLogBus(url, poll_interval_s=0.02)
     else:
-        bus = KafkaBus(request.getfixturevalue("kafka"), partitions=3, session_timeout_ms=1000,
-                       topics=[topic])
+        bus = KafkaBus(
+            request.getfixturevalue("kafka"), partitions=3, session_timeout_ms=1000, topics=[topic]
+        )
     await bus.start()
     try:
         yield bus, topic
@@ -51,14 +54,16 @@ async def drain(consumer: Consumer, want: int, timeout_s: float = 15.0) -> list[
 
 
 def messages(n: int, keys: int = 5) -> list[Message]:
-    return [Message(key=f"k{i % keys}", value=f"{i}".encode(), headers={"type": "t"}) for i in range(n)]
+    return [
+        Message(key=f"k{i % keys}", value=f"{i}".encode(), headers={"type": "t"}) for i in range(n)
+    ]
 
 
 async def test_every_record_arrives_in_key_order(bus_and_topic: tuple[Bus, str]) -> None:
     bus, topic = bus_and_topic
     sent = messages(300)
     for start in range(0, 300, 50):
-        await bus.publish(topic, sent[start:start + 50])
+        await bus.publish(topic, sent[start : start + 50])
     consumer = bus.consumer([topic], "g-order")
     await consumer.start()
     try:
@@ -74,7 +79,9 @@ async def test_every_record_arrives_in_key_order(bus_and_topic: tuple[Bus, str])
     assert set(by_key) == {f"k{i}" for i in range(5)}
 
 
-async def test_a_consumer_that_dies_before_commit_is_redelivered(bus_and_topic: tuple[Bus, str]) -> None:
+async def test_a_consumer_that_dies_before_commit_is_redelivered(
+    bus_and_topic: tuple[Bus, str],
+) -> None:
     bus, topic = bus_and_topic
     await bus.publish(topic, messages(20))
     first = bus.consumer([topic], "g-crash")

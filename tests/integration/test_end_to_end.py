@@ -13,7 +13,7 @@ from services.demo import demo_terms
 from shared.bus import Message
 from shared.events import TOPIC_MEASUREMENTS
 from tests import infra
-from tests.system import System, eventually, running_system, make_settings
+from tests.system import System, eventually, make_settings, running_system
 
 pytestmark = pytest.mark.integration
 CONTRACT = "acme-2026"
@@ -30,8 +30,14 @@ async def system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     admin = request.getfixturevalue("postgres_admin")
     url, name = await infra.create_database(admin)
     try:
-        with infra.tansu_broker() if not infra.os.environ.get("SLAPAY_TEST_KAFKA") else infra.kafka_bootstrap() as bootstrap:
-            settings = make_settings(data_dir=tmp_path, bus=f"kafka://{bootstrap}", database_url=url)
+        with (
+            infra.tansu_broker()
+            if not infra.os.environ.get("SLAPAY_TEST_KAFKA")
+            else infra.kafka_bootstrap() as bootstrap
+        ):
+            settings = make_settings(
+                data_dir=tmp_path, bus=f"kafka://{bootstrap}", database_url=url
+            )
             async with running_system(settings) as running:
                 yield running
     finally:
@@ -45,16 +51,24 @@ def terms() -> dict[str, Any]:
 
 
 def batch(n: int, kpi: str = "availability", prefix: str = "m") -> dict[str, Any]:
-    return {"measurements": [
-        {"measurement_id": f"{prefix}-{i}", "contract_id": CONTRACT, "kpi": kpi,
-         "value": 1 if i % 100 else 0, "observed_at": f"2026-10-{1 + i % 28:02d}T12:{i % 60:02d}:00Z"}
-        for i in range(n)
-    ]}
+    return {
+        "measurements": [
+            {
+                "measurement_id": f"{prefix}-{i}",
+                "contract_id": CONTRACT,
+                "kpi": kpi,
+                "value": 1 if i % 100 else 0,
+                "observed_at": f"2026-10-{1 + i % 28:02d}T12:{i % 60:02d}:00Z",
+            }
+            for i in range(n)
+        ]
+    }
 
 
 async def statement_events(system: System, kpi: str = "availability") -> int:
     response = await system.statements.get(
-        f"/v1/contracts/{CONTRACT}/statements/{PERIOD}", headers=system.token("customer", [CONTRACT])
+        f"/v1/contracts/{CONTRACT}/statements/{PERIOD}",
+        headers=system.token("customer", [CONTRACT]),
     )
     if response.status_code != 200:
         return -1
@@ -82,18 +96,25 @@ async def test_measurements_reach_the_provisional_statement_once(system: System)
     await system.apps["ingest"].state.runtime.bus.publish(
         TOPIC_MEASUREMENTS, [Message(r.key, r.value, r.headers) for r in history]
     )
-    marker = await system.ingest.post("/v1/measurements", json=batch(1, prefix="marker"), headers=agent)
+    marker = await system.ingest.post(
+        "/v1/measurements", json=batch(1, prefix="marker"), headers=agent
+    )
     assert marker.json() == {"accepted": 1, "duplicates": 0}
     await eventually(lambda: statement_events(system), lambda n: n == 1001)
 
-    statement = (await system.statements.get(
-        f"/v1/contracts/{CONTRACT}/statements/{PERIOD}", headers=system.token("provider", [CONTRACT])
-    )).json()
+    statement = (
+        await system.statements.get(
+            f"/v1/contracts/{CONTRACT}/statements/{PERIOD}",
+            headers=system.token("provider", [CONTRACT]),
+        )
+    ).json()
     assert statement["status"] == "provisional"
     kinds = [line["kind"] for line in statement["lines"]]
     assert kinds[0] == "base_fee" and statement["lines"][0]["amount"] == "10000.00"
     availability = next(x for x in statement["lines"] if x.get("kpi") == "availability")
-    assert availability["derivation"]["value"] == pytest.approx(990 / 1001)  # 10 + 1 (the marker) zeros
+    assert availability["derivation"]["value"] == pytest.approx(
+        990 / 1001
+    )  # 10 + 1 (the marker) zeros
     listed = await system.statements.get(
         f"/v1/contracts/{CONTRACT}/statements", headers=system.token("auditor", [CONTRACT])
     )
@@ -115,11 +136,17 @@ async def test_tokens_never_reach_other_contracts(system: System) -> None:
     assert hidden.status_code == 404
     assert hidden.headers["content-type"].startswith("application/problem+json")
     assert (await system.ledger.get(f"/v1/contracts/{CONTRACT}", headers=other)).status_code == 404
-    posted = await system.ingest.post("/v1/measurements", json=batch(1), headers=system.token("agent", ["x-y-z"]))
+    posted = await system.ingest.post(
+        "/v1/measurements", json=batch(1), headers=system.token("agent", ["x-y-z"])
+    )
     assert posted.status_code == 404
-    as_customer = await system.ingest.post("/v1/measurements", json=batch(1), headers=system.token("customer", [CONTRACT]))
+    as_customer = await system.ingest.post(
+        "/v1/measurements", json=batch(1), headers=system.token("customer", [CONTRACT])
+    )
     assert as_customer.status_code == 403
-    agent_reads = await system.statements.get(f"/v1/contracts/{CONTRACT}/statements", headers=system.token("agent", [CONTRACT]))
+    agent_reads = await system.statements.get(
+        f"/v1/contracts/{CONTRACT}/statements", headers=system.token("agent", [CONTRACT])
+    )
     assert agent_reads.status_code == 403
     assert (await system.statements.get(f"/v1/contracts/{CONTRACT}/statements")).status_code == 401
 
@@ -128,19 +155,27 @@ async def test_a_bad_item_rejects_the_whole_batch(system: System) -> None:
     body = batch(5)
     body["measurements"][1]["value"] = "high"
     body["measurements"][3]["observed_at"] = "2026-10-01T00:00:00"  # naive
-    response = await system.ingest.post("/v1/measurements", json=body, headers=system.token("agent", [CONTRACT]))
+    response = await system.ingest.post(
+        "/v1/measurements", json=body, headers=system.token("agent", [CONTRACT])
+    )
     assert response.status_code == 422
     assert response.json()["invalid_items"] == [1, 3]
     malformed = await system.ingest.post(
-        "/v1/measurements", content=b"{not json", headers={**system.token("agent", [CONTRACT]), "content-type": "application/json"}
+        "/v1/measurements",
+        content=b"{not json",
+        headers={**system.token("agent", [CONTRACT]), "content-type": "application/json"},
     )
     assert malformed.status_code == 400
     assert await system.apps["ingest"].state.runtime.bus.read_all(TOPIC_MEASUREMENTS) == []
 
 
 async def test_an_existing_contract_is_a_conflict(system: System) -> None:
-    assert (await system.ledger.post("/v1/contracts", json=terms(), headers=system.token())).status_code == 201
+    assert (
+        await system.ledger.post("/v1/contracts", json=terms(), headers=system.token())
+    ).status_code == 201
     again = await system.ledger.post("/v1/contracts", json=terms(), headers=system.token())
     assert again.status_code == 409
-    shown = await system.ledger.get(f"/v1/contracts/{CONTRACT}", headers=system.token("customer", [CONTRACT]))
+    shown = await system.ledger.get(
+        f"/v1/contracts/{CONTRACT}", headers=system.token("customer", [CONTRACT])
+    )
     assert shown.json()["versions"][0]["base_fee"] == "10000.00"

@@ -11,11 +11,10 @@ import httpx
 import pytest
 
 from services.ingest.bootstrap import bootstrap
+from shared.auth import issue_token
 from shared.events import TOPIC_MEASUREMENTS, Envelope
 from tests.fakes import InMemoryBus
 from tests.system import SECRET, make_settings
-
-from shared.auth import issue_token
 
 AGENT = {"Authorization": f"Bearer {issue_token(SECRET, 'agent', ['acme-2026'])}"}
 
@@ -23,17 +22,28 @@ AGENT = {"Authorization": f"Bearer {issue_token(SECRET, 'agent', ['acme-2026'])}
 @contextlib.asynccontextmanager
 async def ingest(tmp_path: Path, bus: InMemoryBus) -> AsyncIterator[httpx.AsyncClient]:
     app = bootstrap(make_settings(data_dir=tmp_path), bus=bus)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://ingest"
-    ) as client:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://ingest"
+        ) as client,
+    ):
         yield client
 
 
 def batch(*ids: str | None) -> dict[str, Any]:
-    return {"measurements": [
-        {"measurement_id": i, "contract_id": "acme-2026", "kpi": "availability", "value": 1,
-         "observed_at": "2026-10-05T12:00:00Z"} for i in ids
-    ]}
+    return {
+        "measurements": [
+            {
+                "measurement_id": i,
+                "contract_id": "acme-2026",
+                "kpi": "availability",
+                "value": 1,
+                "observed_at": "2026-10-05T12:00:00Z",
+            }
+            for i in ids
+        ]
+    }
 
 
 @pytest.fixture
@@ -55,7 +65,9 @@ async def test_nothing_is_accepted_while_the_bus_is_down(tmp_path: Path, bus: In
         assert retried.json() == {"accepted": 2, "duplicates": 0}
 
 
-async def test_duplicates_within_and_across_batches_are_counted(tmp_path: Path, bus: InMemoryBus) -> None:
+async def test_duplicates_within_and_across_batches_are_counted(
+    tmp_path: Path, bus: InMemoryBus
+) -> None:
     async with ingest(tmp_path, bus) as client:
         first = await client.post("/v1/measurements", json=batch("a", "a", "b"), headers=AGENT)
         assert first.json() == {"accepted": 2, "duplicates": 1}
@@ -63,8 +75,10 @@ async def test_duplicates_within_and_across_batches_are_counted(tmp_path: Path, 
         assert second.json() == {"accepted": 2, "duplicates": 1}
     published = [Envelope.from_json(r.value) for r in bus.topics[TOPIC_MEASUREMENTS]]
     assert len(published) == 4
-    assert all(r.key == "acme-2026" and r.headers["type"] == "sla.measurement.recorded"
-               for r in bus.topics[TOPIC_MEASUREMENTS])
+    assert all(
+        r.key == "acme-2026" and r.headers["type"] == "sla.measurement.recorded"
+        for r in bus.topics[TOPIC_MEASUREMENTS]
+    )
     assert "traceparent" in bus.topics[TOPIC_MEASUREMENTS][0].headers
 
 
@@ -74,10 +88,16 @@ async def test_duplicates_within_and_across_batches_are_counted(tmp_path: Path, 
         ({"measurements": []}, 422),
         ({"measurements": [{"contract_id": "acme-2026"}]}, 422),
         ({"measurements": batch("a")["measurements"], "extra": 1}, 422),
-        (b'{"measurements": [{"contract_id": "acme-2026", "kpi": "a", "value": 1e400, '
-         b'"observed_at": "2026-10-05T12:00:00Z"}]}', 422),
-        (b'{"measurements": [{"contract_id": "acme-2026", "kpi": "a", "value": NaN, '
-         b'"observed_at": "2026-10-05T12:00:00Z"}]}', 422),
+        (
+            b'{"measurements": [{"contract_id": "acme-2026", "kpi": "a", "value": 1e400, '
+            b'"observed_at": "2026-10-05T12:00:00Z"}]}',
+            422,
+        ),
+        (
+            b'{"measurements": [{"contract_id": "acme-2026", "kpi": "a", "value": NaN, '
+            b'"observed_at": "2026-10-05T12:00:00Z"}]}',
+            422,
+        ),
         (b'{"measurements": [', 400),
         (b"\xff\xfe", 400),
     ],
@@ -89,7 +109,9 @@ async def test_invalid_batches_publish_nothing(
     async with ingest(tmp_path, bus) as client:
         if isinstance(body, bytes):
             response = await client.post(
-                "/v1/measurements", content=body, headers={**AGENT, "content-type": "application/json"}
+                "/v1/measurements",
+                content=body,
+                headers={**AGENT, "content-type": "application/json"},
             )
         else:
             response = await client.post("/v1/measurements", json=body, headers=AGENT)
