@@ -34,3 +34,10 @@ async def postgres_url(postgres_admin: str) -> AsyncIterator[str]:
         yield url
     finally:
         await infra.drop_database(postgres_admin, name)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say which real broker and database the integration tests ran against."""
+    for part, used in infra.USED.items():
+        for where in sorted(used):
+            terminalreporter.write_line(f"integration {part}: {where}")

@@ -22,6 +22,9 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 
 
+USED: dict[str, set[str]] = {"kafka": set(), "postgres": set()}
+
+
 def unavailable(what: str, hint: str) -> None:
     message = f"{what} is not available: {hint}"
     if IN_CI:
@@ -65,6 +68,7 @@ def tansu_broker() -> Iterator[str]:
     try:
         if not _wait_port(port):
             unavailable("Kafka broker", f"tansu did not listen on port {port}")
+        USED["kafka"].add(f"tansu {binary} (in-memory, fresh per fixture)")
         yield f"127.0.0.1:{port}"
     finally:
         process.terminate()
@@ -78,6 +82,7 @@ def tansu_broker() -> Iterator[str]:
 def kafka_bootstrap() -> Iterator[str]:
     explicit = os.environ.get("SLAPAY_TEST_KAFKA")
     if explicit:
+        USED["kafka"].add(f"SLAPAY_TEST_KAFKA={explicit}")
         yield explicit.removeprefix("kafka://")
         return
     with tansu_broker() as bootstrap:
@@ -87,6 +92,7 @@ def kafka_bootstrap() -> Iterator[str]:
 def postgres_admin_url() -> str:
     url = os.environ.get("SLAPAY_TEST_DATABASE_URL", DEFAULT_PG)
     if _postgres_reachable(url):
+        USED["postgres"].add(url)
         return url
     with contextlib.suppress(Exception):
         return _testcontainers_postgres()
