@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from fractions import Fraction
 
+_SCALE_BITS = 1074  # every finite float is an integer multiple of 2**-1074
 SIMPLE_AGGREGATIONS = frozenset({"mean", "min", "max", "sum", "count", "share_within"})
 _PERCENTILE = re.compile(r"^p((?:[1-9]\d?|0)(?:\.\d*[1-9])?)$")
 
@@ -53,16 +54,18 @@ class KpiState:
     """The measurements of one KPI in one period, folded one at a time.
 
     `add` is idempotent per event id: the first value seen for an id counts, a repeat
-    changes nothing. Values are kept sorted so percentiles and shares are exact, and the
-    sum is kept as an exact fraction so the mean does not depend on the order of arrival.
+    changes nothing. The sum is exact (an integer in units of 2**-1074, the finest step a
+    float has), so the mean does not depend on the order of arrival; values are sorted
+    lazily, so folding a million measurements is linear and percentiles stay exact.
     """
 
-    __slots__ = ("_exact_sum", "_sorted", "_values")
+    __slots__ = ("_scaled_sum", "_sorted", "_unsorted", "_values")
 
     def __init__(self) -> None:
         self._values: dict[str, float] = {}
         self._sorted: list[float] = []
-        self._exact_sum = Fraction(0)
+        self._unsorted = False
+        self._scaled_sum = 0
 
     @classmethod
     def from_items(cls, items: Iterable[tuple[str, float]]) -> KpiState:
@@ -80,9 +83,22 @@ class KpiState:
             raise ValueError(f"measurement {event_id} has a non-finite value {value!r}")
         value = float(value)
         self._values[event_id] = value
-        bisect.insort(self._sorted, value)
-        self._exact_sum += Fraction(value)
+        if self._sorted and value < self._sorted[-1]:
+            self._unsorted = True
+        self._sorted.append(value)
+        numerator, denominator = value.as_integer_ratio()
+        self._scaled_sum += numerator << (_SCALE_BITS - denominator.bit_length() + 1)
         return True
+
+    def _ordered(self) -> list[float]:
+        if self._unsorted:
+            self._sorted.sort()
+            self._unsorted = False
+        return self._sorted
+
+    @property
+    def exact_sum(self) -> Fraction:
+        return Fraction(self._scaled_sum, 1 << _SCALE_BITS)
 
     def items(self) -> tuple[tuple[str, float], ...]:
         """Every counted (event_id, value) pair, ordered by event id."""
@@ -102,14 +118,14 @@ class KpiState:
 
     def value(self, aggregation: str, threshold: float | None = None) -> float | None:
         """The KPI value under `aggregation`, or None when there are no measurements."""
-        values = self._sorted
+        values = self._ordered()
         count = len(values)
         if count == 0:
             return None
         if aggregation == "mean":
-            return float(self._exact_sum / count)
+            return float(self.exact_sum / count)
         if aggregation == "sum":
-            return float(self._exact_sum)
+            return float(self.exact_sum)
         if aggregation == "count":
             return float(count)
         if aggregation == "min":

@@ -7,7 +7,7 @@ to the currency's minor unit; the total is the sum of the rounded lines.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
@@ -41,6 +41,7 @@ __all__ = [
     "events_digest",
     "exact",
     "line_id",
+    "statement_from_states",
 ]
 
 
@@ -73,21 +74,35 @@ def compute_statement(
         state = states.get(observation.kpi)
         if state is not None and start <= observation.occurred_at < end:
             state.add(observation.event_id, observation.value)
-    outcomes = [_sla_credit(terms, period, kpi, states[kpi.name]) for kpi in terms.kpis]
+    in_period = [r for r in _first_of_each(reviews) if start <= r.occurred_at < end]
+    return statement_from_states(terms, period, states, in_period, terms_version=terms_version)
+
+
+def statement_from_states(
+    terms: Terms,
+    period: str,
+    states: Mapping[str, KpiState],
+    reviews: Sequence[Rating],
+    *,
+    terms_version: int = 1,
+) -> Statement:
+    """The statement from per-KPI states already folded (the ledger keeps them running);
+    `reviews` are the period's ratings. `compute_statement` is this over raw events."""
+    empty = KpiState()
+    outcomes = [_sla_credit(terms, period, kpi, states.get(kpi.name, empty)) for kpi in terms.kpis]
     lines = [_base_fee_line(terms, period), *(outcome.line for outcome in outcomes)]
     cap = _credit_cap_line(terms, period, outcomes)
     if cap is not None:
         lines.append(cap)
     if terms.reviews is not None:
-        in_period = [r for r in _first_of_each(reviews) if start <= r.occurred_at < end]
         sla_breached = any(outcome.percent > 0 for outcome in outcomes)
-        lines.append(review_line(terms, period, in_period, sla_breached))
+        lines.append(review_line(terms, period, _first_of_each(reviews), sla_breached))
     return Statement(
         contract_id=terms.contract_id,
         period=period,
         terms_version=terms_version,
         currency=terms.currency,
-        total=money.to_minor_unit(sum(Fraction(line.amount) for line in lines), terms.currency),
+        total=money.to_minor_unit(sum((line.amount for line in lines), Decimal(0)), terms.currency),
         lines=tuple(lines),
     )
 
