@@ -23,22 +23,39 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Sequence[Envelope]], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """An event with its place on the bus (topic, partition, offset)."""
+
+    event: Envelope
+    topic: str
+    partition: int
+    offset: int
+
+
+DeliveredHandler = Callable[[Sequence[Delivered]], Awaitable[None]]
+
+
 @dataclass(frozen=True)
 class Decoded:
-    events: list[Envelope]
+    delivered: list[Delivered]
     failures: list[tuple[str, str, bytes, str]]
+
+    @property
+    def events(self) -> list[Envelope]:
+        return [d.event for d in self.delivered]
 
 
 def decode(records: Sequence[Record]) -> Decoded:
-    events, failures = [], []
+    delivered, failures = [], []
     for record in records:
         try:
             event = Envelope.from_json(record.value)
             event.payload()
-            events.append(event)
+            delivered.append(Delivered(event, record.topic, record.partition, record.offset))
         except (ValidationError, ValueError) as exc:
             failures.append((record.topic, record.key, record.value, str(exc)[:2000]))
-    return Decoded(events, failures)
+    return Decoded(delivered, failures)
 
 
 async def run_consumer(
@@ -50,6 +67,24 @@ async def run_consumer(
     max_backoff_s: float = 10.0,
 ) -> None:
     """Run until cancelled. Effects must be idempotent: a crash replays the last batch."""
+
+    async def on_delivered(delivered: Sequence[Delivered]) -> None:
+        await handler([d.event for d in delivered])
+
+    await run_delivered_consumer(
+        bus, consumer, on_delivered, max_records=max_records, max_backoff_s=max_backoff_s
+    )
+
+
+async def run_delivered_consumer(
+    bus: Bus,
+    consumer: Consumer,
+    handler: DeliveredHandler,
+    *,
+    max_records: int = 5000,
+    max_backoff_s: float = 10.0,
+) -> None:
+    """`run_consumer` for handlers that need each event's place on the bus."""
     await consumer.start()
     try:
         while True:
@@ -63,11 +98,11 @@ async def run_consumer(
         await consumer.stop()
 
 
-async def _apply(bus: Bus, handler: Handler, decoded: Decoded) -> None:
+async def _apply(bus: Bus, handler: DeliveredHandler, decoded: Decoded) -> None:
     if decoded.failures:
         await publish_deadletters(bus, decoded.failures)
-    if decoded.events:
-        await handler(decoded.events)
+    if decoded.delivered:
+        await handler(decoded.delivered)
 
 
 async def _retrying(step: Callable[[], Awaitable[None]], max_backoff_s: float) -> None:

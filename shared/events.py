@@ -106,6 +106,9 @@ class ReviewSubmitted(EventData):
     rating: int = Field(ge=1, le=5)
     dimensions: dict[str, int] = Field(default_factory=dict)
     comment_ciphertext: str | None = None
+    comment_nonce: str | None = None
+    key_id: str | None = None
+    flags: list[str] = Field(default_factory=list)
 
 
 class ReviewerErased(EventData):

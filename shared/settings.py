@@ -36,6 +36,13 @@ class Settings(BaseSettings):
     log_poll_interval_s: float = 0.05
     publish_timeout_s: float = 10.0
     provisional_debounce_s: float = 1.0
+    autoclose_interval_s: float = 60.0
+    reviews_pepper: SecretStr | None = None
+    reviews_rate_per_minute: int = 30
+    reviews_rate_per_day: int = 1000
+    reviews_burst_min_reviews: int = 5
+    reviews_burst_share: float = 0.5
+    reviews_import_max_rows: int = 10_000
 
     @property
     def embedded(self) -> bool:
@@ -73,6 +80,37 @@ class Settings(BaseSettings):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             staged = path.with_name(f".auth_secret.{secrets.token_hex(8)}")
+            descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+            try:
+                os.link(staged, path)  # fails if another process won the race
+            except FileExistsError:
+                pass
+            finally:
+                staged.unlink()
+        return path.read_text().strip()
+
+    def reviews_pepper_value(self) -> bytes:
+        """The reviews service's HMAC pepper: from the environment, else (embedded only) kept
+        in the data dir like the auth secret. Losing it changes every pseudonym."""
+        if self.reviews_pepper is not None:
+            value = self.reviews_pepper.get_secret_value().encode()
+            if len(value) < MIN_SECRET_BYTES:
+                raise ConfigurationError(
+                    f"SLAPAY_REVIEWS_PEPPER must be at least {MIN_SECRET_BYTES} bytes"
+                )
+            return value
+        if not self.embedded:
+            raise ConfigurationError("SLAPAY_REVIEWS_PEPPER is required in distributed mode")
+        return self._generated_secret("reviews_pepper").encode()
+
+    def _generated_secret(self, name: str) -> str:
+        """A random secret file `name` in the data dir, created once, atomically, mode 0600."""
+        path = self.data_dir / name
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            staged = path.with_name(f".{name}.{secrets.token_hex(8)}")
             descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(descriptor, "w") as handle:
                 handle.write(secrets.token_urlsafe(48))

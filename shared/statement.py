@@ -117,6 +117,10 @@ class Derivation(BaseModel):
     reviews: int | None = None
     trimmed: int | None = None
     reason: str | None = None
+    corrects_period: str | None = None
+    corrects_line_id: str | None = None
+    dispute_id: str | None = None
+    flags: tuple[str, ...] | None = None
 
     @model_serializer(mode="wrap")
     def _skip_empty_extras(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

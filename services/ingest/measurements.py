@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -66,3 +71,31 @@ def event_json(item: MeasurementIn, event_id: str, source: str, recorded_at: dat
             },
         }
     )
+
+
+class UndecodablePayload(ValueError):
+    """An agent's request that cannot be read at all (becomes a 4xx: never worth a retry)."""
+
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail = status, title, detail
+
+
+@dataclass
+class Decoded:
+    """What an agent protocol's request holds for slapay, before validation.
+
+    `items` pairs a description of where each candidate came from (for error messages) with
+    the `MeasurementIn` fields read from it; `ignored` counts what was not meant for slapay
+    (series or data points without the two slapay labels); `rejected` names data points that
+    were meant for slapay but can never become measurements (OTLP partial success)."""
+
+    items: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    ignored: int = 0
+    rejected: list[str] = field(default_factory=list)
+
+
+def label_digest(pairs: Iterable[tuple[str, str]]) -> str:
+    """A stable digest of a label set: order-free, unambiguous, short enough for an id."""
+    canonical = json.dumps(sorted(pairs), separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]

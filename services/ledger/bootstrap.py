@@ -1,22 +1,16 @@
-"""Composition root of the ledger: API, the fold consumer, the provisional publisher."""
+"""Composition root of the ledger: API, the fold, the outbox relay, provisional statements
+and closing periods on time."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.ledger import api, store
-from services.ledger.consumer import GROUP, apply_events
+from services.ledger import api, periods_api, store
 from services.ledger.provisional import provisional_loop
+from services.ledger.workers import autoclose_loop, fold_loop, outbox_loop
 from shared.bus import Bus
-from shared.consuming import run_consumer
-from shared.events import TOPIC_CONTRACTS, TOPIC_MEASUREMENTS
-from shared.runtime import Runtime, build_app
+from shared.runtime import build_app
 from shared.settings import Settings
-
-
-async def fold_loop(runtime: Runtime) -> None:
-    consumer = runtime.bus.consumer([TOPIC_CONTRACTS, TOPIC_MEASUREMENTS], GROUP)
-    await run_consumer(runtime.bus, consumer, lambda events: apply_events(runtime.engine, events))
 
 
 def bootstrap(settings: Settings | None = None, bus: Bus | None = None) -> FastAPI:
@@ -24,7 +18,7 @@ def bootstrap(settings: Settings | None = None, bus: Bus | None = None) -> FastA
         "ledger",
         settings or Settings(),
         store.metadata,
-        [api.router],
-        workers=[fold_loop, provisional_loop],
+        [api.router, periods_api.router],
+        workers=[fold_loop, outbox_loop, provisional_loop, autoclose_loop],
         bus=bus,
     )

@@ -1,36 +1,57 @@
-"""Bus edge of the ledger: fold contract and measurement events into durable state.
+"""Bus edge of the ledger: fold contract, measurement and dispute events into durable state.
 
-One batch is one database transaction; measurements are keyed by `event_id`, so a batch
-delivered twice changes nothing the second time.
+One batch is one database transaction, outbox included; measurements are keyed by
+`event_id`, so a batch delivered twice changes nothing the second time. Order inside a
+batch: terms, then measurements (late ones become corrections), then close requests and
+disputes — each close records how far the contract's measurements had been applied.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.ledger import store
-from shared.events import Envelope, MeasurementRecorded, TermsAgreed
+from services.ledger import closing, journal_store, store
+from services.ledger.book import Book, open_book
+from services.ledger.domain import periods
+from shared import jsonutil
+from shared.bus import Message
+from shared.consuming import Delivered
+from shared.events import (
+    TOPIC_DEADLETTER,
+    DisputeOpened,
+    DisputeResolved,
+    Envelope,
+    MeasurementRecorded,
+    PeriodCloseRequested,
+    TermsAgreed,
+)
 from shared.terms import period_of
 
 GROUP = "ledger"
 
 
-async def apply_events(engine: AsyncEngine, events: Sequence[Envelope]) -> None:
+async def apply_delivered(engine: AsyncEngine, delivered: Sequence[Delivered]) -> None:
     async with engine.begin() as conn:
+        out: closing.Outgoing = []
         touched: set[tuple[str, str]] = set()
-        for event in events:
-            if event.type == TermsAgreed.TYPE:
-                touched |= await apply_terms(conn, event) or set()
-        measurements = [e for e in events if e.type == MeasurementRecorded.TYPE]
+        for d in delivered:
+            if d.event.type == TermsAgreed.TYPE:
+                touched |= await apply_terms(conn, d.event) or set()
+        measurements = [d for d in delivered if d.event.type == MeasurementRecorded.TYPE]
         if measurements:
-            timezones = await _timezones(conn, {e.contract_id for e in measurements})
-            rows = [_row(e, timezones.get(e.contract_id, "UTC")) for e in measurements]
-            new = await store.insert_new_measurements(conn, rows)
-            touched |= await store.fold_aggregates(conn, new)
+            touched |= await _fold_measurements(conn, measurements, out)
+        books: dict[str, Book] = {}
+        for d in delivered:
+            if d.event.type in COMMANDS:
+                book = books.get(d.event.contract_id) or await open_book(conn, d.event.contract_id)
+                books[d.event.contract_id] = book
+                await COMMANDS[d.event.type](conn, book, d.event, out)
         await store.mark_dirty(conn, touched)
+        await journal_store.enqueue(conn, out)
 
 
 async def apply_terms(conn: AsyncConnection, event: Envelope) -> set[tuple[str, str]] | None:
@@ -49,18 +70,122 @@ async def apply_terms(conn: AsyncConnection, event: Envelope) -> set[tuple[str, 
     return await store.periods_with_data(conn, event.contract_id) if added else None
 
 
-async def _timezones(conn: AsyncConnection, contract_ids: set[str]) -> dict[str, str]:
-    versions = await store.terms_versions(conn, sorted(contract_ids))
-    return {c: str(v[-1].get("timezone", "UTC")) for c, v in versions.items() if v}
+async def _fold_measurements(
+    conn: AsyncConnection, measurements: Sequence[Delivered], out: closing.Outgoing
+) -> set[tuple[str, str]]:
+    books = {
+        c: await open_book(conn, c) for c in sorted({d.event.contract_id for d in measurements})
+    }
+    rows, recorded = [], {}
+    for d in measurements:
+        book = books[d.event.contract_id]
+        row = _row(d, book.timezone)
+        if row.period in book.closed and _too_late(book, row.period, d.event.recorded_at):
+            out.append((TOPIC_DEADLETTER, _refusal(d, book, row.period)))
+            continue
+        rows.append(row)
+        recorded[row.event_id] = d.event.recorded_at
+    new = await store.insert_new_measurements(conn, rows)
+    late: dict[tuple[str, str], list[store.MeasurementRow]] = defaultdict(list)
+    current: list[store.MeasurementRow] = []
+    for row in new:
+        (
+            late[(row.contract_id, row.period)]
+            if row.period in books[row.contract_id].closed
+            else current
+        ).append(row)
+    for (contract_id, period), group in sorted(late.items()):
+        group.sort(key=lambda r: (r.bus_partition, r.bus_offset))
+        await closing.correct_late(
+            conn, books[contract_id], period, group, [recorded[r.event_id] for r in group], out
+        )
+    return await store.fold_aggregates(conn, current)
 
 
-def _row(event: Envelope, timezone: str) -> store.MeasurementRow:
-    data: dict[str, Any] = event.data
+def _too_late(book: Book, period: str, recorded_at: datetime) -> bool:
+    found = book.terms_for(period)
+    limit = found[0].late_events_months if found else 12
+    return periods.months_between(period, period_of(recorded_at, book.timezone)) > limit
+
+
+def _refusal(d: Delivered, book: Book, period: str) -> Message:
+    reason = f"late event for {period}, closed and older than the contract's late_events_months"
+    return Message(
+        key=book.contract_id,
+        value=jsonutil.dumps(
+            {"topic": d.topic, "reason": reason, "value": d.event.to_json().decode()}
+        ),
+        headers={"type": "deadletter", "source-topic": d.topic, "reason": "late_events_months"},
+    )
+
+
+def _row(d: Delivered, timezone: str) -> store.MeasurementRow:
+    data = d.event.data
     return store.MeasurementRow(
-        event_id=str(event.event_id),
-        contract_id=event.contract_id,
-        period=period_of(event.occurred_at, timezone),
+        event_id=str(d.event.event_id),
+        contract_id=d.event.contract_id,
+        period=period_of(d.event.occurred_at, timezone),
         kpi=str(data["kpi"]),
         value=float(data["value"]),
-        occurred_at=event.occurred_at,
+        occurred_at=d.event.occurred_at,
+        bus_partition=d.partition,
+        bus_offset=d.offset,
     )
+
+
+async def _close(conn: AsyncConnection, book: Book, event: Envelope, out: closing.Outgoing) -> None:
+    request = event.payload()
+    assert isinstance(request, PeriodCloseRequested)
+    problem = await closing.close_period(conn, book, request.period, event.recorded_at, out)
+    if problem:
+        out.append(
+            (
+                TOPIC_DEADLETTER,
+                Message(
+                    key=book.contract_id,
+                    value=jsonutil.dumps(
+                        {
+                            "topic": "slapay.contracts",
+                            "reason": problem,
+                            "value": event.to_json().decode(),
+                        }
+                    ),
+                    headers={"type": "deadletter", "source-topic": "slapay.contracts"},
+                ),
+            )
+        )
+
+
+async def _dispute_opened(
+    conn: AsyncConnection, book: Book, event: Envelope, out: closing.Outgoing
+) -> None:
+    opened = event.payload()
+    assert isinstance(opened, DisputeOpened)
+    await journal_store.put_dispute(
+        conn,
+        {
+            **opened.model_dump(mode="json"),
+            "contract_id": event.contract_id,
+            "status": "open",
+            "opened_at": event.recorded_at.isoformat(),
+        },
+    )
+
+
+async def _dispute_resolved(
+    conn: AsyncConnection, book: Book, event: Envelope, out: closing.Outgoing
+) -> None:
+    resolved = event.payload()
+    assert isinstance(resolved, DisputeResolved)
+    dispute = await journal_store.dispute(conn, resolved.dispute_id)
+    if dispute is None or dispute["status"] != "open":
+        return
+    resolution = {**resolved.model_dump(mode="json"), "resolved_at": event.recorded_at.isoformat()}
+    await closing.resolve_dispute(conn, book, dispute, resolution, event.recorded_at, out)
+
+
+COMMANDS = {
+    PeriodCloseRequested.TYPE: _close,
+    DisputeOpened.TYPE: _dispute_opened,
+    DisputeResolved.TYPE: _dispute_resolved,
+}

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
-from services.ledger import store
+from services.ledger import journal_store, store
+from services.ledger.book import computed_statement, open_book
+from services.ledger.domain import posting
 from shared.events import StatementProvisional, make_event
-from shared.payment import Observation, compute_statement
 from shared.publishing import publish_events
 from shared.runtime import Runtime
-from shared.terms import Terms, terms_in_force, version_in_force
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +33,13 @@ async def provisional_loop(runtime: Runtime) -> None:
 
 
 async def publish_dirty(runtime: Runtime) -> int:
-    """Publish one snapshot per dirty period; return how many were published."""
+    """Publish one snapshot per dirty open period; return how many were published."""
     published = 0
     for contract_id, period, marks in await store.dirty(runtime.engine):
         statement = await provisional_statement(runtime, contract_id, period)
         if statement is not None:
             event = make_event(
-                StatementProvisional(statement=statement),
-                contract_id=contract_id,
-                source="ledger",
+                StatementProvisional(statement=statement), contract_id=contract_id, source="ledger"
             )
             await publish_events(runtime.bus, [event])
             published += 1
@@ -48,15 +47,18 @@ async def publish_dirty(runtime: Runtime) -> int:
     return published
 
 
-async def provisional_statement(runtime: Runtime, contract_id: str, period: str) -> dict | None:
+async def provisional_statement(
+    runtime: Runtime, contract_id: str, period: str
+) -> dict[str, Any] | None:
+    """The open period's computed lines plus adjustments posted into it; None once closed."""
     async with runtime.engine.connect() as conn:
-        versions = (await store.terms_versions(conn, [contract_id])).get(contract_id, [])
-    terms_list = [Terms.model_validate(v) for v in versions]
-    terms = terms_in_force(terms_list, period)
-    if terms is None:
-        return None
-    version = version_in_force(terms_list, period) or 1
-    rows = await store.period_measurements(runtime.engine, contract_id, period)
-    observations = [Observation(r.event_id, r.kpi, r.value, r.occurred_at) for r in rows]
-    statement = compute_statement(terms, period, observations, [], terms_version=version)
+        book = await open_book(conn, contract_id)
+        if period in book.closed:
+            return None
+        computed = await computed_statement(conn, book, period)
+        if computed is None:
+            return None
+        posted_into = await journal_store.entries(conn, contract_id, period)
+    adjustments = [e for e in posted_into if e["kind"] == posting.ADJUSTMENT]
+    statement = posting.compose(computed, adjustments, status="provisional", entries=adjustments)
     return statement.model_dump(mode="json")

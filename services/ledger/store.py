@@ -50,6 +50,8 @@ measurements = Table(
     Column("kpi", String(100), nullable=False),
     Column("value", Float, nullable=False),
     Column("occurred_at", UtcDateTime, nullable=False),
+    Column("bus_partition", Integer, nullable=False),
+    Column("bus_offset", BigInteger, nullable=False),
     Index("ix_measurements_contract_period", "contract_id", "period"),
 )
 kpi_aggregates = Table(
@@ -80,6 +82,8 @@ class MeasurementRow:
     kpi: str
     value: float
     occurred_at: datetime
+    bus_partition: int
+    bus_offset: int
 
 
 def _insert(engine_or_conn: AsyncEngine | AsyncConnection) -> Any:
@@ -149,9 +153,11 @@ def _as_dict(row: MeasurementRow) -> dict[str, Any]:
 
 
 _UNNEST = text(
-    "INSERT INTO measurements (event_id, contract_id, period, kpi, value, occurred_at) "
+    "INSERT INTO measurements "
+    "(event_id, contract_id, period, kpi, value, occurred_at, bus_partition, bus_offset) "
     "SELECT * FROM unnest(CAST(:e AS text[]), CAST(:c AS text[]), CAST(:p AS text[]), "
-    "CAST(:k AS text[]), CAST(:v AS float8[]), CAST(:t AS timestamptz[])) "
+    "CAST(:k AS text[]), CAST(:v AS float8[]), CAST(:t AS timestamptz[]), "
+    "CAST(:bp AS integer[]), CAST(:bo AS bigint[])) "
     "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
 )
 
@@ -169,6 +175,8 @@ async def _insert_unnest(
             "k": [r.kpi for r in rows],
             "v": [r.value for r in rows],
             "t": [r.occurred_at for r in rows],
+            "bp": [r.bus_partition for r in rows],
+            "bo": [r.bus_offset for r in rows],
         },
     )
     inserted = {row[0] for row in result}
@@ -256,16 +264,41 @@ async def clear_dirty(engine: AsyncEngine, contract_id: str, period: str, marks:
 
 
 async def period_measurements(
-    engine: AsyncEngine, contract_id: str, period: str
+    conn: AsyncConnection, contract_id: str, period: str
 ) -> list[MeasurementRow]:
+    """Every measurement folded for a contract's period, in bus order."""
     m = measurements.c
-    async with engine.connect() as conn:
-        result = await conn.execute(
-            select(m.event_id, m.contract_id, m.period, m.kpi, m.value, m.occurred_at).where(
-                and_(m.contract_id == contract_id, m.period == period)
-            )
-        )
-        return [MeasurementRow(*row) for row in result]
+    result = await conn.execute(
+        select(measurements)
+        .where(and_(m.contract_id == contract_id, m.period == period))
+        .order_by(m.bus_partition, m.bus_offset)
+    )
+    return [MeasurementRow(**row._mapping) for row in result]
+
+
+async def positions(conn: AsyncConnection, contract_id: str) -> dict[str, dict[str, int]]:
+    """How far the contract's measurements were applied: the cut a close records."""
+    m = measurements.c
+    result = await conn.execute(
+        select(m.bus_partition, func.max(m.bus_offset))
+        .where(m.contract_id == contract_id)
+        .group_by(m.bus_partition)
+    )
+    return {str(partition): {"offset": int(offset)} for partition, offset in result}
+
+
+async def contracts(conn: AsyncConnection) -> list[str]:
+    result = await conn.execute(select(contract_terms.c.contract_id).distinct())
+    return [row[0] for row in result]
+
+
+async def agreed_at(conn: AsyncConnection, contract_id: str) -> list[datetime]:
+    """When each version was agreed, oldest first."""
+    c = contract_terms.c
+    result = await conn.execute(
+        select(c.agreed_at).where(c.contract_id == contract_id).order_by(c.version)
+    )
+    return [row[0] for row in result]
 
 
 async def aggregates(engine: AsyncEngine, contract_id: str, period: str) -> list[dict[str, Any]]:

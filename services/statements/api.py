@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, Query
+from pydantic import AwareDatetime, BaseModel
 
 from services.statements import store
+from shared import money
 from shared.auth import READER_ROLES, Principal
 from shared.events import Period
 from shared.runtime import RuntimeDep
@@ -15,6 +18,7 @@ from shared.web import Problem, ensure_visible, require
 
 router = APIRouter(prefix="/v1", tags=["statements"])
 Reader = Annotated[Principal, Depends(require(*READER_ROLES))]
+CREDIT_KINDS = {"sla_credit", "credit_cap", "review_adjustment"}
 
 
 class StatementSummary(BaseModel):
@@ -24,13 +28,25 @@ class StatementSummary(BaseModel):
     currency: str
 
 
+class Balance(BaseModel):
+    currency: str
+    billed: str
+    credits: str
+    adjustments: str
+    net: str
+    as_of: datetime
+    entries: int
+
+
 @router.get("/contracts/{contract_id}/statements", response_model=list[StatementSummary])
 async def list_statements(
     contract_id: str, runtime: RuntimeDep, principal: Reader
 ) -> list[StatementSummary]:
     ensure_visible(principal, contract_id)
     found = await store.list_statements(runtime.engine, contract_id)
-    return [StatementSummary.model_validate(s, from_attributes=False) for s in found]
+    if not found:
+        raise Problem(404, "Not found", f"no statements for {contract_id!r}")
+    return [StatementSummary.model_validate(s) for s in found]
 
 
 @router.get("/contracts/{contract_id}/statements/{period}")
@@ -41,4 +57,31 @@ async def get_statement(
     found = await store.get_statement(runtime.engine, contract_id, period)
     if found is None:
         raise Problem(404, "Not found", f"no statement for {contract_id} {period}")
-    return found
+    return {**found, "disputes": await store.list_disputes(runtime.engine, contract_id, period)}
+
+
+@router.get("/contracts/{contract_id}/balance", response_model=Balance)
+async def get_balance(
+    contract_id: str,
+    runtime: RuntimeDep,
+    principal: Reader,
+    as_of: Annotated[AwareDatetime | None, Query(description="RFC 3339; default now")] = None,
+) -> Balance:
+    """Sums of the journal entries posted up to `as_of`."""
+    ensure_visible(principal, contract_id)
+    moment = as_of or datetime.now(UTC)
+    entries = await store.list_entries(runtime.engine, contract_id, until=moment)
+    statements = await store.list_statements(runtime.engine, contract_id)
+    if not entries and not statements:
+        raise Problem(404, "Not found", f"no contract {contract_id!r} with statements")
+    currency = entries[0]["currency"] if entries else statements[-1]["currency"]
+    sums = {"billed": Decimal(0), "credits": Decimal(0), "adjustments": Decimal(0)}
+    for entry in entries:
+        kind = entry["kind"]
+        bucket = (
+            "billed" if kind == "base_fee" else "credits" if kind in CREDIT_KINDS else "adjustments"
+        )
+        sums[bucket] += Decimal(entry["amount"])
+    text = {k: money.format_money(v, currency) for k, v in sums.items()}
+    net = money.format_money(sum(sums.values(), Decimal(0)), currency)
+    return Balance(currency=currency, net=net, as_of=moment, entries=len(entries), **text)

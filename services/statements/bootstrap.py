@@ -8,13 +8,13 @@ from services.statements import api, store
 from services.statements.consumer import GROUP, apply_events
 from shared.bus import Bus
 from shared.consuming import run_consumer
-from shared.events import TOPIC_JOURNAL
+from shared.events import TOPIC_CONTRACTS, TOPIC_JOURNAL
 from shared.runtime import Runtime, build_app
 from shared.settings import Settings
 
 
 async def journal_loop(runtime: Runtime) -> None:
-    consumer = runtime.bus.consumer([TOPIC_JOURNAL], GROUP)
+    consumer = runtime.bus.consumer([TOPIC_JOURNAL, TOPIC_CONTRACTS], GROUP)
     await run_consumer(runtime.bus, consumer, lambda events: apply_events(runtime.engine, events))
 
 

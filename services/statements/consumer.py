@@ -1,13 +1,20 @@
-"""Bus edge of statements: keep the latest snapshot of every statement."""
+"""Bus edge of statements: statement snapshots, journal entries and disputes."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.statements import store
-from shared.events import Envelope, StatementFinalized, StatementProvisional
+from shared.events import (
+    DisputeOpened,
+    DisputeResolved,
+    Envelope,
+    JournalEntryPosted,
+    StatementFinalized,
+    StatementProvisional,
+)
 
 GROUP = "statements"
 SNAPSHOTS = {StatementProvisional.TYPE, StatementFinalized.TYPE}
@@ -16,5 +23,27 @@ SNAPSHOTS = {StatementProvisional.TYPE, StatementFinalized.TYPE}
 async def apply_events(engine: AsyncEngine, events: Sequence[Envelope]) -> None:
     async with engine.begin() as conn:
         for event in events:
-            if event.type in SNAPSHOTS:
-                await store.put_statement(conn, event.data["statement"], event.recorded_at)
+            await apply_event(conn, event)
+
+
+async def apply_event(conn: AsyncConnection, event: Envelope) -> None:
+    if event.type in SNAPSHOTS:
+        await store.put_statement(conn, event.data["statement"], event.recorded_at)
+    elif event.type == JournalEntryPosted.TYPE:
+        await store.put_entry(conn, event.data["entry"], event.occurred_at)
+    elif event.type == DisputeOpened.TYPE:
+        opened = {
+            **event.data,
+            "contract_id": event.contract_id,
+            "status": "open",
+            "opened_at": event.recorded_at.isoformat(),
+        }
+        if await store.get_dispute(conn, event.data["dispute_id"]) is None:
+            await store.put_dispute(conn, opened)
+    elif event.type == DisputeResolved.TYPE:
+        dispute = await store.get_dispute(conn, event.data["dispute_id"])
+        if dispute is not None and dispute["status"] == "open":
+            resolution = {**event.data, "resolved_at": event.recorded_at.isoformat()}
+            await store.put_dispute(
+                conn, {**dispute, "status": event.data["decision"], "resolution": resolution}
+            )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, MetaData, String, Table, Text, and_, select
+from sqlalchemy import BigInteger, Column, Index, MetaData, String, Table, Text, and_, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -23,6 +23,28 @@ statements = Table(
     Column("body", Text, nullable=False),
     Column("as_of", UtcDateTime, nullable=False),
 )
+entries = Table(
+    "journal_entries",
+    metadata,
+    Column("entry_id", String(36), primary_key=True),
+    Column("contract_id", String(64), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("period", String(7), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("amount", String(40), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("posted_at", UtcDateTime, nullable=False),
+    Column("body", Text, nullable=False),
+    Index("ix_entries_contract_seq", "contract_id", "seq", unique=True),
+)
+disputes = Table(
+    "disputes",
+    metadata,
+    Column("dispute_id", String(64), primary_key=True),
+    Column("contract_id", String(64), nullable=False),
+    Column("period", String(7), nullable=False),
+    Column("body", Text, nullable=False),
+)
 
 
 async def put_statement(conn: AsyncConnection, statement: dict[str, Any], as_of: datetime) -> None:
@@ -37,7 +59,9 @@ async def put_statement(conn: AsyncConnection, statement: dict[str, Any], as_of:
         as_of=as_of,
     )
     newer = s.as_of < row.excluded.as_of
-    if statement["status"] != "final":
+    if statement["status"] == "final":
+        newer = or_(s.status != "final", newer)
+    else:
         newer = and_(newer, s.status != "final")
     await conn.execute(
         row.on_conflict_do_update(
@@ -72,3 +96,69 @@ async def get_statement(
         )
         row = result.first()
         return jsonutil.loads(row.body) if row else None
+
+
+def _upsert(conn: AsyncConnection) -> Any:
+    return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+
+
+async def put_entry(conn: AsyncConnection, entry: dict[str, Any], posted_at: datetime) -> None:
+    await conn.execute(
+        _upsert(conn)(entries)
+        .values(
+            entry_id=entry["entry_id"],
+            contract_id=entry["contract_id"],
+            seq=entry["seq"],
+            period=entry["period"],
+            kind=entry["kind"],
+            amount=entry["amount"],
+            currency=entry["currency"],
+            posted_at=posted_at,
+            body=jsonutil.dumps(entry).decode(),
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+async def list_entries(
+    engine: AsyncEngine, contract_id: str, until: datetime | None = None
+) -> list[dict[str, Any]]:
+    e = entries.c
+    query = select(e.body).where(e.contract_id == contract_id).order_by(e.seq)
+    if until is not None:
+        query = query.where(e.posted_at <= until)
+    async with engine.connect() as conn:
+        return [jsonutil.loads(r.body) for r in await conn.execute(query)]
+
+
+async def put_dispute(conn: AsyncConnection, dispute: dict[str, Any]) -> None:
+    """Keep the latest state of a dispute (opened, then accepted or rejected)."""
+    row = _upsert(conn)(disputes).values(
+        dispute_id=dispute["dispute_id"],
+        contract_id=dispute["contract_id"],
+        period=dispute["period"],
+        body=jsonutil.dumps(dispute).decode(),
+    )
+    await conn.execute(
+        row.on_conflict_do_update(
+            index_elements=[disputes.c.dispute_id], set_={"body": row.excluded.body}
+        )
+    )
+
+
+async def get_dispute(conn: AsyncConnection, dispute_id: str) -> dict[str, Any] | None:
+    row = (
+        await conn.execute(select(disputes.c.body).where(disputes.c.dispute_id == dispute_id))
+    ).first()
+    return jsonutil.loads(row.body) if row else None
+
+
+async def list_disputes(
+    engine: AsyncEngine, contract_id: str, period: str | None = None
+) -> list[dict[str, Any]]:
+    d = disputes.c
+    query = select(d.body).where(d.contract_id == contract_id).order_by(d.dispute_id)
+    if period is not None:
+        query = query.where(d.period == period)
+    async with engine.connect() as conn:
+        return [jsonutil.loads(r.body) for r in await conn.execute(query)]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,36 +10,11 @@ import pytest
 from services.demo import demo_terms
 from shared.bus import Message
 from shared.events import TOPIC_MEASUREMENTS
-from tests import infra
-from tests.system import System, eventually, make_settings, running_system
+from tests.system import System, eventually
 
 pytestmark = pytest.mark.integration
 CONTRACT = "acme-2026"
 PERIOD = "2026-10"
-
-
-@pytest.fixture(params=["embedded", "kafka+postgres"])
-async def system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[System]:
-    if request.param == "embedded":
-        settings = make_settings(data_dir=tmp_path)
-        async with running_system(settings) as running:
-            yield running
-        return
-    admin = request.getfixturevalue("postgres_admin")
-    url, name = await infra.create_database(admin)
-    try:
-        with (
-            infra.tansu_broker()
-            if not infra.os.environ.get("SLAPAY_TEST_KAFKA")
-            else infra.kafka_bootstrap() as bootstrap
-        ):
-            settings = make_settings(
-                data_dir=tmp_path, bus=f"kafka://{bootstrap}", database_url=url
-            )
-            async with running_system(settings) as running:
-                yield running
-    finally:
-        await infra.drop_database(admin, name)
 
 
 def terms() -> dict[str, Any]:

@@ -1,0 +1,142 @@
+"""Money that can be trusted: close a period, correct it after late events, settle disputes.
+
+All of it runs inside the fold's transaction, so entries, closes and the outbox messages
+announcing them are durable together, or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.ledger import journal_store, store
+from services.ledger.book import Book, computed_statement, event_message
+from services.ledger.domain import periods, posting
+from shared.aggregates import KpiState
+from shared.bus import Message
+from shared.events import JournalEntryPosted, StatementFinalized
+from shared.payment import applying_tier, statement_from_states
+
+Outgoing = list[tuple[str, Message]]
+
+
+async def post(
+    conn: AsyncConnection, book: Book, bodies: Sequence[dict[str, Any]], out: Outgoing
+) -> list[dict[str, Any]]:
+    entries = await journal_store.append(conn, book.contract_id, bodies)
+    for entry in entries:
+        at = datetime.fromisoformat(entry["posted_at"].replace("Z", "+00:00"))
+        out.append(
+            event_message(
+                JournalEntryPosted(entry=entry), book.contract_id, at, f"entry:{entry['entry_id']}"
+            )
+        )
+    return entries
+
+
+async def close_period(
+    conn: AsyncConnection, book: Book, period: str, at: datetime, out: Outgoing
+) -> str | None:
+    """Post the final entries of `period`; return why not, if it cannot be closed."""
+    if period in book.closed:
+        return None
+    computed = await computed_statement(conn, book, period)
+    if computed is None:
+        return f"no terms in force for {period}"
+    inputs = {"slapay.measurements": await store.positions(conn, book.contract_id)}
+    entries = await post(conn, book, posting.final_bodies(computed, at, inputs), out)
+    posted_into = await journal_store.entries(conn, book.contract_id, period)
+    adjustments = [e for e in posted_into if e["kind"] == posting.ADJUSTMENT]
+    final = posting.compose(computed, adjustments, status="final", entries=[*entries, *adjustments])
+    document = {
+        **final.model_dump(mode="json"),
+        "inputs": inputs,
+        "closed_at": posting.timestamp(at),
+    }
+    await journal_store.record_close(conn, book.contract_id, period, at, inputs, document)
+    book.closed[period] = document
+    out.append(
+        event_message(
+            StatementFinalized(statement=document), book.contract_id, at, f"final:{period}"
+        )
+    )
+    return None
+
+
+async def correct_late(
+    conn: AsyncConnection,
+    book: Book,
+    period: str,
+    late: Sequence[store.MeasurementRow],
+    recorded_at: Sequence[datetime],
+    out: Outgoing,
+) -> None:
+    """Post adjustments for late measurements of a closed period, one event at a time in bus
+    order; a correction is posted each time the money changes (a tier is crossed)."""
+    found = book.terms_for(period)
+    if found is None:
+        return
+    terms, version = found
+    late_ids = {row.event_id for row in late}
+    earlier = [
+        r
+        for r in await store.period_measurements(conn, book.contract_id, period)
+        if r.event_id not in late_ids
+    ]
+    states = {kpi.name: KpiState() for kpi in terms.kpis}
+    for row in earlier:
+        if row.kpi in states:
+            states[row.kpi].add(row.event_id, row.value)
+    posted = posting.effective_amounts(await journal_store.entries(conn, book.contract_id), period)
+    pending: list[str] = []
+    for row, at in zip(late, recorded_at, strict=True):
+        kpi = terms.kpi(row.kpi)
+        pending.append(row.event_id)
+        if kpi is None:
+            continue
+        state = states[kpi.name]
+        before = _tier(kpi, state)
+        state.add(row.event_id, row.value)
+        if _tier(kpi, state) == before:
+            continue
+        recomputed = statement_from_states(terms, period, states, [], terms_version=version)
+        into = periods.first_open_after(period, set(book.closed))
+        inputs = {"slapay.measurements": {str(row.bus_partition): {"offset": row.bus_offset}}}
+        bodies = posting.correction_bodies(recomputed, posted, into, at, pending, inputs)
+        for body in bodies:
+            posted[body["corrects_line_id"]] = posted.get(
+                body["corrects_line_id"], Decimal(0)
+            ) + Decimal(body["amount"])
+        await post(conn, book, bodies, out)
+        pending = []
+
+
+def _tier(kpi: Any, state: KpiState) -> float | None:
+    value = state.value(kpi.aggregation, kpi.threshold)
+    tier = None if value is None else applying_tier(kpi, value)
+    return None if tier is None else tier.percent
+
+
+async def resolve_dispute(
+    conn: AsyncConnection,
+    book: Book,
+    dispute: dict[str, Any],
+    resolution: dict[str, Any],
+    at: datetime,
+    out: Outgoing,
+) -> None:
+    """Record the decision; an accepted dispute with an amount posts an adjustment."""
+    settled = {**dispute, "status": resolution["decision"], "resolution": resolution}
+    await journal_store.update_dispute(conn, settled)
+    amount = Decimal(str(resolution.get("amount") or 0))
+    if resolution["decision"] != "accepted" or amount == 0 or not book.versions:
+        return
+    into = periods.first_open_after(dispute["period"], set(book.closed))
+    body = posting.dispute_body(
+        book.contract_id, into, book.versions[-1].currency, settled, amount, at
+    )
+    await post(conn, book, [body], out)
