@@ -21,6 +21,7 @@ SECRET = "test-secret-" + "x" * 40
 def make_settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "auth_secret": SECRET,
+        "reviews_pepper": "test-pepper-" + "p" * 40,
         "provisional_debounce_s": 0.1,
         "consumer_session_timeout_ms": 1000,
         "log_poll_interval_s": 0.02,

@@ -7,6 +7,7 @@ announcing them are durable together, or not at all.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -21,16 +22,24 @@ from shared.bus import Message
 from shared.events import JournalEntryPosted, StatementFinalized
 from shared.payment import applying_tier, statement_from_states
 
-Outgoing = list[tuple[str, Message]]
+
+@dataclass
+class Effects:
+    """What a batch produces beyond its rows: messages for the outbox, periods to refresh."""
+
+    out: list[tuple[str, Message]] = field(default_factory=list)
+    touched: set[tuple[str, str]] = field(default_factory=set)
 
 
 async def post(
-    conn: AsyncConnection, book: Book, bodies: Sequence[dict[str, Any]], out: Outgoing
+    conn: AsyncConnection, book: Book, bodies: Sequence[dict[str, Any]], fx: Effects
 ) -> list[dict[str, Any]]:
     entries = await journal_store.append(conn, book.contract_id, bodies)
     for entry in entries:
+        if entry["period"] not in book.closed:
+            fx.touched.add((book.contract_id, entry["period"]))
         at = datetime.fromisoformat(entry["posted_at"].replace("Z", "+00:00"))
-        out.append(
+        fx.out.append(
             event_message(
                 JournalEntryPosted(entry=entry), book.contract_id, at, f"entry:{entry['entry_id']}"
             )
@@ -39,7 +48,7 @@ async def post(
 
 
 async def close_period(
-    conn: AsyncConnection, book: Book, period: str, at: datetime, out: Outgoing
+    conn: AsyncConnection, book: Book, period: str, at: datetime, fx: Effects
 ) -> str | None:
     """Post the final entries of `period`; return why not, if it cannot be closed."""
     if period in book.closed:
@@ -48,7 +57,7 @@ async def close_period(
     if computed is None:
         return f"no terms in force for {period}"
     inputs = {"slapay.measurements": await store.positions(conn, book.contract_id)}
-    entries = await post(conn, book, posting.final_bodies(computed, at, inputs), out)
+    entries = await post(conn, book, posting.final_bodies(computed, at, inputs), fx)
     posted_into = await journal_store.entries(conn, book.contract_id, period)
     adjustments = [e for e in posted_into if e["kind"] == posting.ADJUSTMENT]
     final = posting.compose(computed, adjustments, status="final", entries=[*entries, *adjustments])
@@ -59,7 +68,7 @@ async def close_period(
     }
     await journal_store.record_close(conn, book.contract_id, period, at, inputs, document)
     book.closed[period] = document
-    out.append(
+    fx.out.append(
         event_message(
             StatementFinalized(statement=document), book.contract_id, at, f"final:{period}"
         )
@@ -73,7 +82,7 @@ async def correct_late(
     period: str,
     late: Sequence[store.MeasurementRow],
     recorded_at: Sequence[datetime],
-    out: Outgoing,
+    fx: Effects,
 ) -> None:
     """Post adjustments for late measurements of a closed period, one event at a time in bus
     order; a correction is posted each time the money changes (a tier is crossed)."""
@@ -111,7 +120,7 @@ async def correct_late(
             posted[body["corrects_line_id"]] = posted.get(
                 body["corrects_line_id"], Decimal(0)
             ) + Decimal(body["amount"])
-        await post(conn, book, bodies, out)
+        await post(conn, book, bodies, fx)
         pending = []
 
 
@@ -127,7 +136,7 @@ async def resolve_dispute(
     dispute: dict[str, Any],
     resolution: dict[str, Any],
     at: datetime,
-    out: Outgoing,
+    fx: Effects,
 ) -> None:
     """Record the decision; an accepted dispute with an amount posts an adjustment."""
     settled = {**dispute, "status": resolution["decision"], "resolution": resolution}
@@ -139,4 +148,4 @@ async def resolve_dispute(
     body = posting.dispute_body(
         book.contract_id, into, book.versions[-1].currency, settled, amount, at
     )
-    await post(conn, book, [body], out)
+    await post(conn, book, [body], fx)

@@ -36,22 +36,21 @@ GROUP = "ledger"
 
 async def apply_delivered(engine: AsyncEngine, delivered: Sequence[Delivered]) -> None:
     async with engine.begin() as conn:
-        out: closing.Outgoing = []
-        touched: set[tuple[str, str]] = set()
+        fx = closing.Effects()
         for d in delivered:
             if d.event.type == TermsAgreed.TYPE:
-                touched |= await apply_terms(conn, d.event) or set()
+                fx.touched |= await apply_terms(conn, d.event) or set()
         measurements = [d for d in delivered if d.event.type == MeasurementRecorded.TYPE]
         if measurements:
-            touched |= await _fold_measurements(conn, measurements, out)
+            fx.touched |= await _fold_measurements(conn, measurements, fx)
         books: dict[str, Book] = {}
         for d in delivered:
             if d.event.type in COMMANDS:
                 book = books.get(d.event.contract_id) or await open_book(conn, d.event.contract_id)
                 books[d.event.contract_id] = book
-                await COMMANDS[d.event.type](conn, book, d.event, out)
-        await store.mark_dirty(conn, touched)
-        await journal_store.enqueue(conn, out)
+                await COMMANDS[d.event.type](conn, book, d.event, fx)
+        await store.mark_dirty(conn, fx.touched)
+        await journal_store.enqueue(conn, fx.out)
 
 
 async def apply_terms(conn: AsyncConnection, event: Envelope) -> set[tuple[str, str]] | None:
@@ -71,7 +70,7 @@ async def apply_terms(conn: AsyncConnection, event: Envelope) -> set[tuple[str, 
 
 
 async def _fold_measurements(
-    conn: AsyncConnection, measurements: Sequence[Delivered], out: closing.Outgoing
+    conn: AsyncConnection, measurements: Sequence[Delivered], fx: closing.Effects
 ) -> set[tuple[str, str]]:
     books = {
         c: await open_book(conn, c) for c in sorted({d.event.contract_id for d in measurements})
@@ -81,7 +80,7 @@ async def _fold_measurements(
         book = books[d.event.contract_id]
         row = _row(d, book.timezone)
         if row.period in book.closed and _too_late(book, row.period, d.event.recorded_at):
-            out.append((TOPIC_DEADLETTER, _refusal(d, book, row.period)))
+            fx.out.append((TOPIC_DEADLETTER, _refusal(d, book, row.period)))
             continue
         rows.append(row)
         recorded[row.event_id] = d.event.recorded_at
@@ -97,7 +96,7 @@ async def _fold_measurements(
     for (contract_id, period), group in sorted(late.items()):
         group.sort(key=lambda r: (r.bus_partition, r.bus_offset))
         await closing.correct_late(
-            conn, books[contract_id], period, group, [recorded[r.event_id] for r in group], out
+            conn, books[contract_id], period, group, [recorded[r.event_id] for r in group], fx
         )
     return await store.fold_aggregates(conn, current)
 
@@ -133,12 +132,12 @@ def _row(d: Delivered, timezone: str) -> store.MeasurementRow:
     )
 
 
-async def _close(conn: AsyncConnection, book: Book, event: Envelope, out: closing.Outgoing) -> None:
+async def _close(conn: AsyncConnection, book: Book, event: Envelope, fx: closing.Effects) -> None:
     request = event.payload()
     assert isinstance(request, PeriodCloseRequested)
-    problem = await closing.close_period(conn, book, request.period, event.recorded_at, out)
+    problem = await closing.close_period(conn, book, request.period, event.recorded_at, fx)
     if problem:
-        out.append(
+        fx.out.append(
             (
                 TOPIC_DEADLETTER,
                 Message(
@@ -157,7 +156,7 @@ async def _close(conn: AsyncConnection, book: Book, event: Envelope, out: closin
 
 
 async def _dispute_opened(
-    conn: AsyncConnection, book: Book, event: Envelope, out: closing.Outgoing
+    conn: AsyncConnection, book: Book, event: Envelope, fx: closing.Effects
 ) -> None:
     opened = event.payload()
     assert isinstance(opened, DisputeOpened)
@@ -173,7 +172,7 @@ async def _dispute_opened(
 
 
 async def _dispute_resolved(
-    conn: AsyncConnection, book: Book, event: Envelope, out: closing.Outgoing
+    conn: AsyncConnection, book: Book, event: Envelope, fx: closing.Effects
 ) -> None:
     resolved = event.payload()
     assert isinstance(resolved, DisputeResolved)
@@ -181,7 +180,7 @@ async def _dispute_resolved(
     if dispute is None or dispute["status"] != "open":
         return
     resolution = {**resolved.model_dump(mode="json"), "resolved_at": event.recorded_at.isoformat()}
-    await closing.resolve_dispute(conn, book, dispute, resolution, event.recorded_at, out)
+    await closing.resolve_dispute(conn, book, dispute, resolution, event.recorded_at, fx)
 
 
 COMMANDS = {
