@@ -14,6 +14,7 @@ from typing import Annotated
 import httpx
 import typer
 
+from services.audit_cli import app as audit_app
 from shared.auth import ROLES, issue_token
 from shared.settings import DEFAULT_PORTS, SERVICES, ConfigurationError, Settings
 
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 token_app = typer.Typer(help="Tokens for the HTTP API.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+app.add_typer(audit_app, name="audit")
 
 
 @app.command()
@@ -129,6 +131,16 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
             child.wait(timeout=10)
         except subprocess.TimeoutExpired:
             child.kill()
+
+
+@app.command("catalogue")
+def print_catalogue() -> None:
+    """Print the JSON Schema catalogue of every event type."""
+    import json
+
+    from shared.catalogue import catalogue
+
+    typer.echo(json.dumps(catalogue(), indent=2, sort_keys=True))
 
 
 @token_app.command("issue")

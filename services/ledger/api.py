@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from services.ledger import contracts
 from shared.auth import READER_ROLES, Principal, Role, issue_token
 from shared.bus import BusUnavailable
+from shared.catalogue import catalogue
 from shared.events import CONTRACT_ID_PATTERN
 from shared.runtime import RuntimeDep
 from shared.terms import Terms
@@ -104,3 +105,9 @@ async def get_contract(contract_id: str, runtime: RuntimeDep, principal: Reader)
 async def create_token(request: TokenRequest, runtime: RuntimeDep, _: Admin) -> TokenIssued:
     token = issue_token(runtime.secret, request.role, request.contracts, request.ttl_days)
     return TokenIssued(token=token)
+
+
+@router.get("/events/catalogue", tags=["events"])
+async def event_catalogue() -> dict[str, Any]:
+    """JSON Schema of every event type on the bus (public: it describes no data)."""
+    return catalogue()

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime, BaseModel
 
 from services.statements import store
-from shared import money
+from shared import audit, money
 from shared.auth import READER_ROLES, Principal
 from shared.events import Period
 from shared.runtime import RuntimeDep
@@ -85,3 +85,34 @@ async def get_balance(
     text = {k: money.format_money(v, currency) for k, v in sums.items()}
     net = money.format_money(sum(sums.values(), Decimal(0)), currency)
     return Balance(currency=currency, net=net, as_of=moment, entries=len(entries), **text)
+
+
+class Verification(BaseModel):
+    contract_id: str
+    period: str
+    verified: bool
+    differences: list[dict[str, Any]]
+    entries_checked: int
+    events_on_bus: int
+
+
+@router.get("/contracts/{contract_id}/statements/{period}/verify", response_model=Verification)
+async def verify_statement(
+    contract_id: str, period: Period, runtime: RuntimeDep, principal: Reader
+) -> Verification:
+    """Recompute the final statement from the raw events on the bus and check the chain
+    this service serves against them."""
+    ensure_visible(principal, contract_id)
+    history = await audit.read_history(runtime.bus, contract_id)
+    if not history.terms:
+        raise Problem(404, "Not found", f"no contract {contract_id!r}")
+    served = await store.list_entries(runtime.engine, contract_id)
+    differences = audit.verify(history, period, served)
+    return Verification(
+        contract_id=contract_id,
+        period=period,
+        verified=not differences,
+        differences=differences,
+        entries_checked=len(served),
+        events_on_bus=len(history.measurements),
+    )
