@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared import db
+from shared import db, idempotency
 from shared.bus import Bus
 from shared.bus.factory import create_bus
 from shared.settings import Settings
@@ -64,6 +64,7 @@ def build_app(
         tasks: list[asyncio.Task[None]] = []
         try:
             await db.create_schema(engine, metadata)
+            await db.create_schema(engine, idempotency.metadata)
             await active_bus.start()
             runtime = Runtime(service, settings, engine, active_bus, secret)
             app.state.runtime, app.state.auth_secret = runtime, secret
@@ -82,6 +83,7 @@ def build_app(
 
     app = FastAPI(title=f"slapay {service}", version="0.1.0", lifespan=lifespan)
     install_problem_handlers(app)
+    app.middleware("http")(idempotency.middleware)
 
     def ready_checks() -> list[Coroutine[Any, Any, None]]:
         runtime: Runtime = app.state.runtime

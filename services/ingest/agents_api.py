@@ -57,9 +57,9 @@ async def prometheus_write(request: Request, runtime: RuntimeDep, principal: Wri
         write_request = prometheus.decode_write_request(
             body, request.headers.get("content-type"), request.headers.get("content-encoding")
         )
+        decoded = prometheus.to_measurements(write_request)
     except UndecodablePayload as exc:
         raise Problem(exc.status, exc.title, exc.detail) from exc
-    decoded = prometheus.to_measurements(write_request)
     accepted = await accept_decoded(runtime, principal, decoded)
     headers = _counts(accepted, decoded)
     headers["X-Prometheus-Remote-Write-Version"] = REMOTE_WRITE_VERSION
@@ -79,9 +79,9 @@ async def otlp_metrics(request: Request, runtime: RuntimeDep, principal: Writer)
     try:
         media = otlp.media_type(content_type)
         export = otlp.decode_request(body, content_type, request.headers.get("content-encoding"))
+        decoded = otlp.to_measurements(export)
     except UndecodablePayload as exc:
         raise Problem(exc.status, exc.title, exc.detail) from exc
-    decoded = otlp.to_measurements(export)
     accepted = await accept_decoded(runtime, principal, decoded)
     headers = {**_counts(accepted, decoded), "X-Slapay-Rejected": str(len(decoded.rejected))}
     return Response(otlp.response_body(decoded, media), 200, headers, media_type=media)

@@ -87,8 +87,8 @@ class Decoded:
 
     `items` pairs a description of where each candidate came from (for error messages) with
     the `MeasurementIn` fields read from it; `ignored` counts what was not meant for slapay
-    (series or data points without the two slapay labels); `rejected` names data points that
-    were meant for slapay but can never become measurements (OTLP partial success)."""
+    (series or data points that name no slapay KPI); `rejected` gives the reason for each data
+    point that was meant for slapay but can never become a measurement (OTLP partial success)."""
 
     items: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     ignored: int = 0

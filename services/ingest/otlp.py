@@ -88,7 +88,7 @@ def _add_point(
         decoded.ignored += 1
     elif kind not in ("gauge", "sum"):
         decoded.rejected.append(
-            f"{metric.name!r} is a {kind.replace('_', ' ')}: slapay takes gauge and sum data "
+            f"{metric.name!r} is of type {kind.replace('_', ' ')}: slapay takes gauge and sum data "
             "points only (one value per point); export the KPI as a gauge"
         )
     else:

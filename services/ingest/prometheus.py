@@ -62,10 +62,19 @@ def decode_write_request(
 
 
 def to_measurements(request: WriteRequest) -> Decoded:
-    """The measurement candidates of a request: one per sample of a slapay-labelled series."""
+    """The measurement candidates of a request: one per sample of a slapay-labelled series.
+
+    A series without labels, or with an empty label name or value, breaks the protocol (and
+    is what another protobuf message read as a `WriteRequest` looks like): 400."""
     decoded = Decoded()
-    for series in request.timeseries:
+    for index, series in enumerate(request.timeseries):
         labels = {label.name: label.value for label in series.labels}
+        if not labels or "" in labels or "" in labels.values():
+            raise UndecodablePayload(
+                400,
+                "Not a remote write WriteRequest",
+                f"series {index} has no labels, or a label without a name or value",
+            )
         if KPI_LABEL not in labels:
             decoded.ignored += 1
             continue
