@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -20,11 +20,12 @@ from shared.events import (
     Envelope,
     JournalEntryPosted,
     MeasurementRecorded,
+    ReviewSubmitted,
     StatementFinalized,
     TermsAgreed,
 )
 from shared.journal import chain_breaks
-from shared.payment import Observation, Statement, compute_statement
+from shared.payment import Observation, Rating, Statement, compute_statement
 from shared.terms import Terms, terms_in_force, version_in_force
 
 
@@ -35,6 +36,7 @@ class History:
     contract_id: str
     terms: list[Terms] = field(default_factory=list)
     measurements: list[tuple[int, int, Observation]] = field(default_factory=list)
+    ratings: list[tuple[int, int, Rating]] = field(default_factory=list)
     entries: list[dict[str, Any]] = field(default_factory=list)
     finals: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -54,6 +56,7 @@ def history(
     contracts: Iterable[Record],
     measurements: Iterable[Record],
     journal: Iterable[Record],
+    reviews: Iterable[Record] = (),
 ) -> History:
     found = History(contract_id)
     versions: dict[int, Terms] = {}
@@ -73,6 +76,22 @@ def history(
         data = MeasurementRecorded.model_validate(event.data)
         observation = Observation(str(event.event_id), data.kpi, data.value, event.occurred_at)
         found.measurements.append((record.partition, record.offset, observation))
+    seen.clear()
+    for record, event in sorted(
+        _events(reviews, contract_id), key=lambda p: (p[0].partition, p[0].offset)
+    ):
+        if event.type != ReviewSubmitted.TYPE or str(event.event_id) in seen:
+            continue
+        seen.add(str(event.event_id))
+        review = ReviewSubmitted.model_validate(event.data)
+        rating = Rating(
+            str(event.event_id),
+            review.reviewer_pseudonym,
+            review.rating,
+            event.occurred_at,
+            record.offset,
+        )
+        found.ratings.append((record.partition, record.offset, rating))
     entries: dict[str, dict[str, Any]] = {}
     for _, event in _events(journal, contract_id):
         if event.type == JournalEntryPosted.TYPE:
@@ -88,13 +107,21 @@ def _recompute(h: History, period: str, inputs: Mapping[str, Any]) -> Statement 
     terms, version = terms_in_force(h.terms, period), version_in_force(h.terms, period)
     if terms is None or version is None:
         return None
-    cut = inputs.get("slapay.measurements", {})
-    observations = [
-        o
-        for partition, offset, o in h.measurements
+    observations = _upto(h.measurements, inputs.get("slapay.measurements", {}))
+    ratings = _upto(h.ratings, inputs.get("slapay.reviews", {}))
+    return compute_statement(terms, period, observations, ratings, terms_version=version)
+
+
+T = TypeVar("T")
+
+
+def _upto(events: Iterable[tuple[int, int, T]], cut: Mapping[str, Any]) -> list[T]:
+    """The events at or before the recorded offset of their partition."""
+    return [
+        e
+        for partition, offset, e in events
         if str(partition) in cut and offset <= cut[str(partition)]["offset"]
     ]
-    return compute_statement(terms, period, observations, [], terms_version=version)
 
 
 def verify(
@@ -194,11 +221,12 @@ def _compare(
 
 async def read_history(bus: Any, contract_id: str) -> History:
     """Read the contract's history from the beginning of the bus."""
-    from shared.events import TOPIC_CONTRACTS, TOPIC_JOURNAL, TOPIC_MEASUREMENTS
+    from shared.events import TOPIC_CONTRACTS, TOPIC_JOURNAL, TOPIC_MEASUREMENTS, TOPIC_REVIEWS
 
     return history(
         contract_id,
         await bus.read_all(TOPIC_CONTRACTS),
         await bus.read_all(TOPIC_MEASUREMENTS),
         await bus.read_all(TOPIC_JOURNAL),
+        await bus.read_all(TOPIC_REVIEWS),
     )

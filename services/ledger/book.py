@@ -9,9 +9,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.ledger import journal_store, store
+from shared import jsonutil
 from shared.bus import Message
 from shared.events import EventData, make_event
-from shared.payment import Observation, Statement, compute_statement
+from shared.payment import Observation, Rating, Statement, compute_statement
 from shared.publishing import to_message
 from shared.terms import Terms, terms_in_force, version_in_force
 
@@ -51,7 +52,39 @@ async def computed_statement(conn: AsyncConnection, book: Book, period: str) -> 
     terms, version = found
     rows = await store.period_measurements(conn, book.contract_id, period)
     observations = [Observation(r.event_id, r.kpi, r.value, r.occurred_at) for r in rows]
-    return compute_statement(terms, period, observations, [], terms_version=version)
+    rated = await store.period_ratings(conn, book.contract_id, period)
+    statement = compute_statement(
+        terms, period, observations, ratings_of(rated), terms_version=version
+    )
+    return with_review_flags(statement, rated)
+
+
+def ratings_of(rows: list[store.RatingRow]) -> list[Rating]:
+    return [Rating(r.event_id, r.reviewer, r.rating, r.occurred_at, r.bus_offset) for r in rows]
+
+
+def with_review_flags(statement: Statement, rows: list[store.RatingRow]) -> Statement:
+    """Surface what the reviews service flagged (e.g. a burst) on the review line."""
+    flags = sorted({flag for row in rows for flag in jsonutil.loads(row.flags)})
+    if not flags:
+        return statement
+    lines = tuple(
+        line.model_copy(
+            update={"derivation": line.derivation.model_copy(update={"flags": tuple(flags)})}
+        )
+        if line.kind == "review_adjustment"
+        else line
+        for line in statement.lines
+    )
+    return statement.model_copy(update={"lines": lines})
+
+
+async def inputs(conn: AsyncConnection, contract_id: str) -> dict[str, Any]:
+    """The cut a posting records: how far each input topic had been applied."""
+    return {
+        "slapay.measurements": await store.positions(conn, contract_id),
+        "slapay.reviews": await store.positions(conn, contract_id, store.ratings),
+    }
 
 
 def event_message(

@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.ledger import journal_store, store
-from services.ledger.book import Book, computed_statement, event_message
+from services.ledger.book import Book, computed_statement, event_message, ratings_of
+from services.ledger.book import inputs as book_inputs
 from services.ledger.domain import periods, posting
 from shared.aggregates import KpiState
 from shared.bus import Message
@@ -56,7 +57,7 @@ async def close_period(
     computed = await computed_statement(conn, book, period)
     if computed is None:
         return f"no terms in force for {period}"
-    inputs = {"slapay.measurements": await store.positions(conn, book.contract_id)}
+    inputs = await book_inputs(conn, book.contract_id)
     entries = await post(conn, book, posting.final_bodies(computed, at, inputs), fx)
     posted_into = await journal_store.entries(conn, book.contract_id, period)
     adjustments = [e for e in posted_into if e["kind"] == posting.ADJUSTMENT]
@@ -101,6 +102,8 @@ async def correct_late(
         if row.kpi in states:
             states[row.kpi].add(row.event_id, row.value)
     posted = posting.effective_amounts(await journal_store.entries(conn, book.contract_id), period)
+    rated = ratings_of(await store.period_ratings(conn, book.contract_id, period))
+    base_inputs = await book_inputs(conn, book.contract_id)
     pending: list[str] = []
     for row, at in zip(late, recorded_at, strict=True):
         kpi = terms.kpi(row.kpi)
@@ -112,9 +115,12 @@ async def correct_late(
         state.add(row.event_id, row.value)
         if _tier(kpi, state) == before:
             continue
-        recomputed = statement_from_states(terms, period, states, [], terms_version=version)
+        recomputed = statement_from_states(terms, period, states, rated, terms_version=version)
         into = periods.first_open_after(period, set(book.closed))
-        inputs = {"slapay.measurements": {str(row.bus_partition): {"offset": row.bus_offset}}}
+        inputs = {
+            **base_inputs,
+            "slapay.measurements": {str(row.bus_partition): {"offset": row.bus_offset}},
+        }
         bodies = posting.correction_bodies(recomputed, posted, into, at, pending, inputs)
         for body in bodies:
             posted[body["corrects_line_id"]] = posted.get(
@@ -149,3 +155,45 @@ async def resolve_dispute(
         book.contract_id, into, book.versions[-1].currency, settled, amount, at
     )
     await post(conn, book, [body], fx)
+
+
+async def correct_late_reviews(
+    conn: AsyncConnection,
+    book: Book,
+    period: str,
+    late: Sequence[store.RatingRow],
+    recorded_at: Sequence[datetime],
+    fx: Effects,
+) -> None:
+    """Post adjustments for late ratings of a closed period, one at a time in bus order."""
+    found = book.terms_for(period)
+    if found is None or found[0].reviews is None:
+        return
+    terms, version = found
+    late_ids = {row.event_id for row in late}
+    states = {kpi.name: KpiState() for kpi in terms.kpis}
+    for m in await store.period_measurements(conn, book.contract_id, period):
+        if m.kpi in states:
+            states[m.kpi].add(m.event_id, m.value)
+    rows = [
+        r
+        for r in await store.period_ratings(conn, book.contract_id, period)
+        if r.event_id not in late_ids
+    ]
+    posted = posting.effective_amounts(await journal_store.entries(conn, book.contract_id), period)
+    base_inputs = await book_inputs(conn, book.contract_id)
+    for row, at in zip(late, recorded_at, strict=True):
+        rows.append(row)
+        recomputed = statement_from_states(
+            terms, period, states, ratings_of(rows), terms_version=version
+        )
+        into = periods.first_open_after(period, set(book.closed))
+        inputs = {
+            **base_inputs,
+            "slapay.reviews": {str(row.bus_partition): {"offset": row.bus_offset}},
+        }
+        bodies = posting.correction_bodies(recomputed, posted, into, at, [row.event_id], inputs)
+        for body in bodies:
+            key = body["corrects_line_id"]
+            posted[key] = posted.get(key, Decimal(0)) + Decimal(body["amount"])
+        await post(conn, book, bodies, fx)

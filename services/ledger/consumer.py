@@ -27,6 +27,7 @@ from shared.events import (
     Envelope,
     MeasurementRecorded,
     PeriodCloseRequested,
+    ReviewSubmitted,
     TermsAgreed,
 )
 from shared.terms import period_of
@@ -43,6 +44,9 @@ async def apply_delivered(engine: AsyncEngine, delivered: Sequence[Delivered]) -
         measurements = [d for d in delivered if d.event.type == MeasurementRecorded.TYPE]
         if measurements:
             fx.touched |= await _fold_measurements(conn, measurements, fx)
+        reviews = [d for d in delivered if d.event.type == ReviewSubmitted.TYPE]
+        if reviews:
+            fx.touched |= await _fold_reviews(conn, reviews, fx)
         books: dict[str, Book] = {}
         for d in delivered:
             if d.event.type in COMMANDS:
@@ -99,6 +103,43 @@ async def _fold_measurements(
             conn, books[contract_id], period, group, [recorded[r.event_id] for r in group], fx
         )
     return await store.fold_aggregates(conn, current)
+
+
+async def _fold_reviews(
+    conn: AsyncConnection, reviews: Sequence[Delivered], fx: closing.Effects
+) -> set[tuple[str, str]]:
+    books = {c: await open_book(conn, c) for c in sorted({d.event.contract_id for d in reviews})}
+    rows, recorded = [], {}
+    for d in reviews:
+        book, data = books[d.event.contract_id], d.event.data
+        period = period_of(d.event.occurred_at, book.timezone)
+        if period in book.closed and _too_late(book, period, d.event.recorded_at):
+            fx.out.append((TOPIC_DEADLETTER, _refusal(d, book, period)))
+            continue
+        rows.append(
+            store.RatingRow(
+                event_id=str(d.event.event_id),
+                contract_id=d.event.contract_id,
+                period=period,
+                reviewer=str(data["reviewer_pseudonym"]),
+                rating=int(data["rating"]),
+                occurred_at=d.event.occurred_at,
+                flags=jsonutil.dumps(data.get("flags") or []).decode(),
+                bus_partition=d.partition,
+                bus_offset=d.offset,
+            )
+        )
+        recorded[rows[-1].event_id] = d.event.recorded_at
+    touched = set()
+    for row in await store.insert_new_ratings(conn, rows):
+        book = books[row.contract_id]
+        if row.period in book.closed:
+            await closing.correct_late_reviews(
+                conn, book, row.period, [row], [recorded[row.event_id]], fx
+            )
+        else:
+            touched.add((row.contract_id, row.period))
+    return touched
 
 
 def _too_late(book: Book, period: str, recorded_at: datetime) -> bool:

@@ -54,6 +54,20 @@ measurements = Table(
     Column("bus_offset", BigInteger, nullable=False),
     Index("ix_measurements_contract_period", "contract_id", "period"),
 )
+ratings = Table(
+    "ratings",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("contract_id", String(64), nullable=False),
+    Column("period", String(7), nullable=False),
+    Column("reviewer", String(128), nullable=False),
+    Column("rating", Integer, nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("flags", Text, nullable=False),
+    Column("bus_partition", Integer, nullable=False),
+    Column("bus_offset", BigInteger, nullable=False),
+    Index("ix_ratings_contract_period", "contract_id", "period"),
+)
 kpi_aggregates = Table(
     "kpi_aggregates",
     metadata,
@@ -84,6 +98,43 @@ class MeasurementRow:
     occurred_at: datetime
     bus_partition: int
     bus_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class RatingRow:
+    event_id: str
+    contract_id: str
+    period: str
+    reviewer: str
+    rating: int
+    occurred_at: datetime
+    flags: str
+    bus_partition: int
+    bus_offset: int
+
+
+async def insert_new_ratings(conn: AsyncConnection, rows: Sequence[RatingRow]) -> list[RatingRow]:
+    """Insert, skipping event ids already applied; return only the rows that were new."""
+    new = []
+    for row in rows:
+        statement = (
+            _insert(conn)(ratings)
+            .values(**{name: getattr(row, name) for name in RatingRow.__slots__})
+            .on_conflict_do_nothing()
+        )
+        if (await conn.execute(statement)).rowcount:
+            new.append(row)
+    return new
+
+
+async def period_ratings(conn: AsyncConnection, contract_id: str, period: str) -> list[RatingRow]:
+    r = ratings.c
+    result = await conn.execute(
+        select(ratings)
+        .where(and_(r.contract_id == contract_id, r.period == period))
+        .order_by(r.bus_partition, r.bus_offset)
+    )
+    return [RatingRow(**row._mapping) for row in result]
 
 
 def _insert(engine_or_conn: AsyncEngine | AsyncConnection) -> Any:
@@ -276,13 +327,15 @@ async def period_measurements(
     return [MeasurementRow(**row._mapping) for row in result]
 
 
-async def positions(conn: AsyncConnection, contract_id: str) -> dict[str, dict[str, int]]:
-    """How far the contract's measurements were applied: the cut a close records."""
-    m = measurements.c
+async def positions(
+    conn: AsyncConnection, contract_id: str, table: Table = measurements
+) -> dict[str, dict[str, int]]:
+    """How far the contract's events in `table` were applied: the cut a close records."""
+    t = table.c
     result = await conn.execute(
-        select(m.bus_partition, func.max(m.bus_offset))
-        .where(m.contract_id == contract_id)
-        .group_by(m.bus_partition)
+        select(t.bus_partition, func.max(t.bus_offset))
+        .where(t.contract_id == contract_id)
+        .group_by(t.bus_partition)
     )
     return {str(partition): {"offset": int(offset)} for partition, offset in result}
 

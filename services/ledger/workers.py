@@ -12,7 +12,13 @@ from services.ledger.consumer import GROUP, apply_delivered
 from services.ledger.domain import periods
 from shared.bus import Message
 from shared.consuming import run_delivered_consumer
-from shared.events import TOPIC_CONTRACTS, TOPIC_MEASUREMENTS, PeriodCloseRequested, make_event
+from shared.events import (
+    TOPIC_CONTRACTS,
+    TOPIC_MEASUREMENTS,
+    TOPIC_REVIEWS,
+    PeriodCloseRequested,
+    make_event,
+)
 from shared.publishing import publish_events
 from shared.runtime import Runtime
 
@@ -20,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 async def fold_loop(runtime: Runtime) -> None:
-    consumer = runtime.bus.consumer([TOPIC_CONTRACTS, TOPIC_MEASUREMENTS], GROUP)
+    consumer = runtime.bus.consumer([TOPIC_CONTRACTS, TOPIC_MEASUREMENTS, TOPIC_REVIEWS], GROUP)
     await run_delivered_consumer(
         runtime.bus, consumer, lambda delivered: apply_delivered(runtime.engine, delivered)
     )
