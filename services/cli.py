@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from importlib import import_module
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -131,6 +131,46 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
             child.wait(timeout=10)
         except subprocess.TimeoutExpired:
             child.kill()
+
+
+@app.command("replay")
+def replay(
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="fresh database for the rebuilt tables; default: a temp SQLite file"),
+    ] = None,
+) -> None:
+    """Rebuild the ledger from the beginning of the bus; exit 0 only when every contract's
+    chain head matches the live one."""
+    import asyncio
+
+    outcomes = asyncio.run(_replay(database_url))
+    for o in outcomes:
+        mark = "OK      " if o.matches else "MISMATCH"
+        heads = f"live {o.live_head}, replayed {o.replayed_head}"
+        typer.echo(f"{mark} {o.contract_id}: {o.entries} entries, {heads}")
+    if not all(o.matches for o in outcomes):
+        raise typer.Exit(1)
+
+
+async def _replay(database_url: str | None) -> list[Any]:
+    import tempfile
+
+    from services.ledger import store
+    from services.ledger.replay import replay as run_replay
+    from shared import db
+    from shared.bus.factory import create_bus
+
+    with tempfile.TemporaryDirectory() as scratch:
+        engine = db.create_engine(database_url or f"sqlite+aiosqlite:///{scratch}/replay.db")
+        bus = create_bus(Settings())
+        await bus.start()
+        try:
+            await db.create_schema(engine, store.metadata)
+            return await run_replay(bus, engine)
+        finally:
+            await bus.stop()
+            await engine.dispose()
 
 
 @app.command("catalogue")

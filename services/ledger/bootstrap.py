@@ -8,17 +8,27 @@ from fastapi import FastAPI
 from services.ledger import api, periods_api, store
 from services.ledger.provisional import provisional_loop
 from services.ledger.workers import autoclose_loop, fold_loop, outbox_loop
+from shared import signing
 from shared.bus import Bus
 from shared.runtime import build_app
 from shared.settings import Settings
 
 
 def bootstrap(settings: Settings | None = None, bus: Bus | None = None) -> FastAPI:
-    return build_app(
+    settings = settings or Settings()
+    keyring = signing.load_keyring(settings)  # the fold signs final statements with it
+    app = build_app(
         "ledger",
-        settings or Settings(),
+        settings,
         store.metadata,
-        [api.router, periods_api.router],
-        workers=[fold_loop, outbox_loop, provisional_loop, autoclose_loop],
+        [api.router, periods_api.router, signing.router],
+        workers=[
+            signing.signing_worker(keyring, fold_loop),
+            outbox_loop,
+            provisional_loop,
+            autoclose_loop,
+        ],
         bus=bus,
     )
+    app.state.keyring = keyring
+    return app

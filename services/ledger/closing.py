@@ -18,6 +18,7 @@ from services.ledger import journal_store, store
 from services.ledger.book import Book, computed_statement, event_message, ratings_of
 from services.ledger.book import inputs as book_inputs
 from services.ledger.domain import periods, posting
+from shared import signing
 from shared.aggregates import KpiState
 from shared.bus import Message
 from shared.events import JournalEntryPosted, StatementFinalized
@@ -30,6 +31,11 @@ class Effects:
 
     out: list[tuple[str, Message]] = field(default_factory=list)
     touched: set[tuple[str, str]] = field(default_factory=set)
+
+
+def cause_of(topic: str, row: store.MeasurementRow | store.RatingRow) -> dict[str, Any]:
+    """The bus position of the event that caused a posting (replay orders by it)."""
+    return {"topic": topic, "partition": row.bus_partition, "offset": row.bus_offset}
 
 
 async def post(
@@ -49,7 +55,7 @@ async def post(
 
 
 async def close_period(
-    conn: AsyncConnection, book: Book, period: str, at: datetime, fx: Effects
+    conn: AsyncConnection, book: Book, period: str, at: datetime, fx: Effects, cause: dict[str, Any]
 ) -> str | None:
     """Post the final entries of `period`; return why not, if it cannot be closed."""
     if period in book.closed:
@@ -57,16 +63,22 @@ async def close_period(
     computed = await computed_statement(conn, book, period)
     if computed is None:
         return f"no terms in force for {period}"
-    inputs = await book_inputs(conn, book.contract_id)
+    inputs = {**await book_inputs(conn, book.contract_id), "cause": cause}
     entries = await post(conn, book, posting.final_bodies(computed, at, inputs), fx)
     posted_into = await journal_store.entries(conn, book.contract_id, period)
     adjustments = [e for e in posted_into if e["kind"] == posting.ADJUSTMENT]
     final = posting.compose(computed, adjustments, status="final", entries=[*entries, *adjustments])
-    document = {
-        **final.model_dump(mode="json"),
-        "inputs": inputs,
-        "closed_at": posting.timestamp(at),
-    }
+    terms = book.terms_for(period)
+    document = signing.sign_final(
+        {
+            **final.model_dump(mode="json"),
+            "inputs": inputs,
+            "closed_at": posting.timestamp(at),
+            "parties": {"provider": terms[0].provider, "customer": terms[0].customer}
+            if terms
+            else None,
+        }
+    )
     await journal_store.record_close(conn, book.contract_id, period, at, inputs, document)
     book.closed[period] = document
     fx.out.append(
@@ -120,6 +132,7 @@ async def correct_late(
         inputs = {
             **base_inputs,
             "slapay.measurements": {str(row.bus_partition): {"offset": row.bus_offset}},
+            "cause": cause_of("slapay.measurements", row),
         }
         bodies = posting.correction_bodies(recomputed, posted, into, at, pending, inputs)
         for body in bodies:
@@ -143,6 +156,7 @@ async def resolve_dispute(
     resolution: dict[str, Any],
     at: datetime,
     fx: Effects,
+    cause: dict[str, Any],
 ) -> None:
     """Record the decision; an accepted dispute with an amount posts an adjustment."""
     settled = {**dispute, "status": resolution["decision"], "resolution": resolution}
@@ -151,8 +165,9 @@ async def resolve_dispute(
     if resolution["decision"] != "accepted" or amount == 0 or not book.versions:
         return
     into = periods.first_open_after(dispute["period"], set(book.closed))
+    inputs = {**await book_inputs(conn, book.contract_id), "cause": cause}
     body = posting.dispute_body(
-        book.contract_id, into, book.versions[-1].currency, settled, amount, at
+        book.contract_id, into, book.versions[-1].currency, settled, amount, at, inputs
     )
     await post(conn, book, [body], fx)
 
@@ -191,6 +206,7 @@ async def correct_late_reviews(
         inputs = {
             **base_inputs,
             "slapay.reviews": {str(row.bus_partition): {"offset": row.bus_offset}},
+            "cause": cause_of("slapay.reviews", row),
         }
         bodies = posting.correction_bodies(recomputed, posted, into, at, [row.event_id], inputs)
         for body in bodies:

@@ -9,8 +9,9 @@ disputes — each close records how far the contract's measurements had been app
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -52,7 +53,7 @@ async def apply_delivered(engine: AsyncEngine, delivered: Sequence[Delivered]) -
             if d.event.type in COMMANDS:
                 book = books.get(d.event.contract_id) or await open_book(conn, d.event.contract_id)
                 books[d.event.contract_id] = book
-                await COMMANDS[d.event.type](conn, book, d.event, fx)
+                await COMMANDS[d.event.type](conn, book, d, fx)
         await store.mark_dirty(conn, fx.touched)
         await journal_store.enqueue(conn, fx.out)
 
@@ -173,10 +174,13 @@ def _row(d: Delivered, timezone: str) -> store.MeasurementRow:
     )
 
 
-async def _close(conn: AsyncConnection, book: Book, event: Envelope, fx: closing.Effects) -> None:
+async def _close(conn: AsyncConnection, book: Book, d: Delivered, fx: closing.Effects) -> None:
+    event = d.event
     request = event.payload()
     assert isinstance(request, PeriodCloseRequested)
-    problem = await closing.close_period(conn, book, request.period, event.recorded_at, fx)
+    problem = await closing.close_period(
+        conn, book, request.period, event.recorded_at, fx, _cause(d)
+    )
     if problem:
         fx.out.append(
             (
@@ -197,8 +201,9 @@ async def _close(conn: AsyncConnection, book: Book, event: Envelope, fx: closing
 
 
 async def _dispute_opened(
-    conn: AsyncConnection, book: Book, event: Envelope, fx: closing.Effects
+    conn: AsyncConnection, book: Book, d: Delivered, fx: closing.Effects
 ) -> None:
+    event = d.event
     opened = event.payload()
     assert isinstance(opened, DisputeOpened)
     await journal_store.put_dispute(
@@ -213,18 +218,24 @@ async def _dispute_opened(
 
 
 async def _dispute_resolved(
-    conn: AsyncConnection, book: Book, event: Envelope, fx: closing.Effects
+    conn: AsyncConnection, book: Book, d: Delivered, fx: closing.Effects
 ) -> None:
+    event = d.event
     resolved = event.payload()
     assert isinstance(resolved, DisputeResolved)
     dispute = await journal_store.dispute(conn, resolved.dispute_id)
     if dispute is None or dispute["status"] != "open":
         return
     resolution = {**resolved.model_dump(mode="json"), "resolved_at": event.recorded_at.isoformat()}
-    await closing.resolve_dispute(conn, book, dispute, resolution, event.recorded_at, fx)
+    await closing.resolve_dispute(conn, book, dispute, resolution, event.recorded_at, fx, _cause(d))
 
 
-COMMANDS = {
+def _cause(d: Delivered) -> dict[str, Any]:
+    return {"topic": d.topic, "partition": d.partition, "offset": d.offset}
+
+
+Command = Callable[[AsyncConnection, Book, Delivered, closing.Effects], Awaitable[None]]
+COMMANDS: dict[str, Command] = {
     PeriodCloseRequested.TYPE: _close,
     DisputeOpened.TYPE: _dispute_opened,
     DisputeResolved.TYPE: _dispute_resolved,

@@ -46,7 +46,7 @@ async def test_reviews_move_the_money_and_late_ones_correct_it(system: System) -
     shown = await eventually(provisional, lambda s: s and s["lines"][-1]["amount"] == "416.67")
     line = shown["lines"][-1]
     assert line["kind"] == "review_adjustment"
-    # mean (5 + 5 + 4) / 3 = 4.667 → +5% · (4.667 − 3) / 2 = +4.1667% of 10000 = 416.67
+    # mean (5 + 5 + 4) / 3 = 4.667 → +5% · (4.667 - 3) / 2 = +4.1667% of 10000 = 416.67
     assert line["amount"] == "416.67"
     closed = await system.ledger.post(
         f"/v1/contracts/{CONTRACT}/periods/2026-09/close", headers=system.token()

@@ -128,6 +128,7 @@ def dispute_body(
     dispute: Mapping[str, Any],
     amount: Decimal,
     posted_at: datetime,
+    inputs: Mapping[str, Any],
 ) -> dict[str, Any]:
     text = money.format_money(amount, currency)
     line = Line(
@@ -151,7 +152,7 @@ def dispute_body(
         currency,
         line,
         posted_at,
-        inputs={},
+        inputs=inputs,
         corrects_period=dispute["period"],
         corrects_line_id=dispute["line_id"],
         dispute_id=dispute["dispute_id"],
