@@ -118,8 +118,7 @@ class KpiState:
 
     def value(self, aggregation: str, threshold: float | None = None) -> float | None:
         """The KPI value under `aggregation`, or None when there are no measurements."""
-        values = self._ordered()
-        count = len(values)
+        count = len(self._sorted)
         if count == 0:
             return None
         if aggregation == "mean":
@@ -128,6 +127,7 @@ class KpiState:
             return float(self.exact_sum)
         if aggregation == "count":
             return float(count)
+        values = self._ordered()
         if aggregation == "min":
             return values[0]
         if aggregation == "max":

@@ -8,6 +8,7 @@ released again if the request fails with a 5xx, so a retry after an outage goes 
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy import (
@@ -59,7 +60,8 @@ async def middleware(
         return problem_response(400, "Invalid Idempotency-Key", "1 to 255 characters")
     body = await request.body()
     scope = f"{_subject(request)}:{request.url.path}"
-    digest = hashlib.sha256(body).hexdigest()
+    # keyed, so the stored fingerprint reveals nothing of a body holding personal data
+    digest = hmac.new(request.app.state.auth_secret.encode(), body, hashlib.sha256).hexdigest()
     engine: AsyncEngine = request.app.state.runtime.engine
     claimed = await _claim(engine, scope, key, digest)
     if claimed is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -53,6 +54,12 @@ class InMemoryConsumer:
         return None
 
     async def fetch(self, max_records: int = 5000, timeout_s: float = 0.5) -> list[Record]:
+        out = self._take(max_records)
+        if not out:
+            await asyncio.sleep(min(timeout_s, 0.05))  # like a real bus: wait, don't spin
+        return out
+
+    def _take(self, max_records: int) -> list[Record]:
         out: list[Record] = []
         for topic in self.topics:
             new = self.bus.topics[topic][self.positions[topic] :][: max_records - len(out)]

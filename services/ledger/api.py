@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body, Depends, Path, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.ledger import contracts
+from shared import revocation
 from shared.auth import READER_ROLES, Principal, Role, issue_token
 from shared.bus import BusUnavailable
 from shared.catalogue import catalogue
@@ -105,6 +106,20 @@ async def get_contract(contract_id: str, runtime: RuntimeDep, principal: Reader)
 async def create_token(request: TokenRequest, runtime: RuntimeDep, _: Admin) -> TokenIssued:
     token = issue_token(runtime.secret, request.role, request.contracts, request.ttl_days)
     return TokenIssued(token=token)
+
+
+@router.delete("/tokens/{jti}", status_code=204, response_class=Response, tags=["auth"])
+async def revoke_token(
+    jti: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,128}$", description="the token's jti")],
+    runtime: RuntimeDep,
+    principal: Admin,
+) -> Response:
+    """Every service refuses the token within seconds (401); revoking again changes nothing."""
+    try:
+        await revocation.revoke(runtime, jti, f"admin:{principal.subject}")
+    except BusUnavailable as exc:
+        raise Problem(503, "Bus unavailable", str(exc), headers={"Retry-After": "5"}) from exc
+    return Response(status_code=204)
 
 
 @router.get("/events/catalogue", tags=["events"])

@@ -14,6 +14,7 @@ from shared.bus import Message
 from shared.events import EventData, make_event
 from shared.payment import Observation, Rating, Statement, compute_statement
 from shared.publishing import to_message
+from shared.telemetry import inject_headers
 from shared.terms import Terms, terms_in_force, version_in_force
 
 
@@ -99,4 +100,4 @@ def event_message(
         producer_id=producer_id,
         recorded_at=at,
     )
-    return data.TOPIC, to_message(event, {})
+    return data.TOPIC, to_message(event, inject_headers())

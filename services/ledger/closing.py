@@ -116,7 +116,10 @@ async def correct_late(
     posted = posting.effective_amounts(await journal_store.entries(conn, book.contract_id), period)
     rated = ratings_of(await store.period_ratings(conn, book.contract_id, period))
     base_inputs = await book_inputs(conn, book.contract_id)
-    pending: list[str] = []
+    cut = book.closed[period].get("inputs", {}).get("slapay.measurements", {})
+    # A correction names every late event of the period so far: deterministic, whatever
+    # the batch boundaries were.
+    pending = [r.event_id for r in earlier if _after(r, cut)]
     for row, at in zip(late, recorded_at, strict=True):
         kpi = terms.kpi(row.kpi)
         pending.append(row.event_id)
@@ -140,7 +143,10 @@ async def correct_late(
                 body["corrects_line_id"], Decimal(0)
             ) + Decimal(body["amount"])
         await post(conn, book, bodies, fx)
-        pending = []
+
+
+def _after(row: store.MeasurementRow, cut: dict[str, Any]) -> bool:
+    return row.bus_offset > cut.get(str(row.bus_partition), {}).get("offset", -1)
 
 
 def _tier(kpi: Any, state: KpiState) -> float | None:

@@ -31,12 +31,16 @@ from shared.events import (
     ReviewSubmitted,
     TermsAgreed,
 )
+from shared.telemetry import span
 from shared.terms import period_of
 
 GROUP = "ledger"
 
 
-async def apply_delivered(engine: AsyncEngine, delivered: Sequence[Delivered]) -> None:
+async def apply_delivered(
+    engine: AsyncEngine, delivered: Sequence[Delivered]
+) -> set[tuple[str, str]]:
+    """Apply a batch in one transaction; return the (contract, period)s it changed."""
     async with engine.begin() as conn:
         fx = closing.Effects()
         for d in delivered:
@@ -44,10 +48,12 @@ async def apply_delivered(engine: AsyncEngine, delivered: Sequence[Delivered]) -
                 fx.touched |= await apply_terms(conn, d.event) or set()
         measurements = [d for d in delivered if d.event.type == MeasurementRecorded.TYPE]
         if measurements:
-            fx.touched |= await _fold_measurements(conn, measurements, fx)
+            with span("ledger.fold measurements", events=len(measurements)):
+                fx.touched |= await _fold_measurements(conn, measurements, fx)
         reviews = [d for d in delivered if d.event.type == ReviewSubmitted.TYPE]
         if reviews:
-            fx.touched |= await _fold_reviews(conn, reviews, fx)
+            with span("ledger.fold reviews", events=len(reviews)):
+                fx.touched |= await _fold_reviews(conn, reviews, fx)
         books: dict[str, Book] = {}
         for d in delivered:
             if d.event.type in COMMANDS:
@@ -56,6 +62,7 @@ async def apply_delivered(engine: AsyncEngine, delivered: Sequence[Delivered]) -
                 await COMMANDS[d.event.type](conn, book, d, fx)
         await store.mark_dirty(conn, fx.touched)
         await journal_store.enqueue(conn, fx.out)
+    return fx.touched
 
 
 async def apply_terms(conn: AsyncConnection, event: Envelope) -> set[tuple[str, str]] | None:

@@ -36,13 +36,16 @@ async def publish_dirty(runtime: Runtime) -> int:
     """Publish one snapshot per dirty open period; return how many were published."""
     published = 0
     for contract_id, period, marks in await store.dirty(runtime.engine):
-        statement = await provisional_statement(runtime, contract_id, period)
-        if statement is not None:
-            event = make_event(
-                StatementProvisional(statement=statement), contract_id=contract_id, source="ledger"
-            )
-            await publish_events(runtime.bus, [event])
-            published += 1
+        with runtime.telemetry.handoff.resume((contract_id, period), "ledger.provisional"):
+            statement = await provisional_statement(runtime, contract_id, period)
+            if statement is not None:
+                event = make_event(
+                    StatementProvisional(statement=statement),
+                    contract_id=contract_id,
+                    source="ledger",
+                )
+                await publish_events(runtime.bus, [event])
+                published += 1
         await store.clear_dirty(runtime.engine, contract_id, period, marks)
     return published
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from services.ledger import journal_store, store
@@ -11,11 +12,12 @@ from services.ledger.book import open_book
 from services.ledger.consumer import GROUP, apply_delivered
 from services.ledger.domain import periods
 from shared.bus import Message
-from shared.consuming import run_delivered_consumer
+from shared.consuming import Delivered, run_delivered_consumer
 from shared.events import (
     TOPIC_CONTRACTS,
     TOPIC_MEASUREMENTS,
     TOPIC_REVIEWS,
+    JournalEntryPosted,
     PeriodCloseRequested,
     make_event,
 )
@@ -27,8 +29,13 @@ log = logging.getLogger(__name__)
 
 async def fold_loop(runtime: Runtime) -> None:
     consumer = runtime.bus.consumer([TOPIC_CONTRACTS, TOPIC_MEASUREMENTS, TOPIC_REVIEWS], GROUP)
+
+    async def fold(delivered: Sequence[Delivered]) -> None:
+        touched = await apply_delivered(runtime.engine, delivered)
+        runtime.telemetry.handoff.remember(touched)  # provisional statements continue the trace
+
     await run_delivered_consumer(
-        runtime.bus, consumer, lambda delivered: apply_delivered(runtime.engine, delivered)
+        runtime.bus, consumer, fold, observer=runtime.telemetry.metrics.consumer(GROUP)
     )
 
 
@@ -45,8 +52,20 @@ async def relay_outbox(runtime: Runtime) -> int:
         for topic, messages in by_topic.items():
             await runtime.bus.publish(topic, messages)
         await journal_store.sent(runtime.engine, [row.id for row in rows])
+        _count_relayed(runtime, [m for messages in by_topic.values() for m in messages])
         relayed += len(rows)
     return relayed
+
+
+def _count_relayed(runtime: Runtime, messages: Sequence[Message]) -> None:
+    metrics = runtime.telemetry.metrics
+    for message in messages:
+        kind = message.headers.get("type")
+        if kind == JournalEntryPosted.TYPE:
+            metrics.journal_entries.add(1)
+        elif kind == "deadletter":
+            source = message.headers.get("source-topic", "unknown")
+            metrics.deadletters.add(1, {"group": GROUP, "source_topic": source})
 
 
 def _headers(raw: str) -> dict[str, str]:

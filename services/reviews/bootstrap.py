@@ -1,16 +1,30 @@
-"""Composition root of reviews (health and readiness so far; reviews arrive with issue #5)."""
+"""Composition root of reviews: the API, and the consumer of contracts and reviews."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
-from sqlalchemy import MetaData
 
+from services.reviews import api, store
+from services.reviews.config import ReviewsConfig
+from services.reviews.consumer import GROUP, apply_events
 from shared.bus import Bus
-from shared.runtime import build_app
+from shared.consuming import run_consumer
+from shared.events import TOPIC_CONTRACTS, TOPIC_REVIEWS
+from shared.runtime import Runtime, build_app
 from shared.settings import Settings
 
-metadata = MetaData()
+
+async def consume_loop(runtime: Runtime) -> None:
+    consumer = runtime.bus.consumer([TOPIC_CONTRACTS, TOPIC_REVIEWS], GROUP)
+    await run_consumer(runtime.bus, consumer, lambda events: apply_events(runtime.engine, events))
 
 
 def bootstrap(settings: Settings | None = None, bus: Bus | None = None) -> FastAPI:
-    return build_app("reviews", settings or Settings(), metadata, [], bus=bus)
+    """Refuses (`ConfigurationError`) to build without a pepper in distributed mode."""
+    settings = settings or Settings()
+    config = ReviewsConfig.from_settings(settings)
+    app = build_app(
+        "reviews", settings, store.metadata, [api.router], workers=[consume_loop], bus=bus
+    )
+    app.state.reviews_config = config
+    return app

@@ -9,7 +9,7 @@ from fastapi import Request
 from services.reviews.crypto import key_encryption_key
 from services.reviews.ratelimit import Limit
 from services.reviews.summary import BurstRule
-from shared.settings import Settings
+from shared.settings import ConfigurationError, Settings
 
 
 @dataclass(frozen=True)
@@ -23,8 +23,20 @@ class ReviewsConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ReviewsConfig:
-        """Raises `ConfigurationError` without a pepper in distributed mode."""
+        """Raises `ConfigurationError` without a pepper in distributed mode, or for limits
+        that make no sense."""
         pepper = settings.reviews_pepper_value()
+        numbers = {
+            "SLAPAY_REVIEWS_RATE_PER_MINUTE": settings.reviews_rate_per_minute,
+            "SLAPAY_REVIEWS_RATE_PER_DAY": settings.reviews_rate_per_day,
+            "SLAPAY_REVIEWS_BURST_MIN_REVIEWS": settings.reviews_burst_min_reviews,
+            "SLAPAY_REVIEWS_IMPORT_MAX_ROWS": settings.reviews_import_max_rows,
+        }
+        for name, value in numbers.items():
+            if value < 1:
+                raise ConfigurationError(f"{name} must be at least 1")
+        if not 0 < settings.reviews_burst_share <= 1:
+            raise ConfigurationError("SLAPAY_REVIEWS_BURST_SHARE must be in (0, 1]")
         return cls(
             pepper=pepper,
             kek=key_encryption_key(pepper),

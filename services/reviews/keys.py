@@ -13,7 +13,18 @@ import uuid
 from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import Column, LargeBinary, String, Table, delete, select, text, update
+from sqlalchemy import (
+    Column,
+    LargeBinary,
+    String,
+    Table,
+    and_,
+    delete,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -34,33 +45,45 @@ data_keys = Table(
 )
 
 
-async def data_key(
-    engine: AsyncEngine, kek: bytes, pseudonym: str, contract_id: str, now: datetime
-) -> tuple[str, bytes]:
-    """The reviewer's current key (key_id, key), created on first use or after an erasure."""
+async def data_keys_for(
+    engine: AsyncEngine, kek: bytes, contract_id: str, pseudonyms: Collection[str], now: datetime
+) -> dict[str, tuple[str, bytes]]:
+    """Each reviewer's current key as (key_id, key), created on first use or after an erasure."""
     k = data_keys.c
+    wanted = sorted(set(pseudonyms))
+    if not wanted:
+        return {}
     async with engine.begin() as conn:
-        found = (
-            await conn.execute(
-                select(k.key_id, k.wrapped_key)
-                .where(k.pseudonym == pseudonym)
-                .order_by(k.created_at.desc(), k.key_id)
-                .limit(1)
-            )
-        ).first()
-        if found is not None:
-            return found.key_id, crypto.unwrap_key(kek, found.wrapped_key, found.key_id)
-        key_id, key = str(uuid.uuid4()), crypto.new_data_key()
-        await conn.execute(
-            data_keys.insert().values(
-                key_id=key_id,
-                pseudonym=pseudonym,
-                contract_id=contract_id,
-                wrapped_key=crypto.wrap_key(kek, key, key_id),
-                created_at=now,
-            )
+        result = await conn.execute(
+            select(k.pseudonym, k.key_id, k.wrapped_key)
+            .where(k.pseudonym.in_(wanted))
+            .order_by(k.created_at, k.key_id)
         )
-        return key_id, key
+        held = {row.pseudonym: (row.key_id, row.wrapped_key) for row in result}  # newest wins
+        found = {
+            alias: (key_id, crypto.unwrap_key(kek, wrapped, key_id))
+            for alias, (key_id, wrapped) in held.items()
+        }
+        created = {
+            alias: (str(uuid.uuid4()), crypto.new_data_key())
+            for alias in wanted
+            if alias not in found
+        }
+        if created:
+            await conn.execute(
+                data_keys.insert(),
+                [
+                    {
+                        "key_id": key_id,
+                        "pseudonym": alias,
+                        "contract_id": contract_id,
+                        "wrapped_key": crypto.wrap_key(kek, key, key_id),
+                        "created_at": now,
+                    }
+                    for alias, (key_id, key) in created.items()
+                ],
+            )
+    return {**found, **created}
 
 
 async def keys_by_id(engine: AsyncEngine, kek: bytes, key_ids: Collection[str]) -> dict[str, bytes]:
@@ -88,28 +111,38 @@ async def contract_of(engine: AsyncEngine, pseudonym: str) -> str | None:
     return None
 
 
-async def destroy(engine: AsyncEngine, pseudonym: str) -> int:
-    """Delete the pseudonym's keys and its ciphertexts here; returns how many keys went."""
+async def destroy(
+    engine: AsyncEngine, pseudonym: str, created_before: datetime | None = None
+) -> int:
+    """Delete the pseudonym's keys (those created up to `created_before`, if given, so that a
+    replayed erasure spares a reviewer who came back since) and the ciphertexts here that no
+    key opens any more; returns how many keys went."""
     sqlite = engine.dialect.name == "sqlite"
+    k = data_keys.c
+    doomed = k.pseudonym == pseudonym
+    if created_before is not None:
+        doomed = and_(doomed, k.created_at <= created_before)
     async with engine.begin() as conn:
         if sqlite:
             await conn.execute(text("PRAGMA secure_delete = ON"))
-        gone = await conn.execute(delete(data_keys).where(data_keys.c.pseudonym == pseudonym))
+        gone = await conn.execute(delete(data_keys).where(doomed))
+        remaining = select(k.key_id).where(k.pseudonym == pseudonym)
         await conn.execute(
             update(reviews)
             .where(reviews.c.pseudonym == pseudonym)
+            .where(or_(reviews.c.key_id.is_(None), reviews.c.key_id.not_in(remaining)))
             .values(comment_ciphertext=None, comment_nonce=None)
         )
-    await _purge_remnants(engine, sqlite)
-    return int(gone.rowcount or 0)
+    destroyed = int(gone.rowcount or 0)
+    if destroyed:
+        await _purge_remnants(engine, sqlite)
+    return destroyed
 
 
 async def _purge_remnants(engine: AsyncEngine, sqlite: bool) -> None:
     """Best effort: old page images of the deleted keys must not linger in the WAL or in free
     space. A failure is logged, never fatal: the keys are gone from the tables already."""
-    statement = (
-        "PRAGMA wal_checkpoint(TRUNCATE)" if sqlite else f"VACUUM FULL {data_keys.name}"
-    )
+    statement = "PRAGMA wal_checkpoint(TRUNCATE)" if sqlite else f"VACUUM FULL {data_keys.name}"
     try:
         async with engine.connect() as conn:
             autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")

@@ -43,11 +43,11 @@ async def hit(
             statement = insert(windows).values(
                 bucket=bucket, span_s=limit.span_s, window_start=start, hits=1
             )
-            statement = statement.on_conflict_do_update(
+            counted = statement.on_conflict_do_update(
                 index_elements=[windows.c.bucket, windows.c.span_s, windows.c.window_start],
                 set_={"hits": windows.c.hits + 1},
             ).returning(windows.c.hits)
-            hits = (await conn.execute(statement)).scalar_one()
+            hits = (await conn.execute(counted)).scalar_one()
             if hits > limit.max_hits:
                 waits.append(max(1, math.ceil(start + limit.span_s - moment)))
             await conn.execute(

@@ -180,7 +180,9 @@ async def sealed_comments(engine: AsyncEngine, review_ids: Collection[str]) -> l
     r = reviews.c
     async with engine.connect() as conn:
         result = await conn.execute(
-            select(r.review_id, r.pseudonym, r.rating, r.key_id, r.comment_ciphertext, r.comment_nonce)
+            select(
+                r.review_id, r.pseudonym, r.rating, r.key_id, r.comment_ciphertext, r.comment_nonce
+            )
             .where(r.review_id.in_(list(review_ids)))
             .where(r.comment_ciphertext.is_not(None))
         )

@@ -1,0 +1,230 @@
+"""Reviews commands: submit, import, erase. Each publishes first and answers only once the
+bus acknowledged (`BusUnavailable` otherwise); the plaintext reviewer id and comment stay in
+these functions' locals: hashed or encrypted before anything is stored, published or logged.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from services.reviews import crypto, keys, store
+from services.reviews.config import ReviewsConfig
+from services.reviews.csv_import import parse_csv
+from services.reviews.models import Imported, ReviewIn, Submitted
+from services.reviews.store import ReviewRow
+from services.reviews.summary import BURST, StoredReview, burst_flags
+from shared.events import (
+    ReviewerErased,
+    ReviewSubmitted,
+    deterministic_event_id,
+    make_event,
+    utcnow,
+)
+from shared.publishing import publish_events
+from shared.runtime import Runtime
+from shared.terms import Terms, period_of
+
+FUTURE_SKEW = timedelta(minutes=5)
+
+
+class UnknownContract(LookupError):
+    """This service has not (yet) heard of the contract's terms."""
+
+
+class UnknownReviewer(LookupError):
+    """No review and no key belongs to that pseudonym."""
+
+
+class FutureReview(ValueError):
+    """A review dated in the future."""
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A review on its way in; `comment` is the only plaintext, and it is sealed below."""
+
+    review_id: str
+    pseudonym: str
+    rating: int
+    dimensions: dict[str, int]
+    comment: str | None
+    occurred_at: datetime
+    period: str
+
+
+async def contract_versions(runtime: Runtime, contract_id: str) -> list[Terms]:
+    async with runtime.engine.connect() as conn:
+        versions = await store.terms_versions(conn, contract_id)
+    if not versions:
+        raise UnknownContract(contract_id)
+    return versions
+
+
+async def submit(
+    runtime: Runtime, config: ReviewsConfig, review: ReviewIn, submitter: str
+) -> Submitted:
+    now = utcnow()
+    versions = await contract_versions(runtime, review.contract_id)
+    occurred = review.occurred_at or now
+    if occurred > now + FUTURE_SKEW:
+        raise FutureReview("occurred_at lies in the future")
+    alias = crypto.pseudonym(config.pepper, review.contract_id, review.reviewer)
+    draft = Draft(
+        review_id=str(uuid.uuid4()),
+        pseudonym=alias,
+        rating=review.rating,
+        dimensions=review.dimensions.model_dump(),
+        comment=review.comment,
+        occurred_at=occurred,
+        period=period_of(occurred, versions[-1].timezone),
+    )
+    await _record(runtime, config, review.contract_id, [draft], submitter, "api")
+    return Submitted(review_id=draft.review_id, reviewer_pseudonym=alias, period=draft.period)
+
+
+async def import_csv(
+    runtime: Runtime, config: ReviewsConfig, contract_id: str, body: bytes, submitter: str
+) -> Imported:
+    """All rows or none (`InvalidCsv`); a row imported before is a duplicate, not a new review."""
+    now = utcnow()
+    versions = await contract_versions(runtime, contract_id)
+    parsed = parse_csv(body, now, config.import_max_rows)
+    drafts: dict[str, Draft] = {}
+    for row in parsed.rows:
+        alias = crypto.pseudonym(config.pepper, contract_id, row.reviewer)
+        producer = f"review-import:{alias}:{row.submitted_at.isoformat()}"
+        review_id = str(deterministic_event_id(contract_id, producer))
+        drafts.setdefault(
+            review_id,
+            Draft(
+                review_id=review_id,
+                pseudonym=alias,
+                rating=row.rating,
+                dimensions=dict(row.dimensions),
+                comment=row.comment,
+                occurred_at=row.submitted_at,
+                period=period_of(row.submitted_at, versions[-1].timezone),
+            ),
+        )
+    known = await store.known_review_ids(runtime.engine, drafts.keys())
+    fresh = [draft for review_id, draft in drafts.items() if review_id not in known]
+    await _record(runtime, config, contract_id, fresh, submitter, "import")
+    return Imported(
+        imported=len(fresh),
+        duplicates=len(parsed.rows) - len(fresh),
+        ignored_columns=parsed.ignored_columns,
+    )
+
+
+async def erase(runtime: Runtime, pseudonym: str) -> None:
+    """Destroy the reviewer's keys (first: that is the erasure), then say so on the bus."""
+    contract_id = await keys.contract_of(runtime.engine, pseudonym)
+    if contract_id is None:
+        raise UnknownReviewer(pseudonym)
+    await keys.destroy(runtime.engine, pseudonym)
+    event = make_event(
+        ReviewerErased(reviewer_pseudonym=pseudonym),
+        contract_id=contract_id,
+        source="reviews:erasure",
+    )
+    await publish_events(runtime.bus, [event])
+
+
+async def _record(
+    runtime: Runtime,
+    config: ReviewsConfig,
+    contract_id: str,
+    drafts: Sequence[Draft],
+    submitter: str,
+    source: str,
+) -> None:
+    if not drafts:
+        return
+    now = utcnow()
+    with_comment = {d.pseudonym for d in drafts if d.comment is not None}
+    data_keys = await keys.data_keys_for(runtime.engine, config.kek, contract_id, with_comment, now)
+    rows = [_sealed_row(contract_id, d, data_keys, submitter, source) for d in drafts]
+    rows = await _flagged(runtime, config, contract_id, rows)
+    events = [
+        make_event(
+            ReviewSubmitted(
+                review_id=row.review_id,
+                reviewer_pseudonym=row.pseudonym,
+                rating=row.rating,
+                dimensions=row.dimensions,
+                comment_ciphertext=row.sealed.ciphertext if row.sealed else None,
+                comment_nonce=row.sealed.nonce if row.sealed else None,
+                key_id=row.key_id,
+                flags=list(row.flags),
+            ),
+            contract_id=contract_id,
+            source=f"reviews:{source}",
+            occurred_at=row.occurred_at,
+            producer_id=f"review:{row.review_id}",
+            recorded_at=now,
+        )
+        for row in rows
+    ]
+    await publish_events(runtime.bus, events)
+    async with runtime.engine.begin() as conn:
+        await store.put_reviews(conn, rows)
+
+
+def _sealed_row(
+    contract_id: str,
+    draft: Draft,
+    data_keys: dict[str, tuple[str, bytes]],
+    submitter: str,
+    source: str,
+) -> ReviewRow:
+    sealed = key_id = None
+    if draft.comment is not None:
+        key_id, key = data_keys[draft.pseudonym]
+        context = crypto.comment_context(contract_id, draft.pseudonym, draft.review_id)
+        sealed = crypto.seal(key, draft.comment, context)
+    return ReviewRow(
+        review_id=draft.review_id,
+        contract_id=contract_id,
+        period=draft.period,
+        pseudonym=draft.pseudonym,
+        rating=draft.rating,
+        dimensions=draft.dimensions,
+        sealed=sealed,
+        key_id=key_id,
+        submitter=submitter,
+        source=source,
+        flags=(),
+        occurred_at=draft.occurred_at,
+    )
+
+
+async def _flagged(
+    runtime: Runtime, config: ReviewsConfig, contract_id: str, rows: list[ReviewRow]
+) -> list[ReviewRow]:
+    """Flag the new reviews of every period that the burst detector flags with them in it."""
+    by_period: dict[str, list[ReviewRow]] = defaultdict(list)
+    for row in rows:
+        by_period[row.period].append(row)
+    flagged: set[str] = set()
+    for period, new in by_period.items():
+        held = await store.period_reviews(runtime.engine, contract_id, period)
+        last = max((r.seq for r in held), default=0)
+        candidates = [
+            StoredReview(
+                r.review_id,
+                r.pseudonym,
+                r.rating,
+                r.occurred_at,
+                last + i,
+                {},
+                submitter=r.submitter,
+            )
+            for i, r in enumerate(new, start=1)
+        ]
+        if burst_flags([*held, *candidates], config.burst):
+            flagged.add(period)
+    return [replace(row, flags=(BURST,)) if row.period in flagged else row for row in rows]
