@@ -1,0 +1,129 @@
+"""What every scenario shares: configuration, results, timing helpers and progress lines."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
+
+DISTRIBUTED = "distributed"
+EMBEDDED = "embedded"
+STALL_S = 30.0
+
+Rates = dict[str, float]
+"""One repeat's result: measurement label → records per second."""
+Step = tuple[str, Callable[[], Awaitable[float]]]
+"""A labelled measurement that returns records per second."""
+
+
+class BenchError(RuntimeError):
+    """slapay or a baseline misbehaved (an error reply, lost records): its numbers would lie."""
+
+
+class Unavailable(RuntimeError):
+    """A broker or database a scenario needs is not there; the scenario is skipped."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Sizes of one bench run (`--quick`, `--records`, `--repeat`, ...)."""
+
+    kafka_records: int = 100_000
+    embedded_records: int = 50_000
+    repeat: int = 3
+    http_batch: int = 500
+    concurrency: int = 8
+    fold_batch: int = 5_000
+    """Records per fetch and per COPY in the fold baselines: `run_consumer`'s batch size."""
+
+    def records(self, mode: str) -> int:
+        return self.kafka_records if mode == DISTRIBUTED else self.embedded_records
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A slapay path and its baselines; `run_once(config, turn)` measures all of them once."""
+
+    name: str
+    mode: str
+    slapay: str
+    baselines: tuple[str, ...]
+    run_once: Callable[[Config, int], Awaitable[Rates]]
+
+    @property
+    def title(self) -> str:
+        return f"{self.name}/{self.mode}"
+
+
+@dataclass
+class Outcome:
+    """Every repeat of one scenario, or why it has none."""
+
+    scenario: Scenario
+    records: int
+    runs: dict[str, list[float]] = field(default_factory=dict)
+    skipped: str | None = None
+    failed: str | None = None
+
+    def add(self, rates: Rates) -> None:
+        for label, value in rates.items():
+            self.runs.setdefault(label, []).append(value)
+
+    def median(self, label: str) -> float | None:
+        values = self.runs.get(label)
+        return statistics.median(values) if values else None
+
+    def ratio(self, baseline: str) -> float | None:
+        ours, theirs = self.median(self.scenario.slapay), self.median(baseline)
+        if ours is None or not theirs:
+            return None
+        return ours / theirs
+
+
+def progress(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def rotated(steps: Sequence[T], turn: int) -> list[T]:
+    """The same steps, starting one later on each repeat, so no side always runs first."""
+    k = turn % len(steps)
+    return [*steps[k:], *steps[:k]]
+
+
+async def run_steps(steps: Sequence[Step], turn: int) -> Rates:
+    rates: Rates = {}
+    for label, step in rotated(steps, turn):
+        rates[label] = await step()
+        progress(f"  {label}: {rates[label]:,.0f}/s")
+    return rates
+
+
+async def timed(work: Awaitable[object]) -> float:
+    """Seconds `work` took."""
+    start = time.perf_counter()
+    await work
+    return time.perf_counter() - start
+
+
+async def drain(step: Callable[[], Awaitable[int]], total: int) -> None:
+    """Call `step` (which returns how many records it handled) until `total` were handled."""
+    done, last = 0, time.monotonic()
+    while done < total:
+        handled = await step()
+        now = time.monotonic()
+        if handled:
+            done, last = done + handled, now
+        elif now - last > STALL_S:
+            raise BenchError(f"stalled at {done:,}/{total:,} records")
+    if done != total:
+        raise BenchError(f"expected {total:,} records, got {done:,}")

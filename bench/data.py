@@ -1,0 +1,81 @@
+"""Synthetic measurements: ingest request bodies, the envelopes ingest would publish for them,
+and the rows the ledger fold would write, so slapay and its baselines move the same data."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from bench.core import chunks
+from services.ingest.measurements import MeasurementIn, event_id_of, event_json
+from shared.bus import Message
+from shared.events import MeasurementRecorded, utcnow
+from shared.terms import period_of
+
+CONTRACTS = tuple(f"bench-{i:02d}" for i in range(8))
+KPIS = ("availability", "latency_ms")
+SOURCE = "agent:bench"
+COPY_COLUMNS = ("event_id", "contract_id", "period", "kpi", "value", "occurred_at")
+
+Item = dict[str, Any]
+CopyRow = tuple[str, str, str, str, float, datetime]
+
+
+def items(count: int, tag: str | None = None) -> list[Item]:
+    """`count` measurements with unique ids, spread over the contracts, two KPIs and a month."""
+    tag = tag or uuid.uuid4().hex[:12]
+    return [
+        {
+            "measurement_id": f"{tag}-{i}",
+            "contract_id": CONTRACTS[i % len(CONTRACTS)],
+            "kpi": KPIS[i % len(KPIS)],
+            "value": float(40 + i % 400) if i % 2 else float(i % 97 != 0),
+            "observed_at": f"2026-10-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:00Z",
+            "labels": {"probe": f"probe-eu-{i % 4}"},
+        }
+        for i in range(count)
+    ]
+
+
+def request_bodies(batch: Sequence[Item], size: int) -> list[tuple[bytes, int]]:
+    """`POST /v1/measurements` bodies of `size` items each, with their item counts."""
+    return [
+        (orjson.dumps({"measurements": list(chunk)}), len(chunk)) for chunk in chunks(batch, size)
+    ]
+
+
+def messages(batch: Sequence[Item]) -> list[Message]:
+    """The `sla.measurement.recorded` envelopes ingest publishes, built by its own builder."""
+    now = utcnow()
+    headers = {
+        "type": MeasurementRecorded.TYPE,
+        "traceparent": f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01",
+    }
+    result = []
+    for raw in batch:
+        item = MeasurementIn.model_validate(raw)
+        value = event_json(item, event_id_of(item), SOURCE, now)
+        result.append(Message(key=item.contract_id, value=value, headers=headers))
+    return result
+
+
+def copy_rows(batch: Sequence[Item]) -> list[CopyRow]:
+    """The rows the fold writes to `measurements` for these items (contracts in UTC)."""
+    rows = []
+    for raw in batch:
+        item = MeasurementIn.model_validate(raw)
+        rows.append(
+            (
+                event_id_of(item),
+                item.contract_id,
+                period_of(item.observed_at, "UTC"),
+                item.kpi,
+                item.value,
+                item.observed_at,
+            )
+        )
+    return rows

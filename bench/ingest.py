@@ -1,0 +1,150 @@
+"""Ingest: `POST /v1/measurements` through a real `slapay serve ingest` process, beside the
+raw append of the same envelopes to the same kind of bus (aiokafka acks=all, or the SQL log)."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from bench import data
+from bench.core import (
+    DISTRIBUTED,
+    EMBEDDED,
+    BenchError,
+    Config,
+    Rates,
+    Scenario,
+    chunks,
+    run_steps,
+    timed,
+)
+from bench.environment import SECRET, broker, ingest_server, postgres_database
+from shared.auth import issue_token
+from shared.bus import Message
+from shared.bus.kafka import KafkaBus
+from shared.bus.sqllog import SqlLogBus
+
+SLAPAY = "slapay POST /v1/measurements"
+RAW_KAFKA = "aiokafka produce acks=all"
+RAW_LOG = "SqlLogBus.publish"
+RAW_TOPIC = "bench.raw"
+
+
+async def post_all(base_url: str, bodies: list[tuple[bytes, int]], concurrency: int) -> float:
+    """Measurements per second: every body posted, `concurrency` requests in flight, each
+    answered 202 with every item accepted."""
+    token = issue_token(SECRET, "agent", list(data.CONTRACTS))
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(
+        base_url=base_url, headers=headers, timeout=120, limits=limits
+    ) as client:
+        await _post(client, *data.request_bodies(data.items(1), 1)[0])
+        pending = iter(bodies)
+
+        async def worker() -> None:
+            for body, count in pending:
+                await _post(client, body, count)
+
+        seconds = await timed(asyncio.gather(*(worker() for _ in range(concurrency))))
+    return sum(count for _, count in bodies) / seconds
+
+
+async def _post(client: httpx.AsyncClient, body: bytes, count: int) -> None:
+    response = await client.post("/v1/measurements", content=body)
+    if response.status_code != 202 or response.json().get("accepted") != count:
+        raise BenchError(f"ingest replied {response.status_code}: {response.text[:300]}")
+
+
+async def kafka_produce(bootstrap: str, messages: list[Message]) -> float:
+    """Records per second: all sent at once by a producer tuned like `KafkaBus`'s, every
+    ack awaited; the topic is created the way slapay creates its own."""
+    creator = KafkaBus(bootstrap, topics=[RAW_TOPIC])
+    await creator.start()
+    await creator.stop()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=2,
+        max_batch_size=1 << 20,
+    )
+    headers = [(k, v.encode()) for k, v in messages[0].headers.items()]
+    records = [(m.key.encode(), m.value) for m in messages]
+    await producer.start()
+    try:
+        await producer.send_and_wait(RAW_TOPIC, b"warm-up", key=b"bench")
+
+        async def produce_all() -> None:
+            futures = [
+                await producer.send(RAW_TOPIC, value=value, key=key, headers=headers)
+                for key, value in records
+            ]
+            await asyncio.gather(*futures)
+
+        seconds = await timed(produce_all())
+    finally:
+        await producer.stop()
+    return len(records) / seconds
+
+
+async def log_append(url: str, messages: list[Message], batch: int) -> float:
+    """Records per second: `SqlLogBus.publish` of `batch` records at a time, one after another."""
+    bus = SqlLogBus(url)
+    await bus.start()
+    try:
+        await bus.publish(RAW_TOPIC, messages[:1])
+
+        async def append_all() -> None:
+            for chunk in chunks(messages, batch):
+                await bus.publish(RAW_TOPIC, chunk)
+
+        seconds = await timed(append_all())
+    finally:
+        await bus.stop()
+    return len(messages) / seconds
+
+
+async def distributed_once(config: Config, turn: int) -> Rates:
+    n = config.kafka_records
+    bodies = data.request_bodies(data.items(n), config.http_batch)
+    messages = data.messages(data.items(n))
+    with broker() as bootstrap, tempfile.TemporaryDirectory(prefix="slapay-bench-") as tmp:
+        async with postgres_database() as url:
+            settings = {"bus": f"kafka://{bootstrap}", "database_url": url, "data_dir": tmp}
+            async with ingest_server(settings, Path(tmp)) as base_url:
+                return await run_steps(
+                    [
+                        (SLAPAY, lambda: post_all(base_url, bodies, config.concurrency)),
+                        (RAW_KAFKA, lambda: kafka_produce(bootstrap, messages)),
+                    ],
+                    turn,
+                )
+
+
+async def embedded_once(config: Config, turn: int) -> Rates:
+    n = config.embedded_records
+    bodies = data.request_bodies(data.items(n), config.http_batch)
+    messages = data.messages(data.items(n))
+    with tempfile.TemporaryDirectory(prefix="slapay-bench-") as tmp:
+        root = Path(tmp)
+        raw_url = f"sqlite+aiosqlite:///{root / 'raw' / 'bus.db'}"
+        settings = {"bus": "sqlite", "data_dir": str(root / "ingest")}
+        async with ingest_server(settings, root) as base_url:
+            return await run_steps(
+                [
+                    (SLAPAY, lambda: post_all(base_url, bodies, config.concurrency)),
+                    (RAW_LOG, lambda: log_append(raw_url, messages, config.http_batch)),
+                ],
+                turn,
+            )
+
+
+SCENARIOS = (
+    Scenario("ingest", DISTRIBUTED, SLAPAY, (RAW_KAFKA,), distributed_once),
+    Scenario("ingest", EMBEDDED, SLAPAY, (RAW_LOG,), embedded_once),
+)
