@@ -16,6 +16,7 @@ import typer
 
 from services.audit_cli import app as audit_app
 from shared.auth import ROLES, issue_token
+from shared.logging import configure_logging
 from shared.settings import DEFAULT_PORTS, SERVICES, ConfigurationError, Settings
 
 app = typer.Typer(
@@ -29,7 +30,9 @@ app.add_typer(audit_app, name="audit")
 @app.command()
 def serve(
     service: Annotated[str, typer.Argument(help="ingest, reviews, ledger or statements")],
-    port: Annotated[int | None, typer.Option(help="default: the service's own port")] = None,
+    port: Annotated[
+        int | None, typer.Option(envvar="SLAPAY_PORT", help="default: the service's own port")
+    ] = None,
     host: Annotated[str | None, typer.Option(help="default: SLAPAY_HOST or 127.0.0.1")] = None,
 ) -> None:
     """Run one service (one process; distributed mode in containers)."""
@@ -43,12 +46,19 @@ def serve(
     except ConfigurationError as exc:
         typer.echo(f"slapay: {exc}", err=True)
         raise typer.Exit(2) from exc
-    application = import_module(f"services.{service}.bootstrap").bootstrap(settings)
+    level = os.environ.get("SLAPAY_LOG_LEVEL", "warning")
+    configure_logging(service, level, os.environ.get("SLAPAY_LOG_FORMAT"))
+    try:
+        application = import_module(f"services.{service}.bootstrap").bootstrap(settings)
+    except ConfigurationError as exc:
+        typer.echo(f"slapay: {exc}", err=True)
+        raise typer.Exit(2) from exc
     uvicorn.run(
         application,
         host=host or settings.host,
         port=port or DEFAULT_PORTS[service],
-        log_level=os.environ.get("SLAPAY_LOG_LEVEL", "warning"),
+        log_level=level,
+        log_config=None,  # keep the JSON, redacting handler configure_logging installed
     )
 
 
@@ -69,9 +79,7 @@ def run() -> None:
     secret = settings.secret()
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
-    children = [
-        subprocess.Popen([sys.executable, "-m", "services.cli", "serve", name]) for name in SERVICES
-    ]
+    children = [subprocess.Popen(_serve_command(name)) for name in SERVICES]
     try:
         urls = {name: f"http://{settings.host}:{DEFAULT_PORTS[name]}" for name in SERVICES}
         _wait_healthy(urls, children)
@@ -94,6 +102,12 @@ def run() -> None:
         typer.echo("stopping...")
     finally:
         _stop(children)
+
+
+def _serve_command(service: str) -> list[str]:
+    """Each child on its own port, whatever SLAPAY_PORT says."""
+    port = str(DEFAULT_PORTS[service])
+    return [sys.executable, "-m", "services.cli", "serve", service, "--port", port]
 
 
 def _interrupt(signum: int, _frame: object) -> None:
