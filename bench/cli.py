@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import fold, ingest
+from bench import compute, fold, ingest
 from bench.core import (
     DISTRIBUTED,
     EMBEDDED,
@@ -23,7 +23,7 @@ from bench.core import (
 )
 from bench.report import document, repeats, summary, write_json
 
-SCENARIOS: tuple[Scenario, ...] = (*ingest.SCENARIOS, *fold.SCENARIOS)
+SCENARIOS: tuple[Scenario, ...] = (*ingest.SCENARIOS, *fold.SCENARIOS, *compute.SCENARIOS)
 QUICK_RECORDS = 5_000
 
 
@@ -44,7 +44,10 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="only this scenario (repeatable)",
     )
     parser.add_argument(
-        "--mode", choices=[DISTRIBUTED, EMBEDDED], action="append", help="only this run mode"
+        "--mode",
+        choices=[DISTRIBUTED, EMBEDDED, compute.PURE],
+        action="append",
+        help="only this run mode",
     )
     parser.add_argument(
         "--concurrency", type=int, default=Config.concurrency, help="ingest requests in flight"

@@ -42,6 +42,8 @@ class Config:
     """Records per fetch and per COPY in the fold baselines: `run_consumer`'s batch size."""
 
     def records(self, mode: str) -> int:
+        if mode == "pure":  # the computation alone: a month of 1M measurements
+            return min(1_000_000, self.embedded_records * 20)
         return self.kafka_records if mode == DISTRIBUTED else self.embedded_records
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
+from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 
 from shared import audit
 from shared.bus.factory import create_bus
-from shared.settings import Settings
+from shared.settings import ConfigurationError, Settings
 
 app = typer.Typer(help="Verify statements against the raw events.", no_args_is_help=True)
 
@@ -62,3 +65,52 @@ async def _database_entries(url: str, contract: str) -> list[dict[str, Any]]:
         return await journal_store.entries(engine, contract)
     finally:
         await engine.dispose()
+
+
+@app.command("verify-signature")
+def verify_signature(
+    file: Annotated[str, typer.Argument(help="a statement's JSON, as downloaded; - for stdin")],
+    keys: Annotated[
+        str | None,
+        typer.Option(
+            help="the JWK set (file or http(s) URL of /.well-known/slapay-keys.json) or a PEM "
+            "bundle; default: this installation's keys (SLAPAY_SIGNING_KEYS or the data dir)"
+        ),
+    ] = None,
+) -> None:
+    """Check a final statement's Ed25519 signature offline; exit 0 only when it is valid."""
+    from shared import signing
+
+    try:
+        text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
+        statement = json.loads(text)
+        known = _signature_keys(keys)
+    except (OSError, ValueError, ConfigurationError, httpx.HTTPError) as exc:
+        typer.echo(f"slapay: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if not isinstance(statement, dict):
+        typer.echo("slapay: the file is not a statement (a JSON object)", err=True)
+        raise typer.Exit(2)
+    what = f"{statement.get('contract_id')} {statement.get('period')}"
+    try:
+        kid = signing.verify(statement, known)
+    except signing.SignatureInvalid as exc:
+        typer.echo(f"FAILED: {what}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"OK: {what} total {statement.get('total')} signed by key {kid}")
+
+
+def _signature_keys(source: str | None) -> dict[str, Any]:
+    from shared import signing
+
+    if source is None:
+        return signing.load_keyring(Settings(), create=False).keys
+    if source.startswith(("http://", "https://")):
+        response = httpx.get(source, timeout=10, follow_redirects=True)
+        response.raise_for_status()
+        content = response.content
+    else:
+        content = Path(source).read_bytes()
+    if content.lstrip().startswith(b"-----BEGIN"):
+        return signing.parse_bundle(content).keys
+    return signing.keys_from_jwks(json.loads(content))

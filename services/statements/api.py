@@ -6,18 +6,17 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime, BaseModel
 
-from services.statements import store
+from services.statements import exports, store
+from services.statements.session import Reader
 from shared import audit, money
-from shared.auth import READER_ROLES, Principal
 from shared.events import Period
 from shared.runtime import RuntimeDep
-from shared.web import Problem, ensure_visible, require
+from shared.web import Problem, ensure_visible
 
 router = APIRouter(prefix="/v1", tags=["statements"])
-Reader = Annotated[Principal, Depends(require(*READER_ROLES))]
 CREDIT_KINDS = {"sla_credit", "credit_cap", "review_adjustment"}
 
 
@@ -49,15 +48,28 @@ async def list_statements(
     return [StatementSummary.model_validate(s) for s in found]
 
 
-@router.get("/contracts/{contract_id}/statements/{period}")
+@router.get(
+    "/contracts/{contract_id}/statements/{period}",
+    response_model=None,
+    responses=exports.OPENAPI_RESPONSES,
+)
 async def get_statement(
-    contract_id: str, period: Period, runtime: RuntimeDep, principal: Reader
-) -> dict[str, Any]:
+    contract_id: str,
+    period: Period,
+    request: Request,
+    runtime: RuntimeDep,
+    principal: Reader,
+    format: Annotated[
+        exports.Format | None, Query(description="overrides the Accept header")
+    ] = None,
+) -> Any:
+    """The statement as JSON, CSV or a printable page (content negotiation)."""
     ensure_visible(principal, contract_id)
     found = await store.get_statement(runtime.engine, contract_id, period)
     if found is None:
         raise Problem(404, "Not found", f"no statement for {contract_id} {period}")
-    return {**found, "disputes": await store.list_disputes(runtime.engine, contract_id, period)}
+    disputes = await store.list_disputes(runtime.engine, contract_id, period)
+    return exports.respond(request, {**found, "disputes": disputes}, format)
 
 
 @router.get("/contracts/{contract_id}/balance", response_model=Balance)

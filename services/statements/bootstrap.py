@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.statements import api, store
+from services.statements import api, portal, store
 from services.statements.consumer import GROUP, apply_events
+from shared import signing
 from shared.bus import Bus
 from shared.consuming import run_consumer
 from shared.events import TOPIC_CONTRACTS, TOPIC_JOURNAL
@@ -15,15 +16,25 @@ from shared.settings import Settings
 
 async def journal_loop(runtime: Runtime) -> None:
     consumer = runtime.bus.consumer([TOPIC_JOURNAL, TOPIC_CONTRACTS], GROUP)
-    await run_consumer(runtime.bus, consumer, lambda events: apply_events(runtime.engine, events))
+    await run_consumer(
+        runtime.bus,
+        consumer,
+        lambda events: apply_events(runtime.engine, events),
+        observer=runtime.telemetry.metrics.consumer(GROUP),
+    )
 
 
 def bootstrap(settings: Settings | None = None, bus: Bus | None = None) -> FastAPI:
-    return build_app(
+    settings = settings or Settings()
+    app = build_app(
         "statements",
-        settings or Settings(),
+        settings,
         store.metadata,
-        [api.router],
+        [api.router, signing.router, portal.router],
         workers=[journal_loop],
         bus=bus,
     )
+    # The same key material as the ledger (shared/signing.py), without its private key:
+    # statements publishes the keys and checks signatures, it never signs.
+    app.state.keyring = signing.load_keyring(settings).public()
+    return app
