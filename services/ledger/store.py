@@ -21,7 +21,6 @@ from sqlalchemy import (
     delete,
     func,
     select,
-    text,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -203,35 +202,55 @@ def _as_dict(row: MeasurementRow) -> dict[str, Any]:
     return {name: getattr(row, name) for name in MeasurementRow.__slots__}
 
 
-_UNNEST = text(
-    "INSERT INTO measurements "
-    "(event_id, contract_id, period, kpi, value, occurred_at, bus_partition, bus_offset) "
-    "SELECT * FROM unnest(CAST(:e AS text[]), CAST(:c AS text[]), CAST(:p AS text[]), "
-    "CAST(:k AS text[]), CAST(:v AS float8[]), CAST(:t AS timestamptz[]), "
-    "CAST(:bp AS integer[]), CAST(:bo AS bigint[])) "
-    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
-)
-
-
 async def _insert_unnest(
     conn: AsyncConnection, rows: Sequence[MeasurementRow]
 ) -> list[MeasurementRow]:
-    """One statement per batch: array parameters keep Postgres near COPY speed."""
-    result = await conn.execute(
-        _UNNEST,
-        {
-            "e": [r.event_id for r in rows],
-            "c": [r.contract_id for r in rows],
-            "p": [r.period for r in rows],
-            "k": [r.kpi for r in rows],
-            "v": [r.value for r in rows],
-            "t": [r.occurred_at for r in rows],
-            "bp": [r.bus_partition for r in rows],
-            "bo": [r.bus_offset for r in rows],
-        },
+    """Binary COPY into a per-transaction staging table, then one INSERT ... ON CONFLICT:
+    near raw COPY speed, still idempotent per event id."""
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    await driver.execute(_STAGE)
+    await driver.copy_records_to_table(
+        "measurements_stage",
+        records=[
+            (
+                r.event_id,
+                r.contract_id,
+                r.period,
+                r.kpi,
+                r.value,
+                r.occurred_at,
+                r.bus_partition,
+                r.bus_offset,
+            )
+            for r in rows
+        ],
+        columns=_COLUMNS,
     )
-    inserted = {row[0] for row in result}
+    inserted = {record[0] for record in await driver.fetch(_FROM_STAGE)}
     return [r for r in rows if r.event_id in inserted]
+
+
+_COLUMNS = [
+    "event_id",
+    "contract_id",
+    "period",
+    "kpi",
+    "value",
+    "occurred_at",
+    "bus_partition",
+    "bus_offset",
+]
+_STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS measurements_stage "
+    "(LIKE measurements INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
+_FROM_STAGE = (
+    f"INSERT INTO measurements ({', '.join(_COLUMNS)}) "
+    f"SELECT {', '.join(_COLUMNS)} FROM measurements_stage "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+)
 
 
 async def fold_aggregates(
