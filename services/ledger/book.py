@@ -10,9 +10,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.ledger import journal_store, store
 from shared import jsonutil
+from shared.aggregates import KpiState
 from shared.bus import Message
 from shared.events import EventData, make_event
-from shared.payment import Observation, Rating, Statement, compute_statement
+from shared.payment import (
+    Observation,
+    Rating,
+    Statement,
+    compute_statement,
+    statement_from_states,
+)
 from shared.publishing import to_message
 from shared.telemetry import inject_headers
 from shared.terms import Terms, terms_in_force, version_in_force
@@ -43,6 +50,47 @@ async def open_book(conn: AsyncConnection, contract_id: str) -> Book:
         agreed_at=await store.agreed_at(conn, contract_id),
         closed=await journal_store.closed(conn, contract_id),
     )
+
+
+class RunningStates:
+    """The ledger's running per-(contract, period, KPI) state: each provisional snapshot reads
+    only the measurements folded since the last one, so a period of millions stays cheap.
+    Per contract, the bus offset of its (one) partition grows with every applied event."""
+
+    def __init__(self) -> None:
+        self._states: dict[tuple[str, str, int], tuple[dict[str, KpiState], int]] = {}
+
+    async def states(
+        self, conn: AsyncConnection, terms: Terms, contract_id: str, period: str, version: int
+    ) -> dict[str, KpiState]:
+        key = (contract_id, period, version)
+        states, seen = self._states.get(key) or ({k.name: KpiState() for k in terms.kpis}, -1)
+        for row in await store.period_measurements(conn, contract_id, period, after=seen):
+            if row.kpi in states:
+                states[row.kpi].add(row.event_id, row.value)
+            seen = max(seen, row.bus_offset)
+        self._states[key] = (states, seen)
+        return states
+
+    def forget(self, contract_id: str, period: str) -> None:
+        for key in [k for k in self._states if k[:2] == (contract_id, period)]:
+            del self._states[key]
+
+
+async def running_statement(
+    conn: AsyncConnection, book: Book, period: str, running: RunningStates
+) -> Statement | None:
+    """`computed_statement` from the running state: the same numbers, read incrementally."""
+    found = book.terms_for(period)
+    if found is None:
+        return None
+    terms, version = found
+    states = await running.states(conn, terms, book.contract_id, period, version)
+    rated = await store.period_ratings(conn, book.contract_id, period)
+    statement = statement_from_states(
+        terms, period, states, ratings_of(rated), terms_version=version
+    )
+    return with_review_flags(statement, rated)
 
 
 async def computed_statement(conn: AsyncConnection, book: Book, period: str) -> Statement | None:

@@ -334,13 +334,13 @@ async def clear_dirty(engine: AsyncEngine, contract_id: str, period: str, marks:
 
 
 async def period_measurements(
-    conn: AsyncConnection, contract_id: str, period: str
+    conn: AsyncConnection, contract_id: str, period: str, after: int = -1
 ) -> list[MeasurementRow]:
-    """Every measurement folded for a contract's period, in bus order."""
+    """Every measurement folded for a contract's period (past bus offset `after`), in bus order."""
     m = measurements.c
     result = await conn.execute(
         select(measurements)
-        .where(and_(m.contract_id == contract_id, m.period == period))
+        .where(and_(m.contract_id == contract_id, m.period == period, m.bus_offset > after))
         .order_by(m.bus_partition, m.bus_offset)
     )
     return [MeasurementRow(**row._mapping) for row in result]

@@ -152,3 +152,27 @@ async def test_an_existing_contract_is_a_conflict(system: System) -> None:
         f"/v1/contracts/{CONTRACT}", headers=system.token("customer", [CONTRACT])
     )
     assert shown.json()["versions"][0]["base_fee"] == "10000.00"
+
+
+async def test_running_state_gives_the_statement_a_full_recomputation_gives(system: System) -> None:
+    from services.ledger.book import RunningStates, computed_statement, open_book, running_statement
+
+    await system.ledger.post("/v1/contracts", json=terms(), headers=system.token())
+    agent = system.token("agent", [CONTRACT])
+    engine = system.apps["ledger"].state.runtime.engine
+    running = RunningStates()
+    for part in range(3):  # the running state is read incrementally between batches
+        body = batch(400, prefix=f"p{part}")
+        for i, item in enumerate(body["measurements"]):
+            item["kpi"] = ("availability", "latency_ms", "resolution_hours")[i % 3]
+            item["value"] = (i * 37 % 101) / (100 if i % 3 == 0 else 1)
+        await system.ingest.post("/v1/measurements", json=body, headers=agent)
+        await eventually(
+            lambda: statement_events(system, "latency_ms"), lambda n, p=part: n >= 133 * (p + 1)
+        )
+        async with engine.connect() as conn:
+            book = await open_book(conn, CONTRACT)
+            incremental = await running_statement(conn, book, PERIOD, running)
+            full = await computed_statement(conn, book, PERIOD)
+        assert incremental is not None and full is not None
+        assert incremental.model_dump() == full.model_dump()
