@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import compute, fold, ingest
+from bench import agents, compute, fold, ingest
 from bench.core import (
     DISTRIBUTED,
     EMBEDDED,
@@ -23,7 +23,12 @@ from bench.core import (
 )
 from bench.report import document, repeats, summary, write_json
 
-SCENARIOS: tuple[Scenario, ...] = (*ingest.SCENARIOS, *fold.SCENARIOS, *compute.SCENARIOS)
+SCENARIOS: tuple[Scenario, ...] = (
+    *ingest.SCENARIOS,
+    *agents.SCENARIOS,
+    *fold.SCENARIOS,
+    *compute.SCENARIOS,
+)
 QUICK_RECORDS = 5_000
 
 
