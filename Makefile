@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test unit integration lint format bench install install-dev clean
+.PHONY: run test unit integration lint format bench crash install install-dev clean
 
 $(PY):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "slapay needs Python 3.11+"'
@@ -41,6 +41,10 @@ lint: install-dev
 format: install-dev
 	$(VENV)/bin/ruff format shared services tests bench
 	$(VENV)/bin/ruff check --fix shared services tests bench
+
+## The kill -9 crash test at full size (100k events per bus).
+crash: install-dev
+	SLAPAY_CRASH_EVENTS=100000 $(PY) -m pytest -p no:cacheprovider -q tests/integration/test_crash.py
 
 ## Throughput against raw baselines measured in the same run; prints medians and ratios.
 bench: install-dev
