@@ -16,7 +16,9 @@ from pydantic import ValidationError
 
 from shared.bus import Bus, Consumer, Record
 from shared.events import Envelope
+from shared.metrics import ConsumerMetrics
 from shared.publishing import publish_deadletters
+from shared.telemetry import batch_span
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ async def run_consumer(
     *,
     max_records: int = 5000,
     max_backoff_s: float = 10.0,
+    observer: ConsumerMetrics | None = None,
 ) -> None:
     """Run until cancelled. Effects must be idempotent: a crash replays the last batch."""
 
@@ -72,7 +75,12 @@ async def run_consumer(
         await handler([d.event for d in delivered])
 
     await run_delivered_consumer(
-        bus, consumer, on_delivered, max_records=max_records, max_backoff_s=max_backoff_s
+        bus,
+        consumer,
+        on_delivered,
+        max_records=max_records,
+        max_backoff_s=max_backoff_s,
+        observer=observer,
     )
 
 
@@ -83,17 +91,24 @@ async def run_delivered_consumer(
     *,
     max_records: int = 5000,
     max_backoff_s: float = 10.0,
+    observer: ConsumerMetrics | None = None,
 ) -> None:
-    """`run_consumer` for handlers that need each event's place on the bus."""
+    """`run_consumer` for handlers that need each event's place on the bus. Each batch is
+    one span (`batch_span`); `observer` counts what was applied and watches the lag."""
+    observer = observer or ConsumerMetrics("")
     await consumer.start()
     try:
         while True:
             records = await consumer.fetch(max_records=max_records, timeout_s=0.5)
+            await observer.poll_lag(consumer)
             if not records:
                 continue
             decoded = decode(records)
-            await _retrying(functools.partial(_apply, bus, handler, decoded), max_backoff_s)
-            await _retrying(consumer.commit, max_backoff_s)
+            with batch_span(observer.group, records):
+                await _retrying(functools.partial(_apply, bus, handler, decoded), max_backoff_s)
+                await _retrying(consumer.commit, max_backoff_s)
+            observer.applied(decoded.events)
+            observer.deadlettered(topic for topic, *_ in decoded.failures)
     finally:
         await consumer.stop()
 

@@ -21,7 +21,15 @@ TOPIC_MEASUREMENTS = "slapay.measurements"
 TOPIC_REVIEWS = "slapay.reviews"
 TOPIC_JOURNAL = "slapay.journal"
 TOPIC_DEADLETTER = "slapay.deadletter"
-ALL_TOPICS = (TOPIC_CONTRACTS, TOPIC_MEASUREMENTS, TOPIC_REVIEWS, TOPIC_JOURNAL, TOPIC_DEADLETTER)
+TOPIC_TOKENS = "slapay.tokens"
+ALL_TOPICS = (
+    TOPIC_CONTRACTS,
+    TOPIC_MEASUREMENTS,
+    TOPIC_REVIEWS,
+    TOPIC_JOURNAL,
+    TOPIC_DEADLETTER,
+    TOPIC_TOKENS,
+)
 
 CONTRACT_ID_PATTERN = r"^[a-z0-9-]{3,64}$"
 PERIOD_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
@@ -135,6 +143,16 @@ class StatementFinalized(EventData):
     statement: dict[str, Any]
 
 
+class TokenRevoked(EventData):
+    """An admin revoked a token id (`jti`); every service refuses it from then on. Not about
+    one contract: the envelope's `contract_id` is empty."""
+
+    TYPE: ClassVar[str] = "token.revoked"
+    TOPIC: ClassVar[str] = TOPIC_TOKENS
+    jti: str = Field(min_length=1, max_length=128)
+    revoked_by: str
+
+
 EVENT_TYPES: dict[str, type[EventData]] = {
     cls.TYPE: cls
     for cls in (
@@ -148,6 +166,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         JournalEntryPosted,
         StatementProvisional,
         StatementFinalized,
+        TokenRevoked,
     )
 }
 

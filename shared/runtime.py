@@ -10,18 +10,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared import db, idempotency
+from shared import db, idempotency, limits, revocation
 from shared.bus import Bus
 from shared.bus.factory import create_bus
+from shared.metrics import add_metrics_route
 from shared.settings import Settings
-from shared.telemetry import setup_tracing
+from shared.telemetry import Telemetry, instrument_http, setup_tracing
 from shared.web import add_health_routes, install_problem_handlers
 
 
@@ -32,6 +33,8 @@ class Runtime:
     engine: AsyncEngine
     bus: Bus
     secret: str
+    telemetry: Telemetry = field(default_factory=lambda: Telemetry.for_service("slapay"))
+    revoked: revocation.RevokedTokens = field(default_factory=revocation.RevokedTokens)
 
 
 Worker = Callable[[Runtime], Coroutine[Any, Any, None]]
@@ -54,6 +57,7 @@ def build_app(
     bus: Bus | None = None,
 ) -> FastAPI:
     """A service app; `bus` replaces the one the settings name (tests pass a fake)."""
+    telemetry = Telemetry.for_service(service)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -66,10 +70,11 @@ def build_app(
             await db.create_schema(engine, metadata)
             await db.create_schema(engine, idempotency.metadata)
             await active_bus.start()
-            runtime = Runtime(service, settings, engine, active_bus, secret)
+            runtime = Runtime(service, settings, engine, active_bus, secret, telemetry=telemetry)
             app.state.runtime, app.state.auth_secret = runtime, secret
             tasks = [
-                asyncio.create_task(worker(runtime), name=worker.__name__) for worker in workers
+                asyncio.create_task(worker(runtime), name=worker.__name__)
+                for worker in (*workers, revocation.follow_revocations)
             ]
             yield
         finally:
@@ -80,16 +85,21 @@ def build_app(
                     await task
             await active_bus.stop()
             await engine.dispose()
+            telemetry.metrics.flush()
 
     app = FastAPI(title=f"slapay {service}", version="0.1.0", lifespan=lifespan)
     install_problem_handlers(app)
     app.middleware("http")(idempotency.middleware)
+    limits.install(app, settings)
 
     def ready_checks() -> list[Coroutine[Any, Any, None]]:
         runtime: Runtime = app.state.runtime
         return [db.ping(runtime.engine), runtime.bus.ping()]
 
     add_health_routes(app, ready_checks)
+    add_metrics_route(app, telemetry.metrics)
+    instrument_http(app, telemetry.metrics)
+    app.state.telemetry = telemetry
     for router in routers:
         app.include_router(router)
     return app

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     reviews_burst_min_reviews: int = 5
     reviews_burst_share: float = 0.5
     reviews_import_max_rows: int = 10_000
+    max_body_bytes: int = 1024 * 1024
+    max_bulk_body_bytes: int = 16 * 1024 * 1024
+    max_clock_skew_s: float = 300.0
+    signing_keys: Path | None = None  # PEM bundle of the statement-signing keys (shared/signing.py)
 
     @property
     def embedded(self) -> bool:
@@ -72,24 +76,7 @@ class Settings(BaseSettings):
             return value
         if not self.embedded:
             raise ConfigurationError("SLAPAY_AUTH_SECRET is required in distributed mode")
-        return self._data_dir_secret()
-
-    def _data_dir_secret(self) -> str:
-        """Created once, atomically, readable by its owner only; concurrent callers agree."""
-        path = self.data_dir / "auth_secret"
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            staged = path.with_name(f".auth_secret.{secrets.token_hex(8)}")
-            descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "w") as handle:
-                handle.write(secrets.token_urlsafe(48))
-            try:
-                os.link(staged, path)  # fails if another process won the race
-            except FileExistsError:
-                pass
-            finally:
-                staged.unlink()
-        return path.read_text().strip()
+        return self._generated_secret("auth_secret")
 
     def reviews_pepper_value(self) -> bytes:
         """The reviews service's HMAC pepper: from the environment, else (embedded only) kept

@@ -10,12 +10,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import jsonutil
 from shared.auth import InvalidToken, Principal, verify_token
 
 PROBLEM_JSON = "application/problem+json"
+BUG_NOT_OUTAGE = (IntegrityError, DataError, ProgrammingError)
 
 
 class Problem(Exception):
@@ -93,6 +95,54 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(DBAPIError, on_database_error)
+    app.add_exception_handler(ConnectionError, on_database_error)
+    document_problems(app)
+
+
+async def on_database_error(_: Request, exc: Exception) -> Response:
+    """A database that cannot be reached is worth a retry (503); a failing query is a bug."""
+    if isinstance(exc, DBAPIError) and isinstance(exc, BUG_NOT_OUTAGE):
+        raise exc
+    return problem_response(503, "Database unavailable", type(exc).__name__, {"Retry-After": "5"})
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+    },
+}
+
+
+def document_problems(app: FastAPI) -> None:
+    """Say in the OpenAPI what the API sends on errors: problem+json for every 4xx and 5xx
+    (FastAPI would document its own `{detail: [...]}` JSON for 422)."""
+    generate = app.openapi
+    problem = {"content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas["Problem"] = PROBLEM_SCHEMA
+        schemas.pop("HTTPValidationError", None)
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                if "422" in responses:
+                    responses["422"] = {"description": "Invalid request", **problem}
+                responses["4XX"] = {"description": "Client error", **problem}
+                responses["5XX"] = {"description": "Unavailable", **problem}
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 _bearer = HTTPBearer(auto_error=False)
@@ -105,11 +155,19 @@ def current_principal(
     if credentials is None:
         raise Problem(401, "Authentication required", headers={"WWW-Authenticate": "Bearer"})
     try:
-        return verify_token(request.app.state.auth_secret, credentials.credentials)
+        return verify_request_token(request, credentials.credentials)
     except InvalidToken as exc:
         raise Problem(
             401, "Invalid token", str(exc), headers={"WWW-Authenticate": "Bearer"}
         ) from exc
+
+
+def verify_request_token(request: Request, token: str) -> Principal:
+    """The token's principal, or `InvalidToken`: also once an admin revoked it."""
+    principal = verify_token(request.app.state.auth_secret, token)
+    if principal.token_id in request.app.state.runtime.revoked:
+        raise InvalidToken("the token was revoked")
+    return principal
 
 
 def require(*roles: str) -> Callable[..., Principal]:

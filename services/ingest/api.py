@@ -9,7 +9,8 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from services.ingest.handlers import accept_batch
-from services.ingest.measurements import Accepted, MeasurementBatch
+from services.ingest.measurements import Accepted, MeasurementBatch, validation_context
+from shared import jsonutil
 from shared.auth import Principal
 from shared.bus import BusUnavailable
 from shared.runtime import RuntimeDep
@@ -35,9 +36,13 @@ async def post_measurements(
 ) -> JSONResponse:
     """Validate the whole batch first; any bad item → 422 naming every bad index."""
     body = await request.body()
+    metrics = runtime.telemetry.metrics
     try:
-        batch = MeasurementBatch.model_validate_json(body)
+        batch = MeasurementBatch.model_validate_json(
+            body, context=validation_context(runtime.settings)
+        )
     except ValidationError as exc:
+        metrics.count_measurements("json", rejected=_item_count(body))
         errors = validation_errors(exc.errors())
         if any(e["type"] == "json_invalid" for e in errors):
             raise Problem(400, "Malformed JSON", errors=errors) from exc
@@ -59,4 +64,14 @@ async def post_measurements(
         )
     except BusUnavailable as exc:
         raise Problem(503, "Bus unavailable", str(exc), headers={"Retry-After": "5"}) from exc
+    metrics.count_measurements("json", accepted.accepted, accepted.duplicates)
     return JSONResponse(accepted.model_dump(), status_code=202)
+
+
+def _item_count(body: bytes) -> int:
+    """How many measurements a refused body held (for the `rejected` metric)."""
+    try:
+        items = jsonutil.loads(body).get("measurements")
+    except (ValueError, AttributeError):
+        return 0
+    return len(items) if isinstance(items, list) else 0

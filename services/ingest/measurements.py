@@ -7,10 +7,10 @@ import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from shared import jsonutil
 from shared.events import (
@@ -18,9 +18,12 @@ from shared.events import (
     ContractId,
     MeasurementRecorded,
     deterministic_event_id,
+    utcnow,
 )
+from shared.settings import Settings
 
 MAX_BATCH = 10_000
+DEFAULT_MAX_CLOCK_SKEW_S = 300.0
 
 
 class MeasurementIn(BaseModel):
@@ -32,6 +35,19 @@ class MeasurementIn(BaseModel):
     value: float = Field(allow_inf_nan=False)
     observed_at: AwareDatetime
     labels: dict[str, str] = Field(default_factory=dict, max_length=50)
+
+    @field_validator("observed_at")
+    @classmethod
+    def _not_ahead_of_the_clock(cls, value: datetime, info: ValidationInfo) -> datetime:
+        skew = float((info.context or {}).get("max_clock_skew_s", DEFAULT_MAX_CLOCK_SKEW_S))
+        if value > utcnow() + timedelta(seconds=skew):
+            raise ValueError(f"observed_at lies more than {skew:g} s ahead of our clock")
+        return value
+
+
+def validation_context(settings: Settings) -> dict[str, Any]:
+    """What `MeasurementIn` validation reads from the settings: the clock skew allowed."""
+    return {"max_clock_skew_s": settings.max_clock_skew_s}
 
 
 class MeasurementBatch(BaseModel):

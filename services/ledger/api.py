@@ -15,12 +15,13 @@ from shared.catalogue import catalogue
 from shared.events import CONTRACT_ID_PATTERN
 from shared.runtime import RuntimeDep
 from shared.terms import Terms
-from shared.web import Problem, ensure_visible, require, validation_errors
+from shared.web import Problem, ensure_visible, inline_schema, require, validation_errors
 
 router = APIRouter(prefix="/v1")
 Admin = Annotated[Principal, Depends(require("admin"))]
 Reader = Annotated[Principal, Depends(require(*READER_ROLES))]
 TermsBody = Annotated[dict[str, Any], Body(description="Contract terms (DESIGN.md)")]
+TERMS_DOC = {"requestBody": {"content": {"application/json": {"schema": inline_schema(Terms)}}}}
 
 
 class Created(BaseModel):
@@ -73,7 +74,13 @@ async def _agree(runtime: RuntimeDep, terms: Terms, principal: Principal, revisi
         raise Problem(503, "Bus unavailable", str(exc), headers={"Retry-After": "5"}) from exc
 
 
-@router.post("/contracts", status_code=201, response_model=Created, tags=["contracts"])
+@router.post(
+    "/contracts",
+    status_code=201,
+    response_model=Created,
+    tags=["contracts"],
+    openapi_extra=TERMS_DOC,
+)
 async def create_contract(document: TermsBody, runtime: RuntimeDep, principal: Admin) -> Created:
     terms = _terms(document)
     version = await _agree(runtime, terms, principal, revision=False)
@@ -81,7 +88,11 @@ async def create_contract(document: TermsBody, runtime: RuntimeDep, principal: A
 
 
 @router.put(
-    "/contracts/{contract_id}/terms", status_code=201, response_model=Created, tags=["contracts"]
+    "/contracts/{contract_id}/terms",
+    status_code=201,
+    response_model=Created,
+    tags=["contracts"],
+    openapi_extra=TERMS_DOC,
 )
 async def revise_terms(
     contract_id: str, document: TermsBody, runtime: RuntimeDep, principal: Admin

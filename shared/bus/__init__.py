@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class BusUnavailable(Exception):
@@ -45,6 +45,15 @@ class Consumer(Protocol):
 
     async def commit(self) -> None:
         """Mark every record fetched so far as done for this group."""
+        ...
+
+
+@runtime_checkable
+class ReportsLag(Protocol):
+    """A consumer that can tell how far behind it is (metrics only; optional)."""
+
+    async def lag(self) -> dict[tuple[str, int], int]:
+        """Records after this member's position, per (topic, partition) it reads."""
         ...
 
 

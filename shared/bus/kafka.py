@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from shared.bus import BusUnavailable, Message, Record
@@ -117,6 +118,9 @@ class KafkaBus:
                 session_timeout_ms=self._session_timeout_ms,
                 heartbeat_interval_ms=max(100, self._session_timeout_ms // 5),
                 max_poll_records=10_000,
+                # Range keeps partition N of every topic on one member: with equal partition
+                # counts, all of a contract's events (key = contract_id) meet in one process.
+                partition_assignment_strategy=(RangePartitionAssignor,),
             )
         )
 
@@ -178,3 +182,18 @@ class KafkaConsumer:
 
     async def commit(self) -> None:
         await self._consumer.commit()
+
+    async def lag(self) -> dict[tuple[str, int], int]:
+        """End offset minus position, per assigned partition (a metric). The end offset is
+        the high watermark of the last fetch response; the broker is asked only for
+        partitions not fetched yet."""
+        assigned = list(self._consumer.assignment())
+        ends = {tp: self._consumer.highwater(tp) for tp in assigned}
+        unknown = [tp for tp, end in ends.items() if end is None]
+        if unknown:
+            ends.update(await self._consumer.end_offsets(unknown))
+        return {
+            (tp.topic, tp.partition): max(0, end - await self._consumer.position(tp))
+            for tp, end in ends.items()
+            if end is not None
+        }

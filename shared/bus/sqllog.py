@@ -162,6 +162,14 @@ class SqlLogConsumer:
         async with self._bus.engine.connect() as conn:
             return [_record(row) for row in await conn.execute(query)]
 
+    async def lag(self) -> dict[tuple[str, int], int]:
+        """Records appended after this group's fetched position, per topic (partition 0)."""
+        after = or_(*(and_(log.c.topic == t, log.c.id > p) for t, p in self._fetched.items()))
+        query = select(log.c.topic, func.count()).where(after).group_by(log.c.topic)
+        async with self._bus.engine.connect() as conn:
+            counts = {row[0]: row[1] for row in await conn.execute(query)}
+        return {(t, 0): counts.get(t, 0) for t in self._topics}
+
     async def commit(self) -> None:
         changed = {t: p for t, p in self._fetched.items() if p != self._committed.get(t)}
         if not changed:
