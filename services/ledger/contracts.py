@@ -50,7 +50,9 @@ async def agree(engine: AsyncEngine, bus: Bus, terms: Terms, source: str, *, rev
     await publish_events(bus, [event])
     async with engine.begin() as conn:
         touched = await apply_terms(conn, event)
-        if touched is None:
+        if touched is None and await store.version_event(conn, terms.contract_id, version) != str(
+            event.event_id
+        ):
             raise ContractExists(f"{terms.contract_id} v{version} was agreed concurrently")
-        await store.mark_dirty(conn, touched)
+        await store.mark_dirty(conn, touched or set())  # None: the fold applied ours first
     return version

@@ -165,6 +165,17 @@ async def add_terms(
     return bool(result.rowcount)
 
 
+async def version_event(conn: AsyncConnection, contract_id: str, version: int) -> str | None:
+    """The id of the event that agreed this version, if it is stored."""
+    c = contract_terms.c
+    row = (
+        await conn.execute(
+            select(c.event_id).where(and_(c.contract_id == contract_id, c.version == version))
+        )
+    ).first()
+    return None if row is None else str(row[0])
+
+
 async def terms_versions(
     conn: AsyncConnection, contract_ids: Sequence[str]
 ) -> dict[str, list[dict[str, Any]]]:
