@@ -7,8 +7,10 @@ released again if the request fails with a 5xx, so a retry after an outage goes 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import logging
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy import (
@@ -24,7 +26,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
@@ -34,6 +36,7 @@ from shared.auth import InvalidToken, verify_token
 from shared.db import UtcDateTime
 from shared.web import problem_response
 
+log = logging.getLogger(__name__)
 metadata = MetaData()
 keys = Table(
     "idempotency_keys",
@@ -63,26 +66,37 @@ async def middleware(
     # keyed, so the stored fingerprint reveals nothing of a body holding personal data
     digest = hmac.new(request.app.state.auth_secret.encode(), body, hashlib.sha256).hexdigest()
     engine: AsyncEngine = request.app.state.runtime.engine
-    claimed = await _claim(engine, scope, key, digest)
+    try:
+        claimed = await _claim(engine, scope, key, digest)
+    except (DBAPIError, OSError):
+        return problem_response(503, "Database unavailable", "retry later", {"Retry-After": "5"})
     if claimed is not None:
         return claimed
     response = await call_next(request)
     content = b"".join([chunk async for chunk in response.body_iterator])  # type: ignore[attr-defined]
     where = and_(keys.c.scope == scope, keys.c.key == key)
-    async with engine.begin() as conn:
-        if response.status_code >= 500:
-            await conn.execute(delete(keys).where(where))
-        else:
-            headers = {k: v for k, v in response.headers.items() if k in REPLAYED_HEADERS}
-            await conn.execute(
-                update(keys)
-                .where(where)
-                .values(
-                    status=response.status_code,
-                    headers=jsonutil.dumps(headers).decode(),
-                    body=content,
+    try:
+        async with engine.begin() as conn:
+            if response.status_code >= 500:
+                await conn.execute(delete(keys).where(where))
+            else:
+                headers = {k: v for k, v in response.headers.items() if k in REPLAYED_HEADERS}
+                await conn.execute(
+                    update(keys)
+                    .where(where)
+                    .values(
+                        status=response.status_code,
+                        headers=jsonutil.dumps(headers).decode(),
+                        body=content,
+                    )
                 )
-            )
+    except (DBAPIError, OSError):
+        # The request's effect stands; release the claim if we can, so a retry is not stuck
+        # behind a "still running" key (the domain dedupes a repeated effect).
+        log.warning("could not record the response for an Idempotency-Key; releasing it")
+        with contextlib.suppress(DBAPIError, OSError):
+            async with engine.begin() as conn:
+                await conn.execute(delete(keys).where(where))
     return Response(content, response.status_code, headers=dict(response.headers))
 
 

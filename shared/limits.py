@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.exceptions import HTTPException
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.settings import Settings
@@ -21,11 +21,6 @@ JSON = "application/json"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Where agents send bulk data (up to 10,000 measurements, survey CSV exports).
 BULK_PATHS = ("/v1/measurements", "/v1/prometheus/write", "/otlp/v1/metrics", "reviews:import")
-
-
-class BodyTooLarge(HTTPException):
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"Content too large (at most {limit} bytes)")
 
 
 class RequestLimits:
@@ -44,19 +39,19 @@ class RequestLimits:
         limit = self._limit(scope["path"])
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            await _send_problem(scope, receive, send, BodyTooLarge(limit))
+            await too_large(limit)(scope, receive, send)
             return
         has_body = declared not in ("", "0") or "transfer-encoding" in headers
         if has_body and self._json_only_route(scope) and not is_json(headers.get("content-type")):
-            problem = HTTPException(415, f"Unsupported media type (this endpoint takes {JSON})")
-            await _send_problem(scope, receive, send, problem)
+            refusal = problem_response(415, "Unsupported media type", f"this endpoint takes {JSON}")
+            await refusal(scope, receive, send)
             return
         if declared:  # the server holds the body to its declared length
             await self.app(scope, receive, send)
             return
         replay = await _read_capped(receive, limit)
         if replay is None:
-            await _send_problem(scope, receive, send, BodyTooLarge(limit))
+            await too_large(limit)(scope, receive, send)
             return
         await self.app(scope, replay, send)
 
@@ -125,8 +120,8 @@ async def _read_capped(receive: Receive, limit: int) -> Receive | None:
     return replay
 
 
-async def _send_problem(scope: Scope, receive: Receive, send: Send, exc: HTTPException) -> None:
-    await problem_response(exc.status_code, str(exc.detail))(scope, receive, send)
+def too_large(limit: int) -> Response:
+    return problem_response(413, "Content too large", f"at most {limit} bytes")
 
 
 def install(app: FastAPI, settings: Settings) -> None:
