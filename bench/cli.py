@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import agents, compute, fold, ingest
+from bench import agents, audit, compute, eventsourcing_peer, fold, ingest, replay
 from bench.core import (
     DISTRIBUTED,
     EMBEDDED,
@@ -28,6 +28,9 @@ SCENARIOS: tuple[Scenario, ...] = (
     *agents.SCENARIOS,
     *fold.SCENARIOS,
     *compute.SCENARIOS,
+    *replay.SCENARIOS,
+    *audit.SCENARIOS,
+    *eventsourcing_peer.SCENARIOS,
 )
 QUICK_RECORDS = 5_000
 

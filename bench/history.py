@@ -1,0 +1,204 @@
+"""One contract's live history on a bus, made by the ledger's own code, for the replay and
+audit scenarios: its terms, N measurements and a close request on the bus, folded by
+`apply_delivered` in bus order (what the fold worker does, without the consumer group),
+and the journal entries the close posted relayed from the outbox onto `slapay.journal`.
+
+The measurements are the envelopes ingest would publish (its own builder, `data.messages`)
+for one contract and one ended month; the close comes only after every measurement was
+folded, so the final statement covers all N.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bench import data
+from bench.core import DISTRIBUTED, BenchError, chunks, progress
+from bench.environment import SECRET, broker, postgres_database
+from services.demo import demo_terms
+from services.ledger import journal_store, store
+from services.ledger.consumer import apply_delivered
+from services.ledger.workers import relay_outbox
+from shared.bus import Bus, Message
+from shared.bus.factory import create_bus
+from shared.consuming import decode
+from shared.db import create_engine, create_schema
+from shared.events import (
+    TOPIC_CONTRACTS,
+    TOPIC_JOURNAL,
+    TOPIC_MEASUREMENTS,
+    TOPIC_REVIEWS,
+    PeriodCloseRequested,
+    TermsAgreed,
+    make_event,
+)
+from shared.journal import chain_breaks
+from shared.publishing import publish_events
+from shared.runtime import Runtime
+from shared.settings import Settings
+from shared.terms import Terms
+
+CONTRACT = "bench-history"
+PERIOD = "2026-10"
+PUBLISH_BATCH = 10_000
+FOLD_BATCH = 5_000
+"""Events per `apply_delivered` transaction while building: the fold worker's fetch size,
+and replay's batch."""
+TOPICS = (TOPIC_CONTRACTS, TOPIC_MEASUREMENTS, TOPIC_REVIEWS, TOPIC_JOURNAL)
+"""What `replay` and `read_history` read: the raw baselines read the same four topics."""
+
+
+@dataclass(frozen=True)
+class Built:
+    """What is on the bus once the history is built."""
+
+    measurements: int
+    bus_records: int
+    """Records on the four topics replay and audit read."""
+    entries: int
+    head: str
+    fold_s: float
+    """Seconds the in-process fold of terms and measurements took (read_all, decode,
+    apply_delivered), the close excluded."""
+
+
+def measurement_messages(n: int) -> list[Message]:
+    """N `sla.measurement.recorded` envelopes for the contract, spread over the period, two
+    KPIs, built by ingest's own builder; one availability sample in 1,999 fails."""
+    items = [
+        {
+            "measurement_id": f"m-{i}",
+            "contract_id": CONTRACT,
+            "kpi": data.KPIS[i % 2],
+            "value": float(40 + (i * 7919) % 400) if i % 2 else float(i % 1999 != 0),
+            "observed_at": _instant(i, n),
+            "labels": {"probe": f"probe-eu-{i % 4}"},
+        }
+        for i in range(n)
+    ]
+    return data.messages(items)
+
+
+def _instant(i: int, n: int) -> str:
+    second = (i * (30 * 86_400 - 1)) // max(n, 1)  # the first 30 days of October
+    day, rest = divmod(second, 86_400)
+    return f"{PERIOD}-{1 + day:02d}T{rest // 3600:02d}:{rest // 60 % 60:02d}:{rest % 60:02d}Z"
+
+
+async def build(
+    settings: Settings, bus: Bus, engine: AsyncEngine, messages: Sequence[Message]
+) -> Built:
+    """Publish terms and measurements, fold them, publish a close request, fold it, relay
+    the journal; check the live chain. `bus` started, `engine` empty."""
+    await create_schema(engine, store.metadata)
+    terms = Terms.model_validate({**demo_terms(PERIOD), "contract_id": CONTRACT})
+    agreed = make_event(
+        TermsAgreed(version=1, terms=terms.model_dump(mode="json")),
+        contract_id=CONTRACT,
+        source="bench",
+        producer_id="terms:v1",
+    )
+    clock = time.perf_counter()
+    await publish_events(bus, [agreed])
+    for chunk in chunks(messages, PUBLISH_BATCH):
+        await bus.publish(TOPIC_MEASUREMENTS, chunk)
+    published = time.perf_counter()
+    await _fold(bus, engine, TOPIC_CONTRACTS)
+    await _fold(bus, engine, TOPIC_MEASUREMENTS)
+    folded = time.perf_counter()
+    close = make_event(
+        PeriodCloseRequested(period=PERIOD, requested_by="admin:bench"),
+        contract_id=CONTRACT,
+        source="bench",
+        producer_id=f"close:{PERIOD}",
+    )
+    await publish_events(bus, [close])
+    closes = [
+        d
+        for d in decode(await bus.read_all(TOPIC_CONTRACTS)).delivered
+        if d.event.type == close.type
+    ]
+    await apply_delivered(engine, closes)
+    await relay_outbox(Runtime("ledger", settings, engine, bus, SECRET))
+    closed = time.perf_counter()
+    entries = await journal_store.entries(engine, CONTRACT)
+    if not entries or chain_breaks(entries):
+        raise BenchError(
+            f"the live journal is wrong: {len(entries)} entries, {chain_breaks(entries)}"
+        )
+    finals = [e for e in entries if e["period"] == PERIOD and e["kind"] != "adjustment"]
+    counted = sum(e["derivation"].get("events") or 0 for e in finals)
+    if counted != len(messages):
+        raise BenchError(f"the close of {PERIOD} counted {counted:,} of {len(messages):,} events")
+    records = len(messages) + sum(
+        [len(await bus.read_all(t)) for t in TOPICS if t != TOPIC_MEASUREMENTS]
+    )
+    fold_s = folded - published
+    progress(
+        f"  history: {len(messages):,} measurements published in {published - clock:.1f}s,"
+        f" folded in {fold_s:.1f}s ({len(messages) / fold_s:,.0f}/s), closed and relayed"
+        f" in {closed - folded:.1f}s: {len(entries)} journal entries, {records:,} records"
+    )
+    return Built(len(messages), records, len(entries), entries[-1]["hash"], fold_s)
+
+
+async def _fold(bus: Bus, engine: AsyncEngine, topic: str) -> None:
+    """Decode and apply a topic in bus order, a batch at a time, as the fold worker does."""
+    for chunk in chunks(await bus.read_all(topic), FOLD_BATCH):
+        decoded = decode(chunk)
+        if decoded.failures:
+            raise BenchError(f"{len(decoded.failures)} undecodable records on {topic}")
+        await apply_delivered(engine, decoded.delivered)
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """A running bus and a ledger database: Kafka + Postgres, or the embedded SQL log."""
+
+    mode: str
+    settings: Settings
+    bus: Bus
+    engine: AsyncEngine
+    scratch: Path
+
+    @contextlib.asynccontextmanager
+    async def fresh_engine(self) -> AsyncIterator[AsyncEngine]:
+        """Another empty database of the same kind (a new Postgres database, or SQLite file)
+        with the ledger's tables, for a replay to rebuild into."""
+        async with contextlib.AsyncExitStack() as stack:
+            if self.mode == DISTRIBUTED:
+                url = await stack.enter_async_context(postgres_database())
+            else:
+                url = f"sqlite+aiosqlite:///{self.scratch / f'replay-{uuid.uuid4().hex[:8]}.db'}"
+            engine = create_engine(url)
+            stack.push_async_callback(engine.dispose)
+            await create_schema(engine, store.metadata)
+            yield engine
+
+
+@contextlib.asynccontextmanager
+async def ledger(mode: str) -> AsyncIterator[Ledger]:
+    """A fresh tansu broker and Postgres database, or a fresh embedded data dir; raises
+    `Unavailable` where the broker or the database is missing."""
+    async with contextlib.AsyncExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="slapay-bench-")))
+        if mode == DISTRIBUTED:
+            bootstrap = stack.enter_context(broker())
+            url = await stack.enter_async_context(postgres_database())
+            settings = Settings(bus=f"kafka://{bootstrap}", database_url=url, data_dir=scratch)
+        else:
+            settings = Settings(bus="sqlite", database_url=None, data_dir=scratch)
+        engine = create_engine(settings.database_url_for("ledger"))
+        stack.push_async_callback(engine.dispose)
+        bus = create_bus(settings)
+        stack.push_async_callback(bus.stop)
+        await bus.start()
+        yield Ledger(mode, settings, bus, engine, scratch)
