@@ -80,11 +80,12 @@ class CountingConsumer:
         self._bus.fetched += len(records)
         return records
 
-    async def commit(self) -> None:
-        await self._inner.commit()
+    async def commit(self, records: Sequence[Record] | None = None) -> None:
+        await self._inner.commit(records)
+        done = self._uncommitted if records is None else len(records)
         bus = self._bus
-        bus.committed += self._uncommitted
-        self._uncommitted = 0
+        bus.committed += done
+        self._uncommitted -= done
         bus.progress_at = time.monotonic()
         if bus.committed >= bus.total and not bus.done.is_set():
             bus.finished_at = time.perf_counter()

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from shared import heap
 from shared.bus import Record
 from shared.events import (
     Envelope,
@@ -223,10 +224,11 @@ async def read_history(bus: Any, contract_id: str) -> History:
     """Read the contract's history from the beginning of the bus."""
     from shared.events import TOPIC_CONTRACTS, TOPIC_JOURNAL, TOPIC_MEASUREMENTS, TOPIC_REVIEWS
 
-    return history(
-        contract_id,
-        await bus.read_all(TOPIC_CONTRACTS),
-        await bus.read_all(TOPIC_MEASUREMENTS),
-        await bus.read_all(TOPIC_JOURNAL),
-        await bus.read_all(TOPIC_REVIEWS),
-    )
+    with heap.paused_collector():
+        return history(
+            contract_id,
+            await bus.read_all(TOPIC_CONTRACTS),
+            await bus.read_all(TOPIC_MEASUREMENTS),
+            await bus.read_all(TOPIC_JOURNAL),
+            await bus.read_all(TOPIC_REVIEWS),
+        )

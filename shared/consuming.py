@@ -7,6 +7,7 @@ before it is applied; a record that cannot be parsed goes to `slapay.deadletter`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -94,22 +95,37 @@ async def run_delivered_consumer(
     observer: ConsumerMetrics | None = None,
 ) -> None:
     """`run_consumer` for handlers that need each event's place on the bus. Each batch is
-    one span (`batch_span`); `observer` counts what was applied and watches the lag."""
+    one span (`batch_span`); `observer` counts what was applied and watches the lag.
+
+    The next batch is fetched and decoded while the current one is applied (the database
+    works on its own core meanwhile); each commit names the records it covers, so nothing
+    read ahead is marked done before its effect is."""
     observer = observer or ConsumerMetrics("")
+
+    async def read_ahead() -> tuple[list[Record], Decoded]:
+        records = await consumer.fetch(max_records=max_records, timeout_s=0.5)
+        return records, decode(records)
+
     await consumer.start()
+    ahead: asyncio.Task[tuple[list[Record], Decoded]] | None = None
     try:
+        ahead = asyncio.create_task(read_ahead())
         while True:
-            records = await consumer.fetch(max_records=max_records, timeout_s=0.5)
+            records, decoded = await ahead
+            ahead = asyncio.create_task(read_ahead())
             await observer.poll_lag(consumer)
             if not records:
                 continue
-            decoded = decode(records)
             with batch_span(observer.group, records):
                 await _retrying(functools.partial(_apply, bus, handler, decoded), max_backoff_s)
-                await _retrying(consumer.commit, max_backoff_s)
+                await _retrying(functools.partial(consumer.commit, records), max_backoff_s)
             observer.applied(decoded.events)
             observer.deadlettered(topic for topic, *_ in decoded.failures)
     finally:
+        if ahead is not None:
+            ahead.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await ahead
         await consumer.stop()
 
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
+import pydantic
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from shared import jsonutil
@@ -35,13 +36,15 @@ CONTRACT_ID_PATTERN = r"^[a-z0-9-]{3,64}$"
 PERIOD_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 
 
-def _aware(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("timestamp needs a time zone (e.g. a trailing Z)")
+def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+AwareDatetime = Annotated[
+    pydantic.AwareDatetime,
+    AfterValidator(_utc),
+]
+"""An instant: pydantic refuses a naive timestamp (in its core, cheaply); we normalise to UTC."""
 ContractId = Annotated[str, Field(pattern=CONTRACT_ID_PATTERN)]
 Period = Annotated[str, Field(pattern=PERIOD_PATTERN)]
 

@@ -67,5 +67,5 @@ class InMemoryConsumer:
             out.extend(new)
         return out
 
-    async def commit(self) -> None:
+    async def commit(self, records: Sequence[Record] | None = None) -> None:
         return None

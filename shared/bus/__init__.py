@@ -43,8 +43,10 @@ class Consumer(Protocol):
         """Next records after those already fetched; empty when none arrived in time."""
         ...
 
-    async def commit(self) -> None:
-        """Mark every record fetched so far as done for this group."""
+    async def commit(self, records: Sequence[Record] | None = None) -> None:
+        """Mark `records`, and every record fetched before them, as done for this group;
+        without `records`, everything fetched so far. Committing a batch by its records
+        lets a member fetch the next batch before the current one is applied."""
         ...
 
 

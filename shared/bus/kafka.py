@@ -180,8 +180,20 @@ class KafkaConsumer:
         )
         return [_record(m) for messages in batch.values() for m in messages]
 
-    async def commit(self) -> None:
-        await self._consumer.commit()
+    async def commit(self, records: Sequence[Record] | None = None) -> None:
+        if records is None:
+            await self._consumer.commit()
+            return
+        # Only partitions still ours: records of one revoked meanwhile are the new owner's
+        # to redo (effects are idempotent), and Kafka refuses a commit for it anyway.
+        assigned = self._consumer.assignment()
+        positions: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            if tp in assigned:
+                positions[tp] = max(positions.get(tp, 0), record.offset + 1)
+        if positions:
+            await self._consumer.commit(positions)
 
     async def lag(self) -> dict[tuple[str, int], int]:
         """End offset minus position, per assigned partition (a metric). The end offset is

@@ -170,8 +170,9 @@ class SqlLogConsumer:
             counts = {row[0]: row[1] for row in await conn.execute(query)}
         return {(t, 0): counts.get(t, 0) for t in self._topics}
 
-    async def commit(self) -> None:
-        changed = {t: p for t, p in self._fetched.items() if p != self._committed.get(t)}
+    async def commit(self, records: Sequence[Record] | None = None) -> None:
+        reached = self._fetched if records is None else _last_ids(records)
+        changed = {t: p for t, p in reached.items() if p > self._committed.get(t, 0)}
         if not changed:
             return
         rows = [{"group_id": self._group, "topic": t, "position": p} for t, p in changed.items()]
@@ -185,3 +186,11 @@ class SqlLogConsumer:
         async with engine.begin() as conn:
             await conn.execute(statement)
         self._committed.update(changed)
+
+
+def _last_ids(records: Sequence[Record]) -> dict[str, int]:
+    """The log position reached in each topic by `records` (a record's offset is its id)."""
+    reached: dict[str, int] = {}
+    for record in records:
+        reached[record.topic] = max(reached.get(record.topic, 0), record.offset)
+    return reached

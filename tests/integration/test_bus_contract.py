@@ -117,6 +117,32 @@ async def test_a_restarted_group_resumes_where_it_committed(bus_and_topic: tuple
     assert extra == []
 
 
+async def test_committing_a_batch_leaves_what_was_read_ahead_undone(
+    bus_and_topic: tuple[Bus, str],
+) -> None:
+    """The consumer loop fetches batch n+1 before batch n is applied, then commits batch n by
+    its records: after a crash, batch n+1 (and only it) is delivered again."""
+    bus, topic = bus_and_topic
+    await bus.publish(topic, messages(40))
+    first = bus.consumer([topic], "g-ahead")
+    await first.start()
+    applied: list[Record] = []
+    while not applied:
+        applied = await first.fetch(max_records=15, timeout_s=0.5)
+    read_ahead = await drain(first, 40 - len(applied))
+    await first.commit(applied)
+    await first.stop()  # read_ahead was never applied
+    second = bus.consumer([topic], "g-ahead")
+    await second.start()
+    try:
+        again = await drain(second, len(read_ahead))
+        extra = await second.fetch(timeout_s=0.5)
+    finally:
+        await second.stop()
+    assert 0 < len(applied) <= 15
+    assert sorted(int(r.value) for r in again + extra) == sorted(int(r.value) for r in read_ahead)
+
+
 async def test_two_groups_each_see_everything(bus_and_topic: tuple[Bus, str]) -> None:
     bus, topic = bus_and_topic
     await bus.publish(topic, messages(40))

@@ -1,0 +1,87 @@
+"""The ledger's measurement store on SQLite and on Postgres: each event id counts once,
+whether it arrives twice in one batch, again in a later batch, or with new ones."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.ledger import store
+from shared import db
+from tests import infra
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    admin, name = "", ""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
+    else:
+        admin = request.getfixturevalue("postgres_admin")
+        url, name = await infra.create_database(admin)
+    engine = db.create_engine(url)
+    await db.create_schema(engine, store.metadata)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+        if name:
+            await infra.drop_database(admin, name)
+
+
+def row(n: int, value: float = 1.0) -> store.MeasurementRow:
+    return store.MeasurementRow(
+        event_id=f"00000000-0000-0000-0000-{n:012d}",
+        contract_id="acme-hosting",
+        period="2026-10",
+        kpi="latency_ms",
+        value=value,
+        occurred_at=datetime(2026, 10, 1, tzinfo=UTC),
+        bus_partition=0,
+        bus_offset=n,
+    )
+
+
+async def insert(engine: AsyncEngine, rows: list[store.MeasurementRow]) -> list[int]:
+    async with engine.begin() as conn:
+        new = await store.insert_new_measurements(conn, rows)
+        await store.fold_aggregates(conn, new)
+    return [r.bus_offset for r in new]
+
+
+async def test_each_event_id_is_new_once(engine: AsyncEngine) -> None:
+    assert await insert(engine, [row(1), row(2), row(1, value=99.0), row(3)]) == [1, 2, 3]
+    # a redelivered batch with one new event: only that one is new (the fallback path)
+    assert await insert(engine, [row(2), row(4), row(3), row(4)]) == [4]
+    assert await insert(engine, [row(1), row(2)]) == []
+    async with engine.connect() as conn:
+        stored = await store.period_measurements(conn, "acme-hosting", "2026-10")
+    assert [(r.bus_offset, r.value) for r in stored] == [(1, 1.0), (2, 1.0), (3, 1.0), (4, 1.0)]
+    (aggregate,) = await store.aggregates(engine, "acme-hosting", "2026-10")
+    assert (aggregate["count"], aggregate["total"]) == (4, 4.0)
+
+
+async def test_a_refused_batch_leaves_nothing_behind(engine: AsyncEngine) -> None:
+    """The fast path's savepoint must not leak rows when the transaction fails later."""
+    with pytest.raises(RuntimeError):
+        async with engine.begin() as conn:
+            await store.insert_new_measurements(conn, [row(1), row(2)])
+            raise RuntimeError("the rest of the batch failed")
+    assert await insert(engine, [row(1), row(2)]) == [1, 2]
+
+
+async def test_a_refused_redelivery_leaves_nothing_behind(engine: AsyncEngine) -> None:
+    """Same through the slow path (a batch with an event applied before), twice over."""
+    assert await insert(engine, [row(1)]) == [1]
+    with pytest.raises(RuntimeError):
+        async with engine.begin() as conn:
+            await store.insert_new_measurements(conn, [row(1), row(2)])
+            raise RuntimeError("the rest of the batch failed")
+    assert await insert(engine, [row(1), row(2)]) == [2]
+    assert await insert(engine, [row(2), row(3)]) == [3]
