@@ -71,11 +71,12 @@ def history(
         _events(measurements, contract_id), key=lambda p: (p[0].partition, p[0].offset)
     )
     for record, event in ordered:
-        if event.type != MeasurementRecorded.TYPE or str(event.event_id) in seen:
+        event_id = str(event.event_id)
+        if event.type != MeasurementRecorded.TYPE or event_id in seen:
             continue
-        seen.add(str(event.event_id))
+        seen.add(event_id)
         data = MeasurementRecorded.model_validate(event.data)
-        observation = Observation(str(event.event_id), data.kpi, data.value, event.occurred_at)
+        observation = Observation(event_id, data.kpi, data.value, event.occurred_at)
         found.measurements.append((record.partition, record.offset, observation))
     seen.clear()
     for record, event in sorted(

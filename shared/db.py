@@ -6,9 +6,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, TypeDecorator, event, text
+from sqlalchemy import DateTime, MetaData, Table, TypeDecorator, event, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
 def normalise_url(url: str) -> str:
@@ -43,8 +45,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def is_postgres(engine: AsyncEngine) -> bool:
+def is_postgres(engine: AsyncEngine | AsyncConnection) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def upsert(engine: AsyncEngine | AsyncConnection, table: Table) -> Any:
+    """`INSERT` with the dialect's `ON CONFLICT` clauses (Postgres or SQLite) for `table`."""
+    return (pg_insert if is_postgres(engine) else sqlite_insert)(table)
 
 
 async def create_schema(engine: AsyncEngine, metadata: MetaData) -> None:

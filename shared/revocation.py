@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 from sqlalchemy import Column, MetaData, String, Table, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -120,8 +118,9 @@ def revoked_ids(records: Sequence[Record]) -> list[str]:
 
 
 async def _store(engine: AsyncEngine, jtis: Sequence[str]) -> None:
-    insert = pg_insert if db.is_postgres(engine) else sqlite_insert
     now = utcnow()
-    statement = insert(revoked_tokens).values([{"jti": j, "revoked_at": now} for j in jtis])
+    statement = db.upsert(engine, revoked_tokens).values(
+        [{"jti": j, "revoked_at": now} for j in jtis]
+    )
     async with engine.begin() as conn:
         await conn.execute(statement.on_conflict_do_nothing(index_elements=["jti"]))

@@ -82,6 +82,24 @@ def period_bounds(period: str, tz: str) -> tuple[datetime, datetime]:
     return start, end
 
 
+class PeriodFinder:
+    """`period_of` for many instants in one time zone: the bounds of the period found last
+    answer the next instant with two comparisons (a fold's events cluster in one month)."""
+
+    def __init__(self, tz: str) -> None:
+        self.tz = tz
+        self._period = ""
+        self._bounds: tuple[datetime, datetime] | None = None
+
+    def __call__(self, dt: datetime) -> str:
+        bounds = self._bounds
+        if bounds is not None and bounds[0] <= dt < bounds[1]:
+            return self._period
+        self._period = period_of(dt, self.tz)
+        self._bounds = period_bounds(self._period, self.tz)
+        return self._period
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -32,7 +32,7 @@ from shared.events import (
     TermsAgreed,
 )
 from shared.telemetry import span
-from shared.terms import period_of
+from shared.terms import PeriodFinder, period_of
 
 GROUP = "ledger"
 
@@ -88,9 +88,10 @@ async def _fold_measurements(
         c: await open_book(conn, c) for c in sorted({d.event.contract_id for d in measurements})
     }
     rows, recorded = [], {}
+    finders = {c: PeriodFinder(book.timezone) for c, book in books.items()}
     for d in measurements:
         book = books[d.event.contract_id]
-        row = _row(d, book.timezone)
+        row = _row(d, finders[book.contract_id])
         if row.period in book.closed and _too_late(book, row.period, d.event.recorded_at):
             fx.out.append((TOPIC_DEADLETTER, _refusal(d, book, row.period)))
             continue
@@ -167,12 +168,12 @@ def _refusal(d: Delivered, book: Book, period: str) -> Message:
     )
 
 
-def _row(d: Delivered, timezone: str) -> store.MeasurementRow:
+def _row(d: Delivered, period_of_: PeriodFinder) -> store.MeasurementRow:
     data = d.event.data
     return store.MeasurementRow(
         event_id=str(d.event.event_id),
         contract_id=d.event.contract_id,
-        period=period_of(d.event.occurred_at, timezone),
+        period=period_of_(d.event.occurred_at),
         kpi=str(data["kpi"]),
         value=float(data["value"]),
         occurred_at=d.event.occurred_at,

@@ -26,8 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.ledger.store import _insert, metadata
-from shared import jsonutil, money
+from services.ledger.store import metadata
+from shared import db, jsonutil, money
 from shared.bus import Message
 from shared.db import UtcDateTime
 from shared.journal import GENESIS, chain, entry_id
@@ -225,7 +225,7 @@ async def record_close(
     statement: dict[str, Any],
 ) -> None:
     await conn.execute(
-        _insert(conn)(closed_periods)
+        db.upsert(conn, closed_periods)
         .values(
             contract_id=contract_id,
             period=period,
@@ -239,7 +239,7 @@ async def record_close(
 
 async def put_dispute(conn: AsyncConnection, dispute: dict[str, Any]) -> bool:
     result = await conn.execute(
-        _insert(conn)(disputes)
+        db.upsert(conn, disputes)
         .values(
             dispute_id=dispute["dispute_id"],
             contract_id=dispute["contract_id"],

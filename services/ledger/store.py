@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 from sqlalchemy import (
@@ -23,11 +23,10 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared import jsonutil
+from shared import db, jsonutil
 from shared.db import UtcDateTime
 
 metadata = MetaData()
@@ -88,8 +87,9 @@ dirty_periods = Table(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class MeasurementRow:
+class MeasurementRow(NamedTuple):
+    """A row of `measurements`, fields in column order (it is the record COPY sends)."""
+
     event_id: str
     contract_id: str
     period: str
@@ -118,7 +118,7 @@ async def insert_new_ratings(conn: AsyncConnection, rows: Sequence[RatingRow]) -
     new = []
     for row in rows:
         statement = (
-            _insert(conn)(ratings)
+            db.upsert(conn, ratings)
             .values(**{name: getattr(row, name) for name in RatingRow.__slots__})
             .on_conflict_do_nothing()
         )
@@ -137,10 +137,6 @@ async def period_ratings(conn: AsyncConnection, contract_id: str, period: str) -
     return [RatingRow(**row._mapping) for row in result]
 
 
-def _insert(engine_or_conn: AsyncEngine | AsyncConnection) -> Any:
-    return pg_insert if engine_or_conn.dialect.name == "postgresql" else sqlite_insert
-
-
 async def add_terms(
     conn: AsyncConnection,
     contract_id: str,
@@ -151,7 +147,7 @@ async def add_terms(
 ) -> bool:
     """Record a version once; False if that version already exists."""
     statement = (
-        _insert(conn)(contract_terms)
+        db.upsert(conn, contract_terms)
         .values(
             contract_id=contract_id,
             version=version,
@@ -204,22 +200,18 @@ async def insert_new_measurements(
     if not rows:
         return []
     if conn.dialect.name == "postgresql":
-        return await _insert_unnest(conn, rows)
+        return await _insert_postgres(conn, rows)
     statement = (
         sqlite_insert(measurements)
         .on_conflict_do_nothing(index_elements=[measurements.c.event_id])
         .returning(measurements.c.event_id)
     )
-    result = await conn.execute(statement, [_as_dict(r) for r in rows])
+    result = await conn.execute(statement, [r._asdict() for r in rows])
     inserted = {row[0] for row in result}
     return [r for r in rows if r.event_id in inserted]
 
 
-def _as_dict(row: MeasurementRow) -> dict[str, Any]:
-    return {name: getattr(row, name) for name in MeasurementRow.__slots__}
-
-
-async def _insert_unnest(
+async def _insert_postgres(
     conn: AsyncConnection, rows: Sequence[MeasurementRow]
 ) -> list[MeasurementRow]:
     """Binary COPY straight into `measurements` inside a savepoint: raw COPY speed when every
@@ -229,39 +221,17 @@ async def _insert_unnest(
     raw = await conn.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None
-    records = [
-        (
-            r.event_id,
-            r.contract_id,
-            r.period,
-            r.kpi,
-            r.value,
-            r.occurred_at,
-            r.bus_partition,
-            r.bus_offset,
-        )
-        for r in rows
-    ]
     try:
         async with conn.begin_nested():
-            await driver.copy_records_to_table("measurements", records=records, columns=_COLUMNS)
+            await driver.copy_records_to_table("measurements", records=rows, columns=_COLUMNS)
         return list(rows)
     except asyncpg.UniqueViolationError:
         pass
-    inserted = {record[0] for record in await driver.fetch(_UNNEST, *zip(*records, strict=True))}
+    inserted = {record[0] for record in await driver.fetch(_UNNEST, *zip(*rows, strict=True))}
     return [r for r in rows if r.event_id in inserted]
 
 
-_COLUMNS = [
-    "event_id",
-    "contract_id",
-    "period",
-    "kpi",
-    "value",
-    "occurred_at",
-    "bus_partition",
-    "bus_offset",
-]
+_COLUMNS = list(MeasurementRow._fields)
 _UNNEST = (
     f"INSERT INTO measurements ({', '.join(_COLUMNS)}) "
     "SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], "
@@ -294,7 +264,7 @@ async def fold_aggregates(
     least, greatest = (
         (func.least, func.greatest) if conn.dialect.name == "postgresql" else (func.min, func.max)
     )
-    statement = _insert(conn)(kpi_aggregates).values(values)
+    statement = db.upsert(conn, kpi_aggregates).values(values)
     t, x = kpi_aggregates.c, statement.excluded
     await conn.execute(
         statement.on_conflict_do_update(
@@ -313,7 +283,7 @@ async def fold_aggregates(
 async def mark_dirty(conn: AsyncConnection, periods: set[tuple[str, str]]) -> None:
     if not periods:
         return
-    statement = _insert(conn)(dirty_periods).values(
+    statement = db.upsert(conn, dirty_periods).values(
         [{"contract_id": c, "period": p, "marks": 1} for c, p in sorted(periods)]
     )
     await conn.execute(

@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import BigInteger, Column, Integer, String, Table, and_, delete
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.reviews.store import metadata
+from shared import db
 
 windows = Table(
     "reviews_rate_windows",
@@ -34,13 +33,12 @@ async def hit(
     engine: AsyncEngine, bucket: str, limits: Sequence[Limit], now: datetime
 ) -> int | None:
     """Count one request for `bucket`; the seconds to wait if any window is over its limit."""
-    insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
     moment = now.timestamp()
     waits = []
     async with engine.begin() as conn:
         for limit in limits:
             start = int(moment) // limit.span_s * limit.span_s
-            statement = insert(windows).values(
+            statement = db.upsert(engine, windows).values(
                 bucket=bucket, span_s=limit.span_s, window_start=start, hits=1
             )
             counted = statement.on_conflict_do_update(

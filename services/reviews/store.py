@@ -25,14 +25,12 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.reviews.crypto import Sealed
 from services.reviews.models import DIMENSIONS
 from services.reviews.summary import StoredReview
-from shared import jsonutil
+from shared import db, jsonutil
 from shared.db import UtcDateTime
 from shared.terms import Terms
 
@@ -92,14 +90,10 @@ class SealedComment:
     sealed: Sealed
 
 
-def _insert(conn: AsyncConnection) -> Any:
-    return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-
-
 async def put_terms(
     conn: AsyncConnection, contract_id: str, version: int, terms: dict[str, Any]
 ) -> None:
-    statement = _insert(conn)(contract_terms).values(
+    statement = db.upsert(conn, contract_terms).values(
         contract_id=contract_id, version=version, terms=jsonutil.dumps(terms).decode()
     )
     await conn.execute(statement.on_conflict_do_nothing())
@@ -120,7 +114,7 @@ async def put_reviews(conn: AsyncConnection, rows: Sequence[ReviewRow]) -> None:
     submitter, so the burst detector sees every token."""
     if not rows:
         return
-    statement = _insert(conn)(reviews)
+    statement = db.upsert(conn, reviews)
     statement = statement.on_conflict_do_update(
         index_elements=[reviews.c.review_id],
         set_={"submitter": func.coalesce(statement.excluded.submitter, reviews.c.submitter)},

@@ -6,11 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Column, Index, MetaData, String, Table, Text, and_, or_, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared import jsonutil
+from shared import db, jsonutil
 from shared.db import UtcDateTime
 
 metadata = MetaData()
@@ -49,9 +47,8 @@ disputes = Table(
 
 async def put_statement(conn: AsyncConnection, statement: dict[str, Any], as_of: datetime) -> None:
     """Keep the newest snapshot; a final statement is never replaced by a provisional one."""
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     s = statements.c
-    row = insert(statements).values(
+    row = db.upsert(conn, statements).values(
         contract_id=statement["contract_id"],
         period=statement["period"],
         status=statement["status"],
@@ -98,13 +95,9 @@ async def get_statement(
         return jsonutil.loads(row.body) if row else None
 
 
-def _upsert(conn: AsyncConnection) -> Any:
-    return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-
-
 async def put_entry(conn: AsyncConnection, entry: dict[str, Any], posted_at: datetime) -> None:
     await conn.execute(
-        _upsert(conn)(entries)
+        db.upsert(conn, entries)
         .values(
             entry_id=entry["entry_id"],
             contract_id=entry["contract_id"],
@@ -133,7 +126,7 @@ async def list_entries(
 
 async def put_dispute(conn: AsyncConnection, dispute: dict[str, Any]) -> None:
     """Keep the latest state of a dispute (opened, then accepted or rejected)."""
-    row = _upsert(conn)(disputes).values(
+    row = db.upsert(conn, disputes).values(
         dispute_id=dispute["dispute_id"],
         contract_id=dispute["contract_id"],
         period=dispute["period"],

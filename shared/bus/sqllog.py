@@ -26,8 +26,6 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -177,8 +175,7 @@ class SqlLogConsumer:
             return
         rows = [{"group_id": self._group, "topic": t, "position": p} for t, p in changed.items()]
         engine = self._bus.engine
-        insert = pg_insert if db.is_postgres(engine) else sqlite_insert
-        statement = insert(offsets).values(rows)
+        statement = db.upsert(engine, offsets).values(rows)
         statement = statement.on_conflict_do_update(
             index_elements=[offsets.c.group_id, offsets.c.topic],
             set_={"position": statement.excluded.position},

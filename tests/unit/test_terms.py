@@ -7,7 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from shared.terms import Terms, period_bounds, period_of, terms_in_force, version_in_force
+from shared.terms import (
+    PeriodFinder,
+    Terms,
+    period_bounds,
+    period_of,
+    terms_in_force,
+    version_in_force,
+)
 from tests.unit.terms_examples import design_terms
 
 DELETE = object()
@@ -183,6 +190,25 @@ def test_period_of_uses_the_contract_timezone() -> None:
     assert period_of(datetime(2027, 1, 1, 3, tzinfo=UTC), "America/New_York") == "2026-12"
     with pytest.raises(ValueError):
         period_of(datetime(2026, 10, 1), "UTC")
+
+
+@given(
+    st.sampled_from(["UTC", "Europe/Berlin", "America/New_York", "Asia/Kathmandu"]),
+    st.lists(
+        st.datetimes(
+            min_value=datetime(2026, 1, 1),
+            max_value=datetime(2027, 12, 31),
+            timezones=st.just(UTC),
+        ),
+        max_size=30,
+    ),
+)
+def test_the_period_finder_agrees_with_period_of(tz: str, instants: list[datetime]) -> None:
+    """The fold's cached lookup gives what `period_of` gives, around DST and month ends too."""
+    find = PeriodFinder(tz)
+    edges = [b for p in {period_of(i, tz) for i in instants} for b in period_bounds(p, tz)]
+    probes = [x for i in instants + edges for x in (i, i - timedelta(microseconds=1))]
+    assert [find(x) for x in probes] == [period_of(x, tz) for x in probes]
 
 
 def test_period_bounds_across_dst() -> None:
