@@ -9,6 +9,9 @@ from pathlib import Path
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_MAX_CLOCK_SKEW_S = 300.0
+"""How far ahead of our clock a client's timestamp may lie (measurements, reviews)."""
+
 SERVICES = ("ingest", "reviews", "ledger", "statements")
 DEFAULT_PORTS = {"ingest": 8001, "reviews": 8002, "ledger": 8003, "statements": 8004}
 MIN_SECRET_BYTES = 32
@@ -45,7 +48,7 @@ class Settings(BaseSettings):
     reviews_import_max_rows: int = 10_000
     max_body_bytes: int = 1024 * 1024
     max_bulk_body_bytes: int = 16 * 1024 * 1024
-    max_clock_skew_s: float = 300.0
+    max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S  # how far ahead a timestamp may lie
     signing_keys: Path | None = None  # PEM bundle of the statement-signing keys (shared/signing.py)
 
     @property

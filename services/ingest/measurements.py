@@ -20,10 +20,9 @@ from shared.events import (
     deterministic_event_id,
     utcnow,
 )
-from shared.settings import Settings
+from shared.settings import DEFAULT_MAX_CLOCK_SKEW_S, Settings
 
 MAX_BATCH = 10_000
-DEFAULT_MAX_CLOCK_SKEW_S = 300.0
 
 
 class MeasurementIn(BaseModel):

@@ -18,9 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from services.reviews.models import DIMENSIONS, MAX_COMMENT, ReviewerId, Score
 from shared.events import AwareDatetime
+from shared.settings import DEFAULT_MAX_CLOCK_SKEW_S
 
 REQUIRED = ("reviewer", "rating", "comment", "submitted_at")
-FUTURE_SKEW = timedelta(minutes=5)
+DEFAULT_SKEW = timedelta(seconds=DEFAULT_MAX_CLOCK_SKEW_S)
 
 
 class MalformedCsv(ValueError):
@@ -56,7 +57,9 @@ class ParsedCsv:
     ignored_columns: list[str]
 
 
-def parse_csv(body: bytes, now: datetime, max_rows: int) -> ParsedCsv:
+def parse_csv(
+    body: bytes, now: datetime, max_rows: int, skew: timedelta = DEFAULT_SKEW
+) -> ParsedCsv:
     """Every row valid, or `InvalidCsv` naming each bad row (1-based, header excluded)."""
     try:
         text = body.decode("utf-8-sig")
@@ -77,7 +80,7 @@ def parse_csv(body: bytes, now: datetime, max_rows: int) -> ParsedCsv:
     rows, problems = [], []
     for number, record in enumerate(records, start=1):
         try:
-            rows.append(_row(header, record, now))
+            rows.append(_row(header, record, now + skew))
         except _BadRow as exc:
             problems.append({"row": number, "errors": exc.errors})
     if problems:
@@ -104,7 +107,7 @@ class _BadRow(Exception):
         self.errors = errors
 
 
-def _row(header: list[str], record: list[str], now: datetime) -> ImportRow:
+def _row(header: list[str], record: list[str], latest: datetime) -> ImportRow:
     if len(record) != len(header):
         message = f"{len(record)} fields where the header has {len(header)}"
         raise _BadRow([{"field": None, "msg": message}])
@@ -129,8 +132,8 @@ def _row(header: list[str], record: list[str], now: datetime) -> ImportRow:
     except ValidationError as exc:
         errors += [_error(e) for e in exc.errors() if e["loc"][:1] != ("rating",)]
         raise _BadRow(errors) from exc
-    if row.submitted_at > now + FUTURE_SKEW:
-        errors.append({"field": "submitted_at", "msg": "lies in the future"})
+    if row.submitted_at > latest:
+        errors.append({"field": "submitted_at", "msg": "lies ahead of our clock"})
     if errors:
         raise _BadRow(errors)
     return row

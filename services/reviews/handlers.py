@@ -28,9 +28,6 @@ from shared.publishing import publish_events
 from shared.runtime import Runtime
 from shared.terms import Terms, period_of
 
-FUTURE_SKEW = timedelta(minutes=5)
-
-
 class UnknownContract(LookupError):
     """This service has not (yet) heard of the contract's terms."""
 
@@ -70,8 +67,9 @@ async def submit(
     now = utcnow()
     versions = await contract_versions(runtime, review.contract_id)
     occurred = review.occurred_at or now
-    if occurred > now + FUTURE_SKEW:
-        raise FutureReview("occurred_at lies in the future")
+    skew = runtime.settings.max_clock_skew_s
+    if occurred > now + timedelta(seconds=skew):
+        raise FutureReview(f"occurred_at lies more than {skew:g} s ahead of our clock")
     alias = crypto.pseudonym(config.pepper, review.contract_id, review.reviewer)
     draft = Draft(
         review_id=str(uuid.uuid4()),
@@ -92,7 +90,8 @@ async def import_csv(
     """All rows or none (`InvalidCsv`); a row imported before is a duplicate, not a new review."""
     now = utcnow()
     versions = await contract_versions(runtime, contract_id)
-    parsed = parse_csv(body, now, config.import_max_rows)
+    skew = timedelta(seconds=runtime.settings.max_clock_skew_s)
+    parsed = parse_csv(body, now, config.import_max_rows, skew)
     drafts: dict[str, Draft] = {}
     for row in parsed.rows:
         alias = crypto.pseudonym(config.pepper, contract_id, row.reviewer)

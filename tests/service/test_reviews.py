@@ -272,3 +272,29 @@ async def test_erasure_destroys_comments_but_ratings_still_count(
     (notice, *_) = published(bus, "reviewer.erased")
     assert notice.contract_id == CONTRACT
     assert notice.data == {"reviewer_pseudonym": gone}
+
+
+async def test_a_review_ahead_of_our_clock_is_refused_past_the_configured_skew(
+    tmp_path: Path, bus: InMemoryBus
+) -> None:
+    """The same `max_clock_skew_s` as ingest, for the API and for CSV imports."""
+    ahead = (datetime.now(UTC) + timedelta(minutes=2)).isoformat()
+    csv = f"reviewer,rating,comment,submitted_at\ncarol@x.test,4,,{ahead}\n".encode()
+    importing = {**auth("provider"), "Content-Type": "text/csv"}
+    url = f"/v1/contracts/{CONTRACT}/reviews:import"
+    async with reviews_service(tmp_path, bus, max_clock_skew_s=60) as client:
+        refused = await client.post(
+            "/v1/reviews", json=review("bob@x.test", occurred_at=ahead), headers=auth("customer")
+        )
+        assert refused.status_code == 422, refused.text
+        assert "60 s ahead of our clock" in refused.json()["detail"]
+        refused_csv = await client.post(url, content=csv, headers=importing)
+        assert refused_csv.status_code == 422, refused_csv.text
+        assert "ahead of our clock" in refused_csv.text
+    async with reviews_service(tmp_path / "default", bus) as client:
+        accepted = await client.post(
+            "/v1/reviews", json=review("bob@x.test", occurred_at=ahead), headers=auth("customer")
+        )
+        assert accepted.status_code == 202, accepted.text
+        imported = await client.post(url, content=csv, headers=importing)
+        assert imported.status_code == 202, imported.text
