@@ -28,6 +28,7 @@ from shared.publishing import publish_events
 from shared.runtime import Runtime
 from shared.terms import Terms, period_of
 
+
 class UnknownContract(LookupError):
     """This service has not (yet) heard of the contract's terms."""
 
