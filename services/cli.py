@@ -161,6 +161,9 @@ def replay(
     chain head matches the live one."""
     import asyncio
 
+    from shared import heap
+
+    heap.settle()
     outcomes = asyncio.run(_replay(database_url))
     for o in outcomes:
         mark = "OK      " if o.matches else "MISMATCH"

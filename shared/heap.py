@@ -13,17 +13,27 @@ import contextlib
 import gc
 from collections.abc import Iterator
 
+YOUNG_THRESHOLD = 10_000
+"""Allocations between young collections (CPython's default is 700). A consumer keeps a
+batch of thousands of events alive while it applies it; at 700, each young pass finds them,
+promotes them, and soon a full pass walks them all again. Measured on the ledger fold: the
+default costs a fifth of its throughput, 10,000 as much as no collector at all."""
+
 
 def settle() -> None:
     """Take what the process has loaded so far (modules, pydantic schemas, settings: it lives
-    as long as the process) out of the collector's passes. Call once, after start-up."""
+    as long as the process) out of the collector's passes, and collect the young generation
+    less often. Call once, after start-up."""
     gc.collect()
     gc.freeze()
+    gc.set_threshold(YOUNG_THRESHOLD, 20, 20)
 
 
 @contextlib.contextmanager
 def paused_collector() -> Iterator[None]:
-    """No cyclic collection while bulk, acyclic data is built (bounded work: an audit)."""
+    """No cyclic collection while bulk, acyclic data is built and kept (bounded work: an
+    audit reads a million envelopes). The first pass afterwards walks the survivors once;
+    collecting meanwhile would walk them again and again."""
     enabled = gc.isenabled()
     gc.disable()
     try:

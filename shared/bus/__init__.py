@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 
 class BusUnavailable(Exception):
@@ -24,8 +24,9 @@ class Message:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
+    """A record as a consumer sees it (a tuple: made for every record read, it is cheap)."""
+
     topic: str
     partition: int
     offset: int
