@@ -13,7 +13,7 @@ import httpx
 
 from bench import data
 from bench.core import DISTRIBUTED, BenchError, Config, Rates, Scenario, run_steps, timed
-from bench.environment import SECRET, broker, ingest_server, postgres_database
+from bench.environment import SECRET, broker, postgres_database, server
 from bench.ingest import RAW_KAFKA, SLAPAY, kafka_produce, post_all
 from services.ingest.prometheus_remote_pb2 import WriteRequest
 from shared.auth import issue_token
@@ -78,7 +78,7 @@ async def distributed_once(config: Config, turn: int) -> Rates:
     with broker() as bootstrap, tempfile.TemporaryDirectory(prefix="slapay-bench-") as tmp:
         async with postgres_database() as url:
             settings = {"bus": f"kafka://{bootstrap}", "database_url": url, "data_dir": tmp}
-            async with ingest_server(settings, Path(tmp)) as base_url:
+            async with server("ingest", settings, Path(tmp)) as base_url:
                 return await run_steps(
                     [
                         (

@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import agents, audit, compute, eventsourcing_peer, fold, ingest, replay
+from bench import agents, audit, compute, eventsourcing_peer, fold, ingest, replay, replicas
 from bench.core import (
     DISTRIBUTED,
     EMBEDDED,
@@ -27,6 +27,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     *ingest.SCENARIOS,
     *agents.SCENARIOS,
     *fold.SCENARIOS,
+    *replicas.SCENARIOS,
     *compute.SCENARIOS,
     *replay.SCENARIOS,
     *audit.SCENARIOS,

@@ -1,4 +1,4 @@
-"""Fresh real parts for each repeat: a tansu broker, a Postgres database, an ingest process.
+"""Fresh real parts for each repeat: a tansu broker, a Postgres database, service processes.
 
 The broker and the database come from the integration tests' `tests/infra.py`; where they
 are missing, the scenario is skipped with the reason instead of failing the run.
@@ -88,12 +88,14 @@ def _spawned(args: list[str], env: dict[str, str], log: Path) -> Iterator[subpro
 
 
 @contextlib.asynccontextmanager
-async def ingest_server(settings: dict[str, str], workdir: Path) -> AsyncIterator[str]:
-    """`slapay serve ingest` on a free port with these settings; yields its base URL once
-    `/readyz` answers 200. Its output goes to `workdir/ingest.log`."""
+async def server(
+    service: str, settings: dict[str, str], workdir: Path, name: str | None = None
+) -> AsyncIterator[str]:
+    """`slapay serve <service>` on a free port with these settings; yields its base URL once
+    `/readyz` answers 200. Its output goes to `workdir/<name or service>.log`."""
     port = infra.free_port()
-    args = [sys.executable, "-m", "services.cli", "serve", "ingest", "--port", str(port)]
-    log = workdir / "ingest.log"
+    args = [sys.executable, "-m", "services.cli", "serve", service, "--port", str(port)]
+    log = workdir / f"{name or service}.log"
     with _spawned(args, server_env(settings), log) as process:
         base_url = f"http://127.0.0.1:{port}"
         await _wait_ready(base_url, process, log)
@@ -105,12 +107,12 @@ async def _wait_ready(base_url: str, process: subprocess.Popen[bytes], log: Path
     async with httpx.AsyncClient(base_url=base_url, timeout=2) as client:
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise BenchError(f"ingest exited with {process.returncode}: {_tail(log)}")
+                raise BenchError(f"{log.stem} exited with {process.returncode}: {_tail(log)}")
             with contextlib.suppress(httpx.TransportError):
                 if (await client.get("/readyz")).status_code == 200:
                     return
             await asyncio.sleep(0.1)
-    raise BenchError(f"ingest not ready within {READY_TIMEOUT_S:.0f}s: {_tail(log)}")
+    raise BenchError(f"{log.stem} not ready within {READY_TIMEOUT_S:.0f}s: {_tail(log)}")
 
 
 def _tail(log: Path, size: int = 2000) -> str:

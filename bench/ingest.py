@@ -22,7 +22,7 @@ from bench.core import (
     run_steps,
     timed,
 )
-from bench.environment import SECRET, broker, ingest_server, postgres_database
+from bench.environment import SECRET, broker, postgres_database, server
 from shared.auth import issue_token
 from shared.bus import Message
 from shared.bus.kafka import KafkaBus
@@ -116,7 +116,7 @@ async def distributed_once(config: Config, turn: int) -> Rates:
     with broker() as bootstrap, tempfile.TemporaryDirectory(prefix="slapay-bench-") as tmp:
         async with postgres_database() as url:
             settings = {"bus": f"kafka://{bootstrap}", "database_url": url, "data_dir": tmp}
-            async with ingest_server(settings, Path(tmp)) as base_url:
+            async with server("ingest", settings, Path(tmp)) as base_url:
                 return await run_steps(
                     [
                         (SLAPAY, lambda: post_all(base_url, bodies, config.concurrency)),
@@ -134,7 +134,7 @@ async def embedded_once(config: Config, turn: int) -> Rates:
         root = Path(tmp)
         raw_url = f"sqlite+aiosqlite:///{root / 'raw' / 'bus.db'}"
         settings = {"bus": "sqlite", "data_dir": str(root / "ingest")}
-        async with ingest_server(settings, root) as base_url:
+        async with server("ingest", settings, root) as base_url:
             return await run_steps(
                 [
                     (SLAPAY, lambda: post_all(base_url, bodies, config.concurrency)),

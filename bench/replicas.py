@@ -1,0 +1,108 @@
+"""The ledger scaled out: the real service (`slapay serve ledger`) folding pre-published
+measurements from Kafka into Postgres as one process, then as two replicas in one consumer
+group (the topic's partitions split between them), each on a fresh broker and database.
+
+The replicas start together; the rate is counted in the database, rows of `measurements`
+per second from the first tenth of the events to the last, so process start-up and the
+group's joins and rebalance stay outside the clock for both. Two partitions: the eight
+bench contracts hash four to each, so each replica gets half the work. The ratio is two
+replicas over one: what scaling out buys on this machine, where both replicas, Postgres
+and the broker share its two cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import time
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bench import data
+from bench.core import DISTRIBUTED, STALL_S, BenchError, Config, Rates, Scenario, run_steps
+from bench.environment import broker, postgres_database, server
+from bench.fold import _prepare
+from services.ledger import store
+from shared.bus.factory import create_bus
+from shared.db import create_engine
+from shared.settings import Settings
+
+PARTITIONS = 2
+"""One each for two replicas, and the bench contracts split evenly between them."""
+TWO = "2 ledger replicas (processes)"
+ONE = "1 ledger process"
+
+
+async def rows_per_second(engine: AsyncEngine, total: int, poll_s: float = 0.05) -> float:
+    """Measurement rows per second from the first tenth of `total` to the `total`-th."""
+
+    async def count() -> int:
+        async with engine.connect() as conn:
+            found = await conn.scalar(select(func.count()).select_from(store.measurements))
+            return int(found or 0)
+
+    first, started, last_change = 0, 0.0, time.monotonic()
+    seen = 0
+    while seen < total:
+        await asyncio.sleep(poll_s)
+        now, current = time.monotonic(), await count()
+        if current != seen:
+            last_change = now
+        elif now - last_change > STALL_S:
+            raise BenchError(f"the ledger stalled at {current:,}/{total:,} measurements")
+        if not first and current >= total // 10:
+            first, started = current, time.perf_counter()
+        seen = current
+    if seen != total or first == total:
+        raise BenchError(f"{seen:,} measurements for {total:,} events (first seen {first:,})")
+    return (total - first) / (time.perf_counter() - started)
+
+
+async def fold_with(replicas: int, items: list[data.Item], batch: int) -> float:
+    with broker() as bootstrap:
+        async with postgres_database() as url:
+            settings = Settings(
+                bus=f"kafka://{bootstrap}", database_url=url, kafka_partitions=PARTITIONS
+            )
+            bus, engine = create_bus(settings), create_engine(url)
+            try:
+                await _prepare(bus, engine, data.messages(items), batch)
+                with tempfile.TemporaryDirectory(prefix="slapay-bench-") as tmp:
+                    env = {
+                        "bus": settings.bus,
+                        "database_url": url,
+                        "data_dir": tmp,
+                        "kafka_partitions": str(PARTITIONS),
+                        "consumer_session_timeout_ms": "2000",
+                        "reviews_pepper": "p" * 40,
+                    }
+                    async with contextlib.AsyncExitStack() as stack:
+                        await asyncio.gather(
+                            *(
+                                stack.enter_async_context(
+                                    server("ledger", env, Path(tmp), f"ledger-{i}")
+                                )
+                                for i in range(replicas)
+                            )
+                        )
+                        return await rows_per_second(engine, len(items))
+            finally:
+                await bus.stop()
+                await engine.dispose()
+
+
+async def distributed_once(config: Config, turn: int) -> Rates:
+    items = data.items(config.kafka_records)
+    return await run_steps(
+        [
+            (TWO, lambda: fold_with(2, items, config.fold_batch)),
+            (ONE, lambda: fold_with(1, items, config.fold_batch)),
+        ],
+        turn,
+    )
+
+
+SCENARIOS = (Scenario("ledger-replicas", DISTRIBUTED, TWO, (ONE,), distributed_once),)
