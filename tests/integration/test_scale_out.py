@@ -5,7 +5,6 @@ one-process rebuild from the bus reaches: scaling out the fold changes no money.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 from datetime import UTC, datetime, timedelta
@@ -91,21 +90,26 @@ async def run_scenario(settings: Settings, tmp_path: Path) -> None:
     first, second = infra.free_port(), infra.free_port()
     total = len(CONTRACTS) * ON_TIME
     try:
-        with ledger_process(env, first), ledger_process(env, second) as doomed:
-            await asyncio.gather(wait_ready(first), wait_ready(second))
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{first}") as client:
+        # One at a time: the first creates the schema and topics (two fresh processes racing
+        # to create the same tables can kill one of them).
+        with ledger_process(env, first):
+            await wait_ready(first)
+            with ledger_process(env, second) as doomed:
+                await wait_ready(second)
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{first}") as client:
+                    for contract_id in CONTRACTS:
+                        terms = {**demo_terms("2026-09"), "contract_id": contract_id}
+                        created = await client.post("/v1/contracts", json=terms, headers=admin)
+                        assert created.status_code == 201, created.text
                 for contract_id in CONTRACTS:
-                    terms = {**demo_terms("2026-09"), "contract_id": contract_id}
-                    created = await client.post("/v1/contracts", json=terms, headers=admin)
-                    assert created.status_code == 201, created.text
-            for contract_id in CONTRACTS:
-                await publish_events(bus, events(contract_id, ON_TIME, 1.0, "ok"))
-            await eventually_true(lambda: some_folded(engine))
-            doomed.send_signal(signal.SIGKILL)  # mid-fold: its partitions move to the other
-            assert await measurements(engine) < total, "the kill came after the fold"
-            await eventually_true(lambda: folded(engine, total))
+                    await publish_events(bus, events(contract_id, ON_TIME, 1.0, "ok"))
+                await eventually_true(lambda: some_folded(engine))
+                doomed.send_signal(signal.SIGKILL)  # mid-fold: its partitions move to the other
+                assert await measurements(engine) < total, "the kill came after the fold"
+                await eventually_true(lambda: folded(engine, total))
         with ledger_process(env, first), ledger_process(env, second):
-            await asyncio.gather(wait_ready(first), wait_ready(second))
+            await wait_ready(first)
+            await wait_ready(second)
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{second}") as client:
                 for contract_id in CONTRACTS:
                     closed = await client.post(
