@@ -71,11 +71,11 @@ async def wait_ready(port: int, timeout_s: float = 60) -> None:
     raise AssertionError("ledger did not become ready")
 
 
-def events(n: int, start: datetime, value: float, prefix: str) -> list:
+def events(n: int, start: datetime, value: float, prefix: str, contract_id: str = CONTRACT) -> list:
     return [
         make_event(
             MeasurementRecorded(kpi="availability", value=value),
-            contract_id=CONTRACT,
+            contract_id=contract_id,
             source="crash-test",
             occurred_at=start + timedelta(seconds=i),
             producer_id=f"{prefix}-{i}",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -21,7 +21,6 @@ from services.ledger.replay import replay
 from shared import db
 from shared.auth import issue_token
 from shared.bus.factory import create_bus
-from shared.events import MeasurementRecorded, make_event
 from shared.journal import chain_breaks
 from shared.publishing import publish_events
 from shared.settings import Settings
@@ -34,6 +33,9 @@ from tests.integration.test_crash import (
     outbox_empty,
     wait_ready,
 )
+from tests.integration.test_crash import (
+    events as crash_events,
+)
 from tests.system import SECRET
 
 pytestmark = pytest.mark.integration
@@ -42,17 +44,7 @@ ON_TIME, LATE = 6_000, 800
 
 
 def events(contract_id: str, n: int, value: float, prefix: str) -> list:
-    start = datetime(2026, 9, 2, tzinfo=UTC)
-    return [
-        make_event(
-            MeasurementRecorded(kpi="availability", value=value),
-            contract_id=contract_id,
-            source="scale-test",
-            occurred_at=start + timedelta(seconds=i),
-            producer_id=f"{prefix}-{i}",
-        )
-        for i in range(n)
-    ]
+    return crash_events(n, datetime(2026, 9, 2, tzinfo=UTC), value, prefix, contract_id)
 
 
 async def test_two_ledger_replicas_reach_the_heads_one_process_reaches(
