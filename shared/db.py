@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,11 +39,28 @@ def create_engine(url: str) -> AsyncEngine:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    _use_wal(cursor)
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _use_wal(cursor: Any, within_s: float = 30.0) -> None:
+    """Switch a database file to WAL (it stays so). On a fresh file opened by several
+    processes at once, SQLite refuses the switch while another connection writes, without
+    waiting (its busy handler is skipped there to avoid a deadlock): so wait here."""
+    deadline = time.monotonic() + within_s
+    while True:
+        cursor.execute("PRAGMA journal_mode")
+        if cursor.fetchone()[0] == "wal":
+            return
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except Exception as exc:  # the driver's OperationalError, as the adapter wraps it
+            if "database is locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def is_postgres(engine: AsyncEngine | AsyncConnection) -> bool:
@@ -54,10 +72,26 @@ def upsert(engine: AsyncEngine | AsyncConnection, table: Table) -> Any:
     return (pg_insert if is_postgres(engine) else sqlite_insert)(table)
 
 
+# Any constant of our own: the key of the advisory lock schema creators take on Postgres.
+_SCHEMA_LOCK_KEY = 0x51A9A7
+
+
 async def create_schema(engine: AsyncEngine, metadata: MetaData) -> None:
-    """Create missing tables (schema is additive so far; see README "Schema")."""
-    async with engine.begin() as conn:
+    """Create missing tables (schema is additive so far; see README "Schema").
+
+    Several processes may start on one fresh database at once (`slapay run`, replicas):
+    each creates the schema in one transaction that first takes the database's write lock
+    (SQLite `BEGIN IMMEDIATE`, a Postgres advisory lock), so the later ones find the tables
+    made, not half made, and never fail with "already exists"."""
+    async with engine.connect() as conn:
+        if is_postgres(conn):
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY}
+            )
+        else:
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
         await conn.run_sync(metadata.create_all)
+        await conn.commit()
 
 
 async def ping(engine: AsyncEngine) -> None:
