@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import io
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -41,3 +43,19 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for part, used in infra.USED.items():
         for where in sorted(used):
             terminalreporter.write_line(f"integration {part}: {where}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Iterator[pytest.TestReport]:
+    """When pytest-timeout stops a hung test, say where each asyncio task was waiting:
+    the thread stacks it prints only show the event loop's idle `select`."""
+    report = yield
+    if report.failed and call.excinfo and "from pytest-timeout" in str(call.excinfo.value):
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+        stacks = io.StringIO()
+        for task in asyncio.all_tasks(loop):
+            task.print_stack(limit=12, file=stacks)
+        report.sections.append(("asyncio tasks at the timeout", stacks.getvalue()))
+    return report
