@@ -7,7 +7,6 @@ dumped with SQL, on Postgres), every bus topic, and every log line and captured 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,7 @@ from sqlalchemy import text
 
 from services.reviews import crypto
 from shared.events import ALL_TOPICS, TOPIC_REVIEWS, Envelope
-from tests import infra
-from tests.system import System, eventually, make_settings, running_system
+from tests.system import System, eventually
 
 pytestmark = pytest.mark.integration
 CONTRACT = "privacy-test"
@@ -28,25 +26,6 @@ REVIEWER = "Margarethe.Quill@Customer.example"
 COMMENT = "Zebra-quartz lullaby: the on-call engineer fixed it at 3 a.m."
 OTHERS = [("ole@customer.example", 2, "Slow replies."), ("ivy@customer.example", 4, "Solid.")]
 NEEDLES = [REVIEWER, REVIEWER.casefold(), "Zebra-quartz", "lullaby"]
-
-
-@pytest.fixture(params=["embedded", "kafka+postgres"])
-async def system(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[System]:
-    if request.param == "embedded":
-        async with running_system(make_settings(data_dir=tmp_path)) as running:
-            yield running
-        return
-    admin = request.getfixturevalue("postgres_admin")
-    url, name = await infra.create_database(admin)
-    try:
-        with infra.kafka_bootstrap() as bootstrap:
-            settings = make_settings(
-                data_dir=tmp_path, bus=f"kafka://{bootstrap}", database_url=url
-            )
-            async with running_system(settings) as running:
-                yield running
-    finally:
-        await infra.drop_database(admin, name)
 
 
 def terms() -> dict[str, Any]:

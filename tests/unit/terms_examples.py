@@ -1,65 +1,19 @@
 """Terms and events used across the unit tests of the payment computation."""
 
-import copy
 from datetime import UTC, datetime
 from typing import Any
 
+from services.demo import demo_terms
 from shared.payment import Observation, Rating
 from shared.terms import Terms
-
-DESIGN_TERMS: dict[str, Any] = {
-    "contract_id": "acme-2026",
-    "provider": "Hosting Co",
-    "customer": "Acme GmbH",
-    "currency": "EUR",
-    "base_fee": "10000.00",
-    "effective_from": "2026-10",
-    "kpis": [
-        {
-            "name": "availability",
-            "aggregation": "mean",
-            "objective": ">=",
-            "target": 0.999,
-            "credits": [
-                {"breach": 0.999, "percent": 10},
-                {"breach": 0.99, "percent": 25},
-                {"breach": 0.95, "percent": 50},
-            ],
-        },
-        {
-            "name": "latency_ms",
-            "aggregation": "p95",
-            "objective": "<=",
-            "target": 300,
-            "credits": [{"breach": 300, "percent": 5}, {"breach": 1000, "percent": 15}],
-        },
-        {
-            "name": "resolution_hours",
-            "aggregation": "share_within",
-            "threshold": 24,
-            "objective": ">=",
-            "target": 0.9,
-            "credits": [{"breach": 0.9, "percent": 5}, {"breach": 0.75, "percent": 10}],
-        },
-    ],
-    "reviews": {
-        "min_reviews": 3,
-        "neutral": 3.0,
-        "max_bonus_percent": 5,
-        "max_penalty_percent": 5,
-        "trim_percent": 0,
-        "bonus_requires_sla_met": True,
-    },
-    "max_credit_percent": 50,
-    "grace_days": 3,
-}
 
 MID_OCTOBER = datetime(2026, 10, 15, 12, tzinfo=UTC)
 
 
 def design_terms() -> dict[str, Any]:
-    """A fresh copy of DESIGN.md's terms JSON, free to change."""
-    return copy.deepcopy(DESIGN_TERMS)
+    """A fresh copy of DESIGN.md's terms JSON (the demo's terms, for October 2026), free
+    to change."""
+    return {**demo_terms("2026-10"), "contract_id": "acme-2026"}
 
 
 def terms_with(**changes: Any) -> Terms:
