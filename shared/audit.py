@@ -8,6 +8,7 @@ against the events up to its own recorded offset.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -52,6 +53,15 @@ def _events(records: Iterable[Record], contract_id: str) -> Iterable[tuple[Recor
             continue  # unreadable records are on the dead-letter topic, not in any statement
 
 
+def _in_bus_order(records: Iterable[Record]) -> list[Record]:
+    """Sorted by partition, then offset: the records, not their parsed events, so that each
+    event is parsed only when its turn comes and no million envelopes are alive at once."""
+    return sorted(records, key=_BUS_PLACE)
+
+
+_BUS_PLACE = operator.attrgetter("partition", "offset")
+
+
 def history(
     contract_id: str,
     contracts: Iterable[Record],
@@ -67,10 +77,7 @@ def history(
             versions.setdefault(agreed.version, Terms.model_validate(agreed.terms))
     found.terms = [versions[v] for v in sorted(versions)]
     seen: set[str] = set()
-    ordered = sorted(
-        _events(measurements, contract_id), key=lambda p: (p[0].partition, p[0].offset)
-    )
-    for record, event in ordered:
+    for record, event in _events(_in_bus_order(measurements), contract_id):
         event_id = str(event.event_id)
         if event.type != MeasurementRecorded.TYPE or event_id in seen:
             continue
@@ -79,9 +86,7 @@ def history(
         observation = Observation(event_id, data.kpi, data.value, event.occurred_at)
         found.measurements.append((record.partition, record.offset, observation))
     seen.clear()
-    for record, event in sorted(
-        _events(reviews, contract_id), key=lambda p: (p[0].partition, p[0].offset)
-    ):
+    for record, event in _events(_in_bus_order(reviews), contract_id):
         if event.type != ReviewSubmitted.TYPE or str(event.event_id) in seen:
             continue
         seen.add(str(event.event_id))
