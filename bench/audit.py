@@ -40,6 +40,7 @@ from bench.history import (
     ledger,
     measurement_messages,
 )
+from shared import heap
 from shared.audit import read_history, verify
 
 FULL = 1_000_000
@@ -112,7 +113,8 @@ def run_for(mode: str) -> Callable[[Config, int], Awaitable[Rates]]:
 
             async def audit_verify() -> float:
                 start = time.perf_counter()
-                history = await read_history(env.bus, CONTRACT)
+                with heap.paused_collector(kept_till_exit=True):  # as `slapay audit verify`
+                    history = await read_history(env.bus, CONTRACT)
                 read = time.perf_counter()
                 differences = verify(history, PERIOD)
                 end = time.perf_counter()

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from shared import audit
+from shared import audit, heap
 from shared.bus.factory import create_bus
 from shared.settings import ConfigurationError, Settings
 
@@ -42,7 +42,8 @@ async def _verify(
     bus = create_bus(Settings())
     await bus.start()
     try:
-        history = await audit.read_history(bus, contract)
+        with heap.paused_collector(kept_till_exit=True):  # this process ends with the check
+            history = await audit.read_history(bus, contract)
     finally:
         await bus.stop()
     if not history.terms:

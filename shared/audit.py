@@ -17,8 +17,12 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from shared import heap
-from shared.bus import Record
+from shared.bus import Bus, Record
 from shared.events import (
+    TOPIC_CONTRACTS,
+    TOPIC_JOURNAL,
+    TOPIC_MEASUREMENTS,
+    TOPIC_REVIEWS,
     Envelope,
     JournalEntryPosted,
     MeasurementRecorded,
@@ -29,6 +33,10 @@ from shared.events import (
 from shared.journal import chain_breaks
 from shared.payment import Observation, Rating, Statement, compute_statement
 from shared.terms import Terms, terms_in_force, version_in_force
+
+E = TypeVar("E", Observation, Rating)
+Placed = tuple[int, int, E]
+"""An event with its place on the bus: (partition, offset, event)."""
 
 
 @dataclass
@@ -53,13 +61,46 @@ def _events(records: Iterable[Record], contract_id: str) -> Iterable[tuple[Recor
             continue  # unreadable records are on the dead-letter topic, not in any statement
 
 
-def _in_bus_order(records: Iterable[Record]) -> list[Record]:
-    """Sorted by partition, then offset: the records, not their parsed events, so that each
-    event is parsed only when its turn comes and no million envelopes are alive at once."""
-    return sorted(records, key=_BUS_PLACE)
+def _observations(records: Iterable[Record], contract_id: str) -> list[Placed[Observation]]:
+    """The contract's measurements among `records`, in their order, repeats and all."""
+    found = []
+    for record, event in _events(records, contract_id):
+        if event.type == MeasurementRecorded.TYPE:
+            data = MeasurementRecorded.model_validate(event.data)
+            observation = Observation(str(event.event_id), data.kpi, data.value, event.occurred_at)
+            found.append((record.partition, record.offset, observation))
+    return found
 
 
-_BUS_PLACE = operator.attrgetter("partition", "offset")
+def _ratings(records: Iterable[Record], contract_id: str) -> list[Placed[Rating]]:
+    """The contract's ratings among `records`, in their order, repeats and all."""
+    found = []
+    for record, event in _events(records, contract_id):
+        if event.type == ReviewSubmitted.TYPE:
+            review = ReviewSubmitted.model_validate(event.data)
+            rating = Rating(
+                str(event.event_id),
+                review.reviewer_pseudonym,
+                review.rating,
+                event.occurred_at,
+                record.offset,
+            )
+            found.append((record.partition, record.offset, rating))
+    return found
+
+
+def _first_in_bus_order(placed: Iterable[Placed[E]]) -> list[Placed[E]]:
+    """In bus order (partition, then offset), and each event id only where it came first."""
+    seen: set[str] = set()
+    kept = []
+    for item in sorted(placed, key=_BUS_PLACE):
+        if item[2].event_id not in seen:
+            seen.add(item[2].event_id)
+            kept.append(item)
+    return kept
+
+
+_BUS_PLACE = operator.itemgetter(0, 1)
 
 
 def history(
@@ -76,29 +117,8 @@ def history(
             agreed = TermsAgreed.model_validate(event.data)
             versions.setdefault(agreed.version, Terms.model_validate(agreed.terms))
     found.terms = [versions[v] for v in sorted(versions)]
-    seen: set[str] = set()
-    for record, event in _events(_in_bus_order(measurements), contract_id):
-        event_id = str(event.event_id)
-        if event.type != MeasurementRecorded.TYPE or event_id in seen:
-            continue
-        seen.add(event_id)
-        data = MeasurementRecorded.model_validate(event.data)
-        observation = Observation(event_id, data.kpi, data.value, event.occurred_at)
-        found.measurements.append((record.partition, record.offset, observation))
-    seen.clear()
-    for record, event in _events(_in_bus_order(reviews), contract_id):
-        if event.type != ReviewSubmitted.TYPE or str(event.event_id) in seen:
-            continue
-        seen.add(str(event.event_id))
-        review = ReviewSubmitted.model_validate(event.data)
-        rating = Rating(
-            str(event.event_id),
-            review.reviewer_pseudonym,
-            review.rating,
-            event.occurred_at,
-            record.offset,
-        )
-        found.ratings.append((record.partition, record.offset, rating))
+    found.measurements = _first_in_bus_order(_observations(measurements, contract_id))
+    found.ratings = _first_in_bus_order(_ratings(reviews, contract_id))
     entries: dict[str, dict[str, Any]] = {}
     for _, event in _events(journal, contract_id):
         if event.type == JournalEntryPosted.TYPE:
@@ -123,12 +143,10 @@ T = TypeVar("T")
 
 
 def _upto(events: Iterable[tuple[int, int, T]], cut: Mapping[str, Any]) -> list[T]:
-    """The events at or before the recorded offset of their partition."""
-    return [
-        e
-        for partition, offset, e in events
-        if str(partition) in cut and offset <= cut[str(partition)]["offset"]
-    ]
+    """The events at or before the recorded offset of their partition (none of a partition
+    the cut does not name)."""
+    last = {int(partition): place["offset"] for partition, place in cut.items()}
+    return [e for partition, offset, e in events if offset <= last.get(partition, -1)]
 
 
 def verify(
@@ -226,15 +244,20 @@ def _compare(
     return differences
 
 
-async def read_history(bus: Any, contract_id: str) -> History:
-    """Read the contract's history from the beginning of the bus."""
-    from shared.events import TOPIC_CONTRACTS, TOPIC_JOURNAL, TOPIC_MEASUREMENTS, TOPIC_REVIEWS
-
+async def read_history(bus: Bus, contract_id: str) -> History:
+    """Read the contract's history from the beginning of the bus. Measurements are parsed a
+    chunk at a time as they arrive, so the next chunk is on its way meanwhile and the
+    records read are freed once parsed."""
     with heap.paused_collector():
-        return history(
+        placed: list[Placed[Observation]] = []
+        async for chunk in bus.read_chunks(TOPIC_MEASUREMENTS):
+            placed += _observations(chunk, contract_id)
+        found = history(
             contract_id,
             await bus.read_all(TOPIC_CONTRACTS),
-            await bus.read_all(TOPIC_MEASUREMENTS),
+            (),
             await bus.read_all(TOPIC_JOURNAL),
             await bus.read_all(TOPIC_REVIEWS),
         )
+        found.measurements = _first_in_bus_order(placed)
+        return found

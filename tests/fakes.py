@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from shared.bus import BusUnavailable, Message, Record
 
@@ -40,6 +40,10 @@ class InMemoryBus:
 
     async def read_all(self, topic: str) -> list[Record]:
         return list(self.topics[topic])
+
+    async def read_chunks(self, topic: str) -> AsyncIterator[list[Record]]:
+        if self.topics[topic]:
+            yield list(self.topics[topic])
 
 
 class InMemoryConsumer:

@@ -8,7 +8,7 @@ last `commit()`. Consumers make their effects idempotent, so the outcome is exac
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol, runtime_checkable
 
@@ -77,4 +77,9 @@ class Bus(Protocol):
 
     async def read_all(self, topic: str) -> list[Record]:
         """Every record of a topic from the beginning (auditing, replay)."""
+        ...
+
+    def read_chunks(self, topic: str) -> AsyncIterator[list[Record]]:
+        """`read_all` a chunk at a time as the records arrive: a reader works on one chunk
+        while the next is on its way, and need not hold them all."""
         ...

@@ -7,7 +7,7 @@ retried send may duplicate a record; consumers dedupe by `event_id`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -125,6 +125,10 @@ class KafkaBus:
         )
 
     async def read_all(self, topic: str) -> list[Record]:
+        return [record async for chunk in self.read_chunks(topic) for record in chunk]
+
+    async def read_chunks(self, topic: str) -> AsyncIterator[list[Record]]:
+        """Up to the end offsets as they were when reading began."""
         reader = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap, enable_auto_commit=False, group_id=None
         )
@@ -134,11 +138,11 @@ class KafkaBus:
             reader.assign(partitions)
             await reader.seek_to_beginning(*partitions)
             ends = await reader.end_offsets(partitions)
-            records: list[Record] = []
             while [tp for tp in partitions if await reader.position(tp) < ends[tp]]:
                 batch = await reader.getmany(timeout_ms=1000)
-                records.extend(_record(m) for msgs in batch.values() for m in msgs)
-            return records
+                chunk = [_record(m) for msgs in batch.values() for m in msgs]
+                if chunk:
+                    yield chunk
         finally:
             await reader.stop()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from sqlalchemy import (
     BigInteger,
@@ -32,6 +32,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared import db, jsonutil
 from shared.bus import BusUnavailable, Message, Record
 from shared.db import UtcDateTime
+
+READ_CHUNK = 10_000
+"""Records per chunk of `read_chunks`."""
 
 metadata = MetaData()
 log = Table(
@@ -107,9 +110,14 @@ class SqlLogBus:
         return SqlLogConsumer(self, list(topics), group)
 
     async def read_all(self, topic: str) -> list[Record]:
+        return [record async for chunk in self.read_chunks(topic) for record in chunk]
+
+    async def read_chunks(self, topic: str) -> AsyncIterator[list[Record]]:
+        query = select(log).where(log.c.topic == topic).order_by(log.c.id)
         async with self.engine.connect() as conn:
-            result = await conn.execute(select(log).where(log.c.topic == topic).order_by(log.c.id))
-            return [_record(row) for row in result]
+            result = await conn.stream(query)
+            async for rows in result.partitions(READ_CHUNK):
+                yield [_record(row) for row in rows]
 
 
 def _record(row: object) -> Record:

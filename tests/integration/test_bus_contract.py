@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import operator
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.bus import Bus, Consumer, Message, Record
+from shared.bus import Bus, Consumer, Message, Record, sqllog
 from shared.bus.kafka import KafkaBus
 from shared.bus.sqllog import SqlLogBus
 from tests import infra
@@ -162,3 +163,24 @@ async def test_read_all_returns_the_history(bus_and_topic: tuple[Bus, str]) -> N
     await bus.publish(topic, messages(25))
     history = await bus.read_all(topic)
     assert sorted(int(r.value) for r in history) == list(range(25))
+
+
+async def test_read_chunks_is_read_all_a_chunk_at_a_time(
+    bus_and_topic: tuple[Bus, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bus, topic = bus_and_topic
+    monkeypatch.setattr(sqllog, "READ_CHUNK", 7)  # several chunks on the SQL log too
+    await bus.publish(topic, messages(25))
+    chunks = [chunk async for chunk in bus.read_chunks(topic)]
+    assert all(chunks)
+    if isinstance(bus, SqlLogBus):  # Kafka's chunks are what each fetch brings
+        assert [len(chunk) for chunk in chunks] == [7, 7, 7, 4]
+    place = operator.attrgetter("partition", "offset")  # Kafka interleaves partitions freely
+    assert sorted((r for chunk in chunks for r in chunk), key=place) == sorted(
+        await bus.read_all(topic), key=place
+    )
+    by_partition: dict[int, list[int]] = defaultdict(list)
+    for record in (r for chunk in chunks for r in chunk):
+        by_partition[record.partition].append(record.offset)
+    assert all(offsets == sorted(offsets) for offsets in by_partition.values())
+    assert sorted(int(r.value) for chunk in chunks for r in chunk) == list(range(25))

@@ -1,0 +1,57 @@
+"""`shared.audit.history`: the measurements a recomputation starts from, in bus order, each
+event once, whatever order the records were read in; `read_history` streams to the same."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from shared.audit import history, read_history
+from shared.bus import Message, Record
+from shared.events import TOPIC_MEASUREMENTS, MeasurementRecorded, make_event
+from tests.fakes import InMemoryBus
+
+CONTRACT = "acme-hosting"
+
+
+def measurement(n: int, contract_id: str = CONTRACT) -> bytes:
+    event = make_event(
+        MeasurementRecorded(kpi="latency_ms", value=float(n)),
+        contract_id=contract_id,
+        source="test",
+        producer_id=f"m-{n}",
+        occurred_at=datetime(2026, 10, 1, n, tzinfo=UTC),
+    )
+    return event.to_json()
+
+
+def record(partition: int, offset: int, value: bytes, key: str = CONTRACT) -> Record:
+    return Record(TOPIC_MEASUREMENTS, partition, offset, key, value, {})
+
+
+RECORDS = [  # as a reader might get them: partitions interleaved, a repeat, noise
+    record(1, 0, measurement(3)),
+    record(0, 5, measurement(2)),
+    record(0, 1, measurement(1)),
+    record(1, 4, measurement(1)),  # the same event again, later in the bus: not counted
+    record(0, 7, b"{not an envelope"),
+    record(0, 9, measurement(4, "someone-else"), key="someone-else"),
+    record(0, 3, measurement(1)),  # and again
+]
+
+
+def test_measurements_in_bus_order_each_event_once() -> None:
+    found = history(CONTRACT, [], RECORDS, [])
+    assert [(p, o, x.value) for p, o, x in found.measurements] == [
+        (0, 1, 1.0),
+        (0, 5, 2.0),
+        (1, 0, 3.0),
+    ]
+
+
+async def test_read_history_streams_to_the_same_measurements() -> None:
+    bus = InMemoryBus()
+    await bus.publish(TOPIC_MEASUREMENTS, [Message(r.key, r.value) for r in RECORDS])
+    streamed = await read_history(bus, CONTRACT)
+    read_at_once = history(CONTRACT, [], await bus.read_all(TOPIC_MEASUREMENTS), [])
+    assert streamed.measurements == read_at_once.measurements
+    assert [x.value for _, _, x in streamed.measurements] == [3.0, 2.0, 1.0]
