@@ -45,8 +45,8 @@ class History:
 
     contract_id: str
     terms: list[Terms] = field(default_factory=list)
-    measurements: list[tuple[int, int, Observation]] = field(default_factory=list)
-    ratings: list[tuple[int, int, Rating]] = field(default_factory=list)
+    measurements: list[Placed[Observation]] = field(default_factory=list)
+    ratings: list[Placed[Rating]] = field(default_factory=list)
     entries: list[dict[str, Any]] = field(default_factory=list)
     finals: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -139,10 +139,7 @@ def _recompute(h: History, period: str, inputs: Mapping[str, Any]) -> Statement 
     return compute_statement(terms, period, observations, ratings, terms_version=version)
 
 
-T = TypeVar("T")
-
-
-def _upto(events: Iterable[tuple[int, int, T]], cut: Mapping[str, Any]) -> list[T]:
+def _upto(events: Iterable[Placed[E]], cut: Mapping[str, Any]) -> list[E]:
     """The events at or before the recorded offset of their partition (none of a partition
     the cut does not name)."""
     last = {int(partition): place["offset"] for partition, place in cut.items()}
