@@ -33,12 +33,13 @@ from bench.core import (
 from bench.history import (
     CONTRACT,
     PERIOD,
-    TOPICS,
+    RAW_READ,
     Built,
     Ledger,
     build,
     ledger,
     measurement_messages,
+    read_rate,
 )
 from shared import heap
 from shared.audit import read_history, verify
@@ -46,7 +47,6 @@ from shared.audit import read_history, verify
 FULL = 1_000_000
 SMALL_FACTOR = 4
 SLAPAY = "slapay audit verify (read_history + verify)"
-RAW_READ = "bus.read_all of the 4 topics"
 VERIFY_ALONE = "verify() alone, history already read"
 
 
@@ -92,15 +92,6 @@ async def _release(mode: str) -> None:
     found = _PREPARED.pop(mode, None)
     if found is not None:
         await found.stack.aclose()
-
-
-async def read_rate(env: Ledger, built: Built) -> float:
-    start = time.perf_counter()
-    found = sum([len(await env.bus.read_all(topic)) for topic in TOPICS])
-    seconds = time.perf_counter() - start
-    if found != built.bus_records:
-        raise BenchError(f"read {found:,} records, expected {built.bus_records:,}")
-    return found / seconds
 
 
 def run_for(mode: str) -> Callable[[Config, int], Awaitable[Rates]]:

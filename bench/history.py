@@ -54,6 +54,7 @@ FOLD_BATCH = 5_000
 and replay's batch."""
 TOPICS = (TOPIC_CONTRACTS, TOPIC_MEASUREMENTS, TOPIC_REVIEWS, TOPIC_JOURNAL)
 """What `replay` and `read_history` read: the raw baselines read the same four topics."""
+RAW_READ = "bus.read_all of the 4 topics"
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,16 @@ async def _fold(bus: Bus, engine: AsyncEngine, topic: str) -> None:
         if decoded.failures:
             raise BenchError(f"{len(decoded.failures)} undecodable records on {topic}")
         await apply_delivered(engine, decoded.delivered)
+
+
+async def read_rate(env: Ledger, built: Built) -> float:
+    """The raw baseline: records per second through `bus.read_all` of the four topics."""
+    start = time.perf_counter()
+    found = sum([len(await env.bus.read_all(topic)) for topic in TOPICS])
+    seconds = time.perf_counter() - start
+    if found != built.bus_records:
+        raise BenchError(f"read {found:,} records, expected {built.bus_records:,}")
+    return found / seconds
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,19 @@ import time
 from collections.abc import Awaitable, Callable
 
 from bench.core import DISTRIBUTED, EMBEDDED, BenchError, Config, Rates, Scenario, run_steps
-from bench.history import CONTRACT, TOPICS, Built, Ledger, build, ledger, measurement_messages
+from bench.history import (
+    CONTRACT,
+    RAW_READ,
+    Built,
+    Ledger,
+    build,
+    ledger,
+    measurement_messages,
+    read_rate,
+)
 from services.ledger.replay import replay
 
 SLAPAY = "slapay replay"
-RAW_READ = "bus.read_all of the 4 topics"
 LIVE_FOLD = "live fold of the same events (read_all + decode + apply_delivered)"
 
 
@@ -33,15 +41,6 @@ async def replay_rate(env: Ledger, built: Built) -> float:
     ] or outcomes[0].replayed_head != built.head:
         raise BenchError(f"replay did not reach the live head {built.head}: {outcomes}")
     return built.bus_records / seconds
-
-
-async def read_rate(env: Ledger, built: Built) -> float:
-    start = time.perf_counter()
-    found = sum([len(await env.bus.read_all(topic)) for topic in TOPICS])
-    seconds = time.perf_counter() - start
-    if found != built.bus_records:
-        raise BenchError(f"read {found:,} records, expected {built.bus_records:,}")
-    return found / seconds
 
 
 def run_for(mode: str) -> Callable[[Config, int], Awaitable[Rates]]:
