@@ -3,11 +3,12 @@ measurements from Kafka into Postgres as one process, then as two replicas in on
 group (the topic's partitions split between them), each on a fresh broker and database.
 
 The replicas start together; the rate is counted in the database, rows of `measurements`
-per second from the first tenth of the events to the last, so process start-up and the
-group's joins and rebalance stay outside the clock for both. Two partitions: the eight
-bench contracts hash four to each, so each replica gets half the work. The ratio is two
-replicas over one: what scaling out buys on this machine, where both replicas, Postgres
-and the broker share its two cores.
+per second from the moment every replica has applied some (read from their `/metrics`) to
+the last, so process start-up and the group's joins and rebalances stay outside the clock
+for both, and a replica that got no partition fails the run instead of halving it. Two
+partitions: the eight bench contracts hash four to each, so each replica gets half the
+work. The ratio is two replicas over one: what scaling out buys on this machine, where both
+replicas, Postgres and the broker share its two cores.
 """
 
 from __future__ import annotations
@@ -18,16 +19,28 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench import data
-from bench.core import DISTRIBUTED, STALL_S, BenchError, Config, Rates, Scenario, run_steps
+from bench.core import (
+    DISTRIBUTED,
+    STALL_S,
+    BenchError,
+    Config,
+    Rates,
+    Scenario,
+    progress,
+    run_steps,
+)
 from bench.environment import broker, postgres_database, server
 from bench.fold import _prepare
 from services.ledger import store
 from shared.bus.factory import create_bus
 from shared.db import create_engine
+from shared.events import MeasurementRecorded
 from shared.settings import Settings
 
 PARTITIONS = 2
@@ -36,29 +49,56 @@ TWO = "2 ledger replicas (processes)"
 ONE = "1 ledger process"
 
 
-async def rows_per_second(engine: AsyncEngine, total: int, poll_s: float = 0.05) -> float:
-    """Measurement rows per second from the first tenth of `total` to the `total`-th."""
+async def folded_by(client: httpx.AsyncClient) -> float:
+    """Measurements a ledger process has applied, from its `/metrics`."""
+    text = (await client.get("/metrics")).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "slapay_consumer_events_total"
+        and sample.labels.get("group") == "ledger"
+        and sample.labels.get("type") == MeasurementRecorded.TYPE
+    )
+
+
+async def steady_rate(
+    engine: AsyncEngine, replicas: list[str], total: int, poll_s: float = 0.05
+) -> float:
+    """Measurement rows per second while every replica folds: from the first moment each
+    has applied some (the group has settled: joins and rebalances are behind it) to the
+    `total`-th row. Fails if a replica did less than a quarter of its share, or if the
+    group settled so late that less than half the events were left to measure."""
 
     async def count() -> int:
         async with engine.connect() as conn:
             found = await conn.scalar(select(func.count()).select_from(store.measurements))
             return int(found or 0)
 
-    first, started, last_change = 0, 0.0, time.monotonic()
-    seen = 0
-    while seen < total:
-        await asyncio.sleep(poll_s)
-        now, current = time.monotonic(), await count()
-        if current != seen:
-            last_change = now
-        elif now - last_change > STALL_S:
-            raise BenchError(f"the ledger stalled at {current:,}/{total:,} measurements")
-        if not first and current >= total // 10:
-            first, started = current, time.perf_counter()
-        seen = current
-    if seen != total or first == total:
-        raise BenchError(f"{seen:,} measurements for {total:,} events (first seen {first:,})")
-    return (total - first) / (time.perf_counter() - started)
+    clients = [httpx.AsyncClient(base_url=url, timeout=5) for url in replicas]
+    try:
+        first, started, seen, last_change = -1, 0.0, 0, time.monotonic()
+        while seen < total:
+            await asyncio.sleep(poll_s)
+            now, current = time.monotonic(), await count()
+            if current != seen:
+                last_change = now
+            elif now - last_change > STALL_S:
+                raise BenchError(f"the ledger stalled at {current:,}/{total:,} measurements")
+            seen = current
+            if first < 0 and all([await folded_by(c) for c in clients]):
+                first, started = current, time.perf_counter()
+        ended = time.perf_counter()
+        shares = [await folded_by(c) for c in clients]
+    finally:
+        for client in clients:
+            await client.aclose()
+    if seen != total or first < 0 or total - first < total // 2:
+        raise BenchError(f"{seen:,}/{total:,} measurements; the group settled at {first:,}")
+    if min(shares) < total / len(replicas) / 4:
+        raise BenchError(f"the replicas' shares of {total:,} events were {shares}")
+    progress(f"  {len(replicas)} ledger process(es): shares {[int(x) for x in shares]}")
+    return (total - first) / (ended - started)
 
 
 async def fold_with(replicas: int, items: list[data.Item], batch: int) -> float:
@@ -80,7 +120,7 @@ async def fold_with(replicas: int, items: list[data.Item], batch: int) -> float:
                         "reviews_pepper": "p" * 40,
                     }
                     async with contextlib.AsyncExitStack() as stack:
-                        await asyncio.gather(
+                        urls = await asyncio.gather(
                             *(
                                 stack.enter_async_context(
                                     server("ledger", env, Path(tmp), f"ledger-{i}")
@@ -88,7 +128,7 @@ async def fold_with(replicas: int, items: list[data.Item], batch: int) -> float:
                                 for i in range(replicas)
                             )
                         )
-                        return await rows_per_second(engine, len(items))
+                        return await steady_rate(engine, list(urls), len(items))
             finally:
                 await bus.stop()
                 await engine.dispose()
