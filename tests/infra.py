@@ -143,6 +143,8 @@ async def create_database(admin_url: str) -> tuple[str, str]:
         user=parsed.username,
         password=parsed.password,
         database=parsed.database,
+        timeout=30,
+        command_timeout=120,  # never wait on a stuck server for ever
     )
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
@@ -163,6 +165,8 @@ async def drop_database(admin_url: str, name: str) -> None:
         user=parsed.username,
         password=parsed.password,
         database=parsed.database,
+        timeout=30,
+        command_timeout=120,  # never wait on a stuck server for ever
     )
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
