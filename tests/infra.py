@@ -132,29 +132,21 @@ def _testcontainers_postgres() -> str:
 
 async def create_database(admin_url: str) -> tuple[str, str]:
     """A fresh, empty database; returns (its URL, its name)."""
-    import asyncpg
     from sqlalchemy.engine import make_url
 
     name = f"slapay_test_{uuid.uuid4().hex[:12]}"
-    parsed = make_url(admin_url)
-    conn = await asyncpg.connect(
-        host=parsed.host,
-        port=parsed.port,
-        user=parsed.username,
-        password=parsed.password,
-        database=parsed.database,
-        timeout=30,
-        command_timeout=120,  # never wait on a stuck server for ever
-    )
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = parsed.set(drivername="postgresql+asyncpg", database=name)
+    await _admin_execute(admin_url, f'CREATE DATABASE "{name}"')
+    url = make_url(admin_url).set(drivername="postgresql+asyncpg", database=name)
     return url.render_as_string(hide_password=False), name
 
 
 async def drop_database(admin_url: str, name: str) -> None:
+    await _admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _admin_execute(admin_url: str, statement: str) -> None:
+    """Run one statement on its own connection as the admin (CREATE/DROP DATABASE cannot
+    run in a transaction)."""
     import asyncpg
     from sqlalchemy.engine import make_url
 
@@ -169,6 +161,6 @@ async def drop_database(admin_url: str, name: str) -> None:
         command_timeout=120,  # never wait on a stuck server for ever
     )
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(statement)
     finally:
         await conn.close()

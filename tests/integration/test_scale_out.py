@@ -33,9 +33,7 @@ from tests.integration.test_crash import (
     outbox_empty,
     wait_ready,
 )
-from tests.integration.test_crash import (
-    events as crash_events,
-)
+from tests.integration.test_crash import events as crash_events
 from tests.system import SECRET
 
 pytestmark = pytest.mark.integration
