@@ -37,7 +37,10 @@ PERIOD_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 
 
 def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first UTC instant
+        raise ValueError("the instant is out of range in UTC") from None
 
 
 AwareDatetime = Annotated[
