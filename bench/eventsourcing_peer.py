@@ -63,9 +63,10 @@ from bench.fold import SLAPAY, ledger_fold
 from services.ledger import store
 from shared.bus import Bus
 from shared.bus.factory import create_bus
-from shared.consuming import Delivered, decode
+from shared.consuming import decode
 from shared.db import create_engine, create_schema
 from shared.events import TOPIC_MEASUREMENTS
+from shared.measured import DeliveredMeasurement
 from shared.settings import Settings
 from shared.terms import period_of
 
@@ -187,15 +188,9 @@ def app_env(url: str) -> dict[str, str]:
     }
 
 
-def _measured(d: Delivered) -> Measured:
-    event, payload = d.event, d.event.data
+def _measured(d: DeliveredMeasurement) -> Measured:
     return Measured(
-        str(event.event_id),
-        event.contract_id,
-        period_of(event.occurred_at, "UTC"),
-        str(payload["kpi"]),
-        float(payload["value"]),
-        event.occurred_at,
+        d.event_id, d.contract_id, period_of(d.occurred_at, "UTC"), d.kpi, d.value, d.occurred_at
     )
 
 
@@ -215,11 +210,12 @@ async def peer_fold(bus: Bus, url: str, total: int, snapshots: bool = True) -> t
                 if time.monotonic() - last > STALL_S:
                     raise BenchError(f"eventsourcing fold stalled at {done:,}/{total:,}")
                 continue
-            decoded = decode(records)
+            decoded = decode(records, measurements=True)  # as the ledger reads them
             if decoded.failures:
                 raise BenchError(f"{len(decoded.failures)} undecodable records")
-            by_partition: dict[int, list[Delivered]] = {}
+            by_partition: dict[int, list[DeliveredMeasurement]] = {}
             for d in decoded.delivered:
+                assert isinstance(d, DeliveredMeasurement)
                 by_partition.setdefault(d.partition, []).append(d)
             for partition, delivered in sorted(by_partition.items()):
                 batch = Batch([_measured(d) for d in delivered])

@@ -123,9 +123,7 @@ async def build(
     )
     await publish_events(bus, [close])
     closes = [
-        d
-        for d in decode(await bus.read_all(TOPIC_CONTRACTS)).delivered
-        if d.event.type == close.type
+        d for d in decode(await bus.read_all(TOPIC_CONTRACTS)).delivered if d.type == close.type
     ]
     await apply_delivered(engine, closes)
     await relay_outbox(Runtime("ledger", settings, engine, bus, SECRET))
@@ -154,7 +152,7 @@ async def build(
 async def _fold(bus: Bus, engine: AsyncEngine, topic: str) -> None:
     """Decode and apply a topic in bus order, a batch at a time, as the fold worker does."""
     for chunk in chunks(await bus.read_all(topic), FOLD_BATCH):
-        decoded = decode(chunk)
+        decoded = decode(chunk, measurements=True)
         if decoded.failures:
             raise BenchError(f"{len(decoded.failures)} undecodable records on {topic}")
         await apply_delivered(engine, decoded.delivered)

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from shared import measured
 from shared.bus import Bus, Consumer, Record
 from shared.events import Envelope
+from shared.measured import DeliveredMeasurement
 from shared.metrics import ConsumerMetrics
 from shared.publishing import publish_deadletters
 from shared.telemetry import batch_span
@@ -35,29 +37,51 @@ class Delivered:
     partition: int
     offset: int
 
+    @property
+    def type(self) -> str:
+        return self.event.type
 
-DeliveredHandler = Callable[[Sequence[Delivered]], Awaitable[None]]
+    @property
+    def contract_id(self) -> str:
+        return self.event.contract_id
+
+
+Incoming = Delivered | DeliveredMeasurement
+"""What a consumer hands its handler: an envelope, or (when asked for) a measurement
+read without one."""
+DeliveredHandler = Callable[[Sequence[Incoming]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
 class Decoded:
-    delivered: list[Delivered]
+    delivered: list[Incoming]
     failures: list[tuple[str, str, bytes, str]]
 
-    @property
-    def events(self) -> list[Envelope]:
-        return [d.event for d in self.delivered]
 
+def decode(records: Sequence[Record], *, measurements: bool = False) -> Decoded:
+    """Parse each record's envelope and payload; one that fails is a failure, with why.
 
-def decode(records: Sequence[Record]) -> Decoded:
-    delivered, failures = [], []
+    With `measurements`, each measurement event becomes a `DeliveredMeasurement`: read by
+    msgspec when it is in the form ingest writes (the fold's hot path), else from the
+    envelope pydantic parsed. The record's `type` header only picks the reader to try."""
+    delivered: list[Incoming] = []
+    failures = []
     for record in records:
+        if measurements and record.headers.get("type") == measured.TYPE:
+            fast = measured.read(record)
+            if fast is not None:
+                delivered.append(fast)
+                continue
         try:
             event = Envelope.from_json(record.value)
             event.payload()
-            delivered.append(Delivered(event, record.topic, record.partition, record.offset))
         except (ValidationError, ValueError) as exc:
             failures.append((record.topic, record.key, record.value, str(exc)[:2000]))
+            continue
+        if measurements and event.type == measured.TYPE:
+            delivered.append(DeliveredMeasurement.of(event, record))
+        else:
+            delivered.append(Delivered(event, record.topic, record.partition, record.offset))
     return Decoded(delivered, failures)
 
 
@@ -72,8 +96,8 @@ async def run_consumer(
 ) -> None:
     """Run until cancelled. Effects must be idempotent: a crash replays the last batch."""
 
-    async def on_delivered(delivered: Sequence[Delivered]) -> None:
-        await handler([d.event for d in delivered])
+    async def on_delivered(delivered: Sequence[Incoming]) -> None:
+        await handler([d.event for d in delivered if isinstance(d, Delivered)])  # all are
 
     await run_delivered_consumer(
         bus,
@@ -93,8 +117,10 @@ async def run_delivered_consumer(
     max_records: int = 5000,
     max_backoff_s: float = 10.0,
     observer: ConsumerMetrics | None = None,
+    measurements: bool = False,
 ) -> None:
-    """`run_consumer` for handlers that need each event's place on the bus. Each batch is
+    """`run_consumer` for handlers that need each event's place on the bus (and, with
+    `measurements`, get measurements as `DeliveredMeasurement`s: see `decode`). Each batch is
     one span (`batch_span`); `observer` counts what was applied and watches the lag.
 
     The next batch is fetched and decoded while the current one is applied (the database
@@ -104,7 +130,7 @@ async def run_delivered_consumer(
 
     async def read_ahead() -> tuple[list[Record], Decoded]:
         records = await consumer.fetch(max_records=max_records, timeout_s=0.5)
-        return records, decode(records)
+        return records, decode(records, measurements=measurements)
 
     await consumer.start()
     ahead: asyncio.Task[tuple[list[Record], Decoded]] | None = None
@@ -119,7 +145,7 @@ async def run_delivered_consumer(
             with batch_span(observer.group, records):
                 await _retrying(functools.partial(_apply, bus, handler, decoded), max_backoff_s)
                 await _retrying(functools.partial(consumer.commit, records), max_backoff_s)
-            observer.applied(decoded.events)
+            observer.applied(d.type for d in decoded.delivered)
             observer.deadlettered(topic for topic, *_ in decoded.failures)
     finally:
         if ahead is not None:

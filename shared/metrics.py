@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +36,6 @@ from prometheus_client import (
 )
 
 from shared.bus import ReportsLag
-from shared.events import Envelope
 from shared.settings import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -185,10 +184,11 @@ class ConsumerMetrics:
     lag_interval_s: float = 5.0
     _next_lag_at: float = field(default=0.0, repr=False)
 
-    def applied(self, events: Sequence[Envelope]) -> None:
-        """Count a batch: one counter update per event type, not per event (hot path)."""
+    def applied(self, types: Iterable[str]) -> None:
+        """Count a batch by the event types applied: one counter update per type, not per
+        event (hot path)."""
         if self.metrics is not None:
-            for kind, count in Counter(event.type for event in events).items():
+            for kind, count in Counter(types).items():
                 self.metrics.events.add(count, {"group": self.group, "type": kind})
 
     def deadlettered(self, source_topics: Iterable[str]) -> None:

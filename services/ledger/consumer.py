@@ -20,17 +20,17 @@ from services.ledger.book import Book, open_book
 from services.ledger.domain import periods
 from shared import jsonutil
 from shared.bus import Message
-from shared.consuming import Delivered
+from shared.consuming import Delivered, Incoming
 from shared.events import (
     TOPIC_DEADLETTER,
     DisputeOpened,
     DisputeResolved,
     Envelope,
-    MeasurementRecorded,
     PeriodCloseRequested,
     ReviewSubmitted,
     TermsAgreed,
 )
+from shared.measured import DeliveredMeasurement
 from shared.telemetry import span
 from shared.terms import PeriodFinder, period_of
 
@@ -38,25 +38,27 @@ GROUP = "ledger"
 
 
 async def apply_delivered(
-    engine: AsyncEngine, delivered: Sequence[Delivered]
+    engine: AsyncEngine, incoming: Sequence[Incoming]
 ) -> set[tuple[str, str]]:
-    """Apply a batch in one transaction; return the (contract, period)s it changed."""
+    """Apply a batch in one transaction; return the (contract, period)s it changed.
+    Measurements come as `DeliveredMeasurement`s (`decode(..., measurements=True)`)."""
+    measurements = [d for d in incoming if isinstance(d, DeliveredMeasurement)]
+    delivered = [d for d in incoming if isinstance(d, Delivered)]
     async with engine.begin() as conn:
         fx = closing.Effects()
         for d in delivered:
-            if d.event.type == TermsAgreed.TYPE:
+            if d.type == TermsAgreed.TYPE:
                 fx.touched |= await apply_terms(conn, d.event) or set()
-        measurements = [d for d in delivered if d.event.type == MeasurementRecorded.TYPE]
         if measurements:
             with span("ledger.fold measurements", events=len(measurements)):
                 fx.touched |= await _fold_measurements(conn, measurements, fx)
-        reviews = [d for d in delivered if d.event.type == ReviewSubmitted.TYPE]
+        reviews = [d for d in delivered if d.type == ReviewSubmitted.TYPE]
         if reviews:
             with span("ledger.fold reviews", events=len(reviews)):
                 fx.touched |= await _fold_reviews(conn, reviews, fx)
         books: dict[str, Book] = {}
         for d in delivered:
-            if d.event.type in COMMANDS:
+            if d.type in COMMANDS:
                 book = books.get(d.event.contract_id) or await open_book(conn, d.event.contract_id)
                 books[d.event.contract_id] = book
                 await COMMANDS[d.event.type](conn, book, d, fx)
@@ -82,21 +84,19 @@ async def apply_terms(conn: AsyncConnection, event: Envelope) -> set[tuple[str, 
 
 
 async def _fold_measurements(
-    conn: AsyncConnection, measurements: Sequence[Delivered], fx: closing.Effects
+    conn: AsyncConnection, measurements: Sequence[DeliveredMeasurement], fx: closing.Effects
 ) -> set[tuple[str, str]]:
-    books = {
-        c: await open_book(conn, c) for c in sorted({d.event.contract_id for d in measurements})
-    }
+    books = {c: await open_book(conn, c) for c in sorted({m.contract_id for m in measurements})}
     rows, recorded = [], {}
     finders = {c: PeriodFinder(book.timezone) for c, book in books.items()}
-    for d in measurements:
-        book = books[d.event.contract_id]
-        row = _row(d, finders[book.contract_id])
-        if row.period in book.closed and _too_late(book, row.period, d.event.recorded_at):
-            fx.out.append((TOPIC_DEADLETTER, _refusal(d, book, row.period)))
+    for m in measurements:
+        book = books[m.contract_id]
+        row = _row(m, finders[book.contract_id])
+        if row.period in book.closed and _too_late(book, row.period, m.recorded_at):
+            fx.out.append((TOPIC_DEADLETTER, _refusal(m, book, row.period, m.raw)))
             continue
         rows.append(row)
-        recorded[row.event_id] = d.event.recorded_at
+        recorded[row.event_id] = m.recorded_at
     new = await store.insert_new_measurements(conn, rows)
     late: dict[tuple[str, str], list[store.MeasurementRow]] = defaultdict(list)
     current: list[store.MeasurementRow] = []
@@ -123,7 +123,7 @@ async def _fold_reviews(
         book, data = books[d.event.contract_id], d.event.data
         period = period_of(d.event.occurred_at, book.timezone)
         if period in book.closed and _too_late(book, period, d.event.recorded_at):
-            fx.out.append((TOPIC_DEADLETTER, _refusal(d, book, period)))
+            fx.out.append((TOPIC_DEADLETTER, _refusal(d, book, period, d.event.to_json())))
             continue
         rows.append(
             store.RatingRow(
@@ -157,28 +157,25 @@ def _too_late(book: Book, period: str, recorded_at: datetime) -> bool:
     return periods.months_between(period, period_of(recorded_at, book.timezone)) > limit
 
 
-def _refusal(d: Delivered, book: Book, period: str) -> Message:
+def _refusal(d: Incoming, book: Book, period: str, value: bytes) -> Message:
     reason = f"late event for {period}, closed and older than the contract's late_events_months"
     return Message(
         key=book.contract_id,
-        value=jsonutil.dumps(
-            {"topic": d.topic, "reason": reason, "value": d.event.to_json().decode()}
-        ),
+        value=jsonutil.dumps({"topic": d.topic, "reason": reason, "value": value.decode()}),
         headers={"type": "deadletter", "source-topic": d.topic, "reason": "late_events_months"},
     )
 
 
-def _row(d: Delivered, period_of_: PeriodFinder) -> store.MeasurementRow:
-    data = d.event.data
+def _row(m: DeliveredMeasurement, period_of_: PeriodFinder) -> store.MeasurementRow:
     return store.MeasurementRow(
-        event_id=str(d.event.event_id),
-        contract_id=d.event.contract_id,
-        period=period_of_(d.event.occurred_at),
-        kpi=str(data["kpi"]),
-        value=float(data["value"]),
-        occurred_at=d.event.occurred_at,
-        bus_partition=d.partition,
-        bus_offset=d.offset,
+        m.event_id,
+        m.contract_id,
+        period_of_(m.occurred_at),
+        m.kpi,
+        m.value,
+        m.occurred_at,
+        m.partition,
+        m.offset,
     )
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.ledger import journal_store
 from services.ledger.consumer import apply_delivered
 from shared.bus import Bus
-from shared.consuming import Delivered, decode
+from shared.consuming import Delivered, Incoming, decode
 from shared.events import (
     TOPIC_CONTRACTS,
     TOPIC_JOURNAL,
@@ -47,20 +47,18 @@ class Outcome:
 async def replay(bus: Bus, engine: AsyncEngine) -> list[Outcome]:
     """Replay every contract into `engine` (fresh tables) and compare chain heads."""
     topics = {
-        t: decode(await bus.read_all(t)).delivered
+        t: decode(await bus.read_all(t), measurements=True).delivered
         for t in (TOPIC_CONTRACTS, TOPIC_MEASUREMENTS, TOPIC_REVIEWS, TOPIC_JOURNAL)
     }
     live: dict[str, dict[str, dict[str, Any]]] = {}
     for d in topics[TOPIC_JOURNAL]:
-        if d.event.type == JournalEntryPosted.TYPE:
+        if isinstance(d, Delivered) and d.type == JournalEntryPosted.TYPE:
             entry = d.event.data["entry"]
             live.setdefault(entry["contract_id"], {})[entry["entry_id"]] = entry
-    contracts = sorted({d.event.contract_id for t in topics.values() for d in t} - {""})
+    contracts = sorted({d.contract_id for t in topics.values() for d in t} - {""})
     outcomes = []
     for contract_id in contracts:
-        mine = {
-            t: [d for d in ds if d.event.contract_id == contract_id] for t, ds in topics.items()
-        }
+        mine = {t: [d for d in ds if d.contract_id == contract_id] for t, ds in topics.items()}
         entries = sorted(live.get(contract_id, {}).values(), key=lambda e: e["seq"])
         for run in schedule(mine, entries):
             for start in range(0, len(run), BATCH):
@@ -73,19 +71,19 @@ async def replay(bus: Bus, engine: AsyncEngine) -> list[Outcome]:
 
 
 def schedule(
-    events: dict[str, list[Delivered]], entries: Sequence[dict[str, Any]]
-) -> Iterator[list[Delivered]]:
+    events: dict[str, list[Incoming]], entries: Sequence[dict[str, Any]]
+) -> Iterator[list[Incoming]]:
     """Runs of one topic each, in the order that reproduces the live causes."""
     contracts = events[TOPIC_CONTRACTS]
-    yield [d for d in contracts if d.event.type == TermsAgreed.TYPE]
-    commands = [d for d in contracts if d.event.type != TermsAgreed.TYPE]
+    yield [d for d in contracts if d.type == TermsAgreed.TYPE]
+    commands = [d for d in contracts if d.type != TermsAgreed.TYPE]
     streams = {
         t: sorted(events[t], key=lambda d: (d.partition, d.offset))
         for t in (TOPIC_MEASUREMENTS, TOPIC_REVIEWS)
     }
     done = {t: 0 for t in (*streams, TOPIC_CONTRACTS)}
 
-    def upto(topic: str, cut: dict[str, Any]) -> list[Delivered]:
+    def upto(topic: str, cut: dict[str, Any]) -> list[Incoming]:
         stream, start = streams[topic], done[topic]
         end = start
         while end < len(stream) and stream[end].offset <= cut.get(
@@ -95,7 +93,7 @@ def schedule(
         done[topic] = end
         return stream[start:end]
 
-    def commands_upto(offset: int) -> list[Delivered]:
+    def commands_upto(offset: int) -> list[Incoming]:
         start = end = done[TOPIC_CONTRACTS]
         while end < len(commands) and commands[end].offset <= offset:
             end += 1

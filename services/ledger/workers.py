@@ -12,7 +12,7 @@ from services.ledger.book import open_book
 from services.ledger.consumer import GROUP, apply_delivered
 from services.ledger.domain import periods
 from shared.bus import Message
-from shared.consuming import Delivered, run_delivered_consumer
+from shared.consuming import Incoming, run_delivered_consumer
 from shared.events import (
     TOPIC_CONTRACTS,
     TOPIC_MEASUREMENTS,
@@ -30,12 +30,16 @@ log = logging.getLogger(__name__)
 async def fold_loop(runtime: Runtime) -> None:
     consumer = runtime.bus.consumer([TOPIC_CONTRACTS, TOPIC_MEASUREMENTS, TOPIC_REVIEWS], GROUP)
 
-    async def fold(delivered: Sequence[Delivered]) -> None:
+    async def fold(delivered: Sequence[Incoming]) -> None:
         touched = await apply_delivered(runtime.engine, delivered)
         runtime.telemetry.handoff.remember(touched)  # provisional statements continue the trace
 
     await run_delivered_consumer(
-        runtime.bus, consumer, fold, observer=runtime.telemetry.metrics.consumer(GROUP)
+        runtime.bus,
+        consumer,
+        fold,
+        observer=runtime.telemetry.metrics.consumer(GROUP),
+        measurements=True,
     )
 
 

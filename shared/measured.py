@@ -1,0 +1,124 @@
+"""Measurement events read straight from their bytes: the ledger fold's hot path.
+
+Parsing an envelope with pydantic and then validating its payload costs about 10 µs a
+measurement, a third of what the fold spends on one. msgspec reads the form ingest writes,
+checking every field, in about 2 µs, and builds no model. `read` accepts only what
+`Envelope` and `MeasurementRecorded` accept, and yields the very values they would; for
+anything else (another type, an extra field, a value pydantic would coerce, a timestamp in
+a rarer ISO 8601 form) it returns None and the caller parses the envelope as always, which
+accepts the record or refuses it with a reason. `tests/unit/test_measured.py` holds the two
+readers side by side on each kind of deviation.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Literal, NamedTuple
+
+import msgspec
+
+from shared.bus import Record
+from shared.events import Envelope, MeasurementRecorded
+
+TYPE = MeasurementRecorded.TYPE
+_INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)")
+"""RFC 3339 with at most microseconds: a form in which pydantic and `datetime.fromisoformat`
+read the same instant (past microseconds they round differently)."""
+
+
+class DeliveredMeasurement(NamedTuple):
+    """A valid `sla.measurement.recorded` event, its place on the bus and its bytes (what a
+    dead letter quotes): all the ledger needs to fold it."""
+
+    event_id: str
+    contract_id: str
+    occurred_at: datetime
+    recorded_at: datetime
+    kpi: str
+    value: float
+    topic: str
+    partition: int
+    offset: int
+    raw: bytes
+
+    @property
+    def type(self) -> str:
+        return TYPE
+
+    @classmethod
+    def of(cls, event: Envelope, record: Record) -> DeliveredMeasurement:
+        """From an envelope pydantic has parsed, its payload valid."""
+        data = event.data
+        return cls(
+            str(event.event_id),
+            event.contract_id,
+            event.occurred_at,
+            event.recorded_at,
+            data["kpi"],
+            float(data["value"]),
+            record.topic,
+            record.partition,
+            record.offset,
+            record.value,
+        )
+
+
+class _Data(msgspec.Struct, forbid_unknown_fields=True):
+    kpi: str
+    value: float
+    labels: dict[str, str] = {}
+    measurement_id: str | None = None
+
+
+class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
+    event_id: uuid.UUID
+    type: Literal["sla.measurement.recorded"]
+    contract_id: str
+    occurred_at: str
+    recorded_at: str
+    source: str
+    data: _Data
+    schema_version: int = 1
+
+
+_decoder = msgspec.json.Decoder(_Envelope)
+
+
+def read(record: Record) -> DeliveredMeasurement | None:
+    """The measurement in `record`, or None if it is not one in the usual form."""
+    try:
+        event = _decoder.decode(record.value)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    occurred_at, recorded_at = _instant(event.occurred_at), _instant(event.recorded_at)
+    value = event.data.value
+    if occurred_at is None or recorded_at is None or not math.isfinite(value):
+        return None
+    return DeliveredMeasurement(
+        str(event.event_id),
+        event.contract_id,
+        occurred_at,
+        recorded_at,
+        event.data.kpi,
+        value,
+        record.topic,
+        record.partition,
+        record.offset,
+        record.value,
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _instant(text: str) -> datetime | None:
+    """The UTC instant `text` names, as `Envelope` would read it; None outside `_INSTANT`
+    (or not a real date, or out of range once in UTC: pydantic then says why)."""
+    if _INSTANT.fullmatch(text) is None:
+        return None
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
