@@ -17,6 +17,15 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from shared.bus import BusUnavailable, Message, Record
 from shared.events import ALL_TOPICS
 
+FETCH_MAX_WAIT_MS = 100
+"""How long the broker may hold a fetch that finds no data (aiokafka's default: 500 ms).
+While a partition still has records buffered, aiokafka leaves it out of the next fetch; that
+fetch then asks only for quiet partitions (the ledger reads busy measurements beside quiet
+contracts and reviews) and waits out this time before the busy one is fetched again.
+Measured on the ledger fold: 500 ms stalls it several times per 100k events, a fifth of
+its time; 100 ms fetches promptly and still leaves idle consumers near silent (20 ms polls
+so often that the fold slows again)."""
+
 
 def _headers(raw: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
     return {k: v.decode() for k, v in raw or ()}
@@ -118,6 +127,7 @@ class KafkaBus:
                 session_timeout_ms=self._session_timeout_ms,
                 heartbeat_interval_ms=max(100, self._session_timeout_ms // 5),
                 max_poll_records=10_000,
+                fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
                 # Range keeps partition N of every topic on one member: with equal partition
                 # counts, all of a contract's events (key = contract_id) meet in one process.
                 partition_assignment_strategy=(RangePartitionAssignor,),
