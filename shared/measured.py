@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import math
 import re
-import uuid
 from datetime import UTC, datetime
 from typing import Literal, NamedTuple
 
@@ -28,6 +27,8 @@ TYPE = MeasurementRecorded.TYPE
 _INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)")
 """RFC 3339 with at most microseconds: a form in which pydantic and `datetime.fromisoformat`
 read the same instant (past microseconds they round differently)."""
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+"""An event id as `str(uuid.UUID(...))` writes it (other spellings go to pydantic)."""
 
 
 class DeliveredMeasurement(NamedTuple):
@@ -75,7 +76,7 @@ class _Data(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
-    event_id: uuid.UUID
+    event_id: str
     type: Literal["sla.measurement.recorded"]
     contract_id: str
     occurred_at: str
@@ -96,10 +97,15 @@ def read(record: Record) -> DeliveredMeasurement | None:
         return None
     occurred_at, recorded_at = _instant(event.occurred_at), _instant(event.recorded_at)
     value = event.data.value
-    if occurred_at is None or recorded_at is None or not math.isfinite(value):
+    if (
+        _UUID.fullmatch(event.event_id) is None
+        or occurred_at is None
+        or recorded_at is None
+        or not math.isfinite(value)
+    ):
         return None
     return DeliveredMeasurement(
-        str(event.event_id),
+        event.event_id,
         event.contract_id,
         occurred_at,
         recorded_at,

@@ -98,7 +98,7 @@ CASES: dict[str, tuple[Callable[[], bytes], bool]] = {
     "one fraction digit": (lambda: raw(envelope(occurred_at="2026-10-01T00:00:00.5Z")), True),
     "upper-case event id": (
         lambda: raw(envelope(event_id=envelope()["event_id"].upper())),
-        True,
+        False,
     ),
     "schema version 2": (lambda: raw(envelope(schema_version=2)), True),
     "no schema version": (lambda: raw(envelope(schema_version=DROP)), True),
@@ -112,7 +112,7 @@ CASES: dict[str, tuple[Callable[[], bytes], bool]] = {
     "value true": (lambda: raw(envelope(data__value=True)), False),
     "event id without hyphens": (
         lambda: raw(envelope(event_id=envelope()["event_id"].replace("-", ""))),
-        True,
+        False,
     ),
     "another event type": (
         lambda: raw(envelope(type="contract.terms.agreed", data={"version": 1, "terms": {}})),
