@@ -8,7 +8,7 @@ last `commit()`. Consumers make their effects idempotent, so the outcome is exac
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol, runtime_checkable
 
@@ -32,7 +32,8 @@ class Record(NamedTuple):
     offset: int
     key: str
     value: bytes
-    headers: dict[str, str]
+    headers: Mapping[str, str]
+    """Read-only: records with the same headers may share one mapping."""
 
 
 class Consumer(Protocol):

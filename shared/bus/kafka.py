@@ -27,8 +27,19 @@ its time; 100 ms fetches promptly and still leaves idle consumers near silent (2
 so often that the fold slows again)."""
 
 
-def _headers(raw: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
-    return {k: v.decode() for k, v in raw or ()}
+_HEADERS: dict[tuple[tuple[str, bytes], ...], dict[str, str]] = {}
+"""Decoded headers by their raw form: the records of one produced batch share theirs (its
+event type and trace), so each distinct set is decoded once, not once per record."""
+
+
+def _headers(raw: tuple[tuple[str, bytes], ...]) -> dict[str, str]:
+    found = _HEADERS.get(raw)
+    if found is None:
+        if len(_HEADERS) >= 4096:
+            _HEADERS.clear()
+        # a header the bus gives null or non-UTF-8 must not stop the consumer
+        found = _HEADERS[raw] = {k: (v or b"").decode(errors="replace") for k, v in raw}
+    return found
 
 
 class KafkaBus:
@@ -201,11 +212,16 @@ class KafkaConsumer:
         # Only partitions still ours: records of one revoked meanwhile are the new owner's
         # to redo (effects are idempotent), and Kafka refuses a commit for it anyway.
         assigned = self._consumer.assignment()
-        positions: dict[TopicPartition, int] = {}
+        last: dict[tuple[str, int], int] = {}
         for record in records:
-            tp = TopicPartition(record.topic, record.partition)
-            if tp in assigned:
-                positions[tp] = max(positions.get(tp, 0), record.offset + 1)
+            place = (record.topic, record.partition)
+            if last.get(place, -1) < record.offset:
+                last[place] = record.offset
+        positions = {
+            tp: offset + 1
+            for (t, p), offset in last.items()
+            if (tp := TopicPartition(t, p)) in assigned
+        }
         if positions:
             await self._consumer.commit(positions)
 

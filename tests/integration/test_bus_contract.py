@@ -184,3 +184,35 @@ async def test_read_chunks_is_read_all_a_chunk_at_a_time(
         by_partition[record.partition].append(record.offset)
     assert all(offsets == sorted(offsets) for offsets in by_partition.values())
     assert sorted(int(r.value) for chunk in chunks for r in chunk) == list(range(25))
+
+
+async def test_kafka_headers_null_or_not_utf8_do_not_stop_a_consumer(kafka: str) -> None:
+    """Another producer on the cluster may write any header bytes: the records still
+    arrive, such values read as text with replacement characters, and records with equal
+    headers read the same."""
+    from aiokafka import AIOKafkaProducer
+
+    topic = f"contract-{uuid.uuid4().hex[:8]}"
+    bus = KafkaBus(kafka, partitions=1, session_timeout_ms=1000, topics=[topic])
+    await bus.start()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
+    await producer.start()
+    try:
+        odd = [("type", b"t"), ("blank", None), ("binary", b"\xff\xfeok")]
+        for value in (b"1", b"2"):
+            await producer.send_and_wait(topic, value, key=b"k", headers=odd)
+        await producer.send_and_wait(topic, b"3", key=b"k", headers=[("type", b"u")])
+        consumer = bus.consumer([topic], f"g-{uuid.uuid4().hex[:6]}")
+        await consumer.start()
+        try:
+            got = await drain(consumer, 3)
+        finally:
+            await consumer.stop()
+    finally:
+        await producer.stop()
+        await bus.stop()
+    assert [dict(r.headers) for r in got] == [
+        {"type": "t", "blank": "", "binary": "\ufffd\ufffdok"},
+        {"type": "t", "blank": "", "binary": "\ufffd\ufffdok"},
+        {"type": "u"},
+    ]
