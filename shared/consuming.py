@@ -25,6 +25,12 @@ from shared.telemetry import batch_span
 
 log = logging.getLogger(__name__)
 
+BATCH = 10_000
+"""Records fetched and applied per transaction. Each batch also pays a fixed cost (reading
+the contracts' books, upserting aggregates, committing to the database and to the bus):
+measured on the ledger fold, 10,000 a batch folds about a sixth faster than 5,000, and
+20,000 no faster than 10,000."""
+
 Handler = Callable[[Sequence[Envelope]], Awaitable[None]]
 
 
@@ -90,7 +96,7 @@ async def run_consumer(
     consumer: Consumer,
     handler: Handler,
     *,
-    max_records: int = 5000,
+    max_records: int = BATCH,
     max_backoff_s: float = 10.0,
     observer: ConsumerMetrics | None = None,
 ) -> None:
@@ -114,7 +120,7 @@ async def run_delivered_consumer(
     consumer: Consumer,
     handler: DeliveredHandler,
     *,
-    max_records: int = 5000,
+    max_records: int = BATCH,
     max_backoff_s: float = 10.0,
     observer: ConsumerMetrics | None = None,
     measurements: bool = False,
