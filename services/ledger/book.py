@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -43,13 +44,25 @@ class Book:
 
 
 async def open_book(conn: AsyncConnection, contract_id: str) -> Book:
-    documents = (await store.terms_versions(conn, [contract_id])).get(contract_id, [])
-    return Book(
-        contract_id=contract_id,
-        versions=[Terms.model_validate(d) for d in documents],
-        agreed_at=await store.agreed_at(conn, contract_id),
-        closed=await journal_store.closed(conn, contract_id),
-    )
+    return (await open_books(conn, [contract_id]))[contract_id]
+
+
+async def open_books(conn: AsyncConnection, contract_ids: Iterable[str]) -> dict[str, Book]:
+    """Each contract's book, read with one query per table: a batch of events spans many
+    contracts, and a query per contract and table was a fixed cost of every batch."""
+    ids = sorted(set(contract_ids))
+    documents = await store.terms_versions(conn, ids)
+    agreed = await store.agreed_at(conn, ids)
+    closed = await journal_store.closed(conn, ids)
+    return {
+        c: Book(
+            contract_id=c,
+            versions=[Terms.model_validate(d) for d in documents.get(c, [])],
+            agreed_at=agreed.get(c, []),
+            closed=closed.get(c, {}),
+        )
+        for c in ids
+    }
 
 
 class RunningStates:

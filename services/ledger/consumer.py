@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.ledger import closing, journal_store, store
-from services.ledger.book import Book, open_book
+from services.ledger.book import Book, open_book, open_books
 from services.ledger.domain import periods
 from shared import jsonutil
 from shared.bus import Message
@@ -86,7 +86,7 @@ async def apply_terms(conn: AsyncConnection, event: Envelope) -> set[tuple[str, 
 async def _fold_measurements(
     conn: AsyncConnection, measurements: Sequence[DeliveredMeasurement], fx: closing.Effects
 ) -> set[tuple[str, str]]:
-    books = {c: await open_book(conn, c) for c in sorted({m.contract_id for m in measurements})}
+    books = await open_books(conn, (m.contract_id for m in measurements))
     rows, recorded = [], {}
     finders = {c: PeriodFinder(book.timezone) for c, book in books.items()}
     for m in measurements:
@@ -117,7 +117,7 @@ async def _fold_measurements(
 async def _fold_reviews(
     conn: AsyncConnection, reviews: Sequence[Delivered], fx: closing.Effects
 ) -> set[tuple[str, str]]:
-    books = {c: await open_book(conn, c) for c in sorted({d.event.contract_id for d in reviews})}
+    books = await open_books(conn, (d.contract_id for d in reviews))
     rows, recorded = [], {}
     for d in reviews:
         book, data = books[d.event.contract_id], d.event.data

@@ -209,11 +209,18 @@ async def sent(engine: AsyncEngine, ids: Sequence[int]) -> None:
         await conn.execute(delete(outbox).where(outbox.c.id.in_(list(ids))))
 
 
-async def closed(conn: AsyncConnection, contract_id: str) -> dict[str, dict[str, Any]]:
-    """The contract's closed periods: period → final statement."""
+async def closed(
+    conn: AsyncConnection, contract_ids: Sequence[str]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Each contract's closed periods: contract → period → final statement."""
     c = closed_periods.c
-    rows = await conn.execute(select(c.period, c.statement).where(c.contract_id == contract_id))
-    return {r.period: jsonutil.loads(r.statement) for r in rows}
+    rows = await conn.execute(
+        select(c.contract_id, c.period, c.statement).where(c.contract_id.in_(list(contract_ids)))
+    )
+    found: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        found.setdefault(r.contract_id, {})[r.period] = jsonutil.loads(r.statement)
+    return found
 
 
 async def record_close(

@@ -351,13 +351,20 @@ async def contracts(conn: AsyncConnection) -> list[str]:
     return [row[0] for row in result]
 
 
-async def agreed_at(conn: AsyncConnection, contract_id: str) -> list[datetime]:
-    """When each version was agreed, oldest first."""
+async def agreed_at(
+    conn: AsyncConnection, contract_ids: Sequence[str]
+) -> dict[str, list[datetime]]:
+    """When each version of each contract was agreed, oldest first."""
     c = contract_terms.c
     result = await conn.execute(
-        select(c.agreed_at).where(c.contract_id == contract_id).order_by(c.version)
+        select(c.contract_id, c.agreed_at)
+        .where(c.contract_id.in_(list(contract_ids)))
+        .order_by(c.contract_id, c.version)
     )
-    return [row[0] for row in result]
+    found: dict[str, list[datetime]] = {}
+    for row in result:
+        found.setdefault(row.contract_id, []).append(row.agreed_at)
+    return found
 
 
 async def aggregates(engine: AsyncEngine, contract_id: str, period: str) -> list[dict[str, Any]]:

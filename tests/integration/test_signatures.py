@@ -86,7 +86,7 @@ async def test_a_final_statement_carries_a_signature_the_published_keys_verify(
     from services.ledger import journal_store
 
     async with runtime.engine.connect() as conn:
-        closed = await journal_store.closed(conn, CONTRACT)
+        closed = (await journal_store.closed(conn, [CONTRACT]))[CONTRACT]
     assert closed["2026-09"]["signature"] == final["signature"]
 
 
