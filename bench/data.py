@@ -34,11 +34,23 @@ def items(count: int, tag: str | None = None) -> list[Item]:
             "contract_id": CONTRACTS[i % len(CONTRACTS)],
             "kpi": KPIS[i % len(KPIS)],
             "value": float(40 + i % 400) if i % 2 else float(i % 97 != 0),
-            "observed_at": f"2026-10-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:00Z",
+            "observed_at": instant(i, count),
             "labels": {"probe": f"probe-eu-{i % 4}"},
         }
         for i in range(count)
     ]
+
+
+def instant(i: int, count: int, days: int = 28) -> str:
+    """The `i`th of `count` instants spread evenly over the first `days` of October 2026,
+    to the millisecond as agents send them: distinct, as real measurements' are."""
+    ms = i * (days * 86_400_000 - 1) // max(count, 1)
+    day, rest = divmod(ms, 86_400_000)
+    second, milli = divmod(rest, 1000)
+    return (
+        f"2026-10-{1 + day:02d}T{second // 3600:02d}:{second // 60 % 60:02d}:"
+        f"{second % 60:02d}.{milli:03d}Z"
+    )
 
 
 def request_bodies(batch: Sequence[Item], size: int) -> list[tuple[bytes, int]]:

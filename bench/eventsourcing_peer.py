@@ -61,6 +61,7 @@ from bench.core import (
 from bench.environment import broker, postgres_database
 from bench.fold import SLAPAY, ledger_fold
 from services.ledger import store
+from shared import consuming
 from shared.bus import Bus
 from shared.bus.factory import create_bus
 from shared.consuming import decode
@@ -82,7 +83,7 @@ else:
 
     EVENTSOURCING = version("eventsourcing")
 
-BATCH = 5_000
+BATCH = consuming.BATCH  # records per fetch and transaction, as the ledger's own
 SNAPSHOT_EVERY = 1_000
 _PEER = f"eventsourcing {EVENTSOURCING}" if EVENTSOURCING else "eventsourcing"
 PEER = f"{_PEER} fold, snapshots every {SNAPSHOT_EVERY:,}"

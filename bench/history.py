@@ -80,18 +80,12 @@ def measurement_messages(n: int) -> list[Message]:
             "contract_id": CONTRACT,
             "kpi": data.KPIS[i % 2],
             "value": float(40 + (i * 7919) % 400) if i % 2 else float(i % 1999 != 0),
-            "observed_at": _instant(i, n),
+            "observed_at": data.instant(i, n, days=30),
             "labels": {"probe": f"probe-eu-{i % 4}"},
         }
         for i in range(n)
     ]
     return data.messages(items)
-
-
-def _instant(i: int, n: int) -> str:
-    second = (i * (30 * 86_400 - 1)) // max(n, 1)  # the first 30 days of October
-    day, rest = divmod(second, 86_400)
-    return f"{PERIOD}-{1 + day:02d}T{rest // 3600:02d}:{rest // 60 % 60:02d}:{rest % 60:02d}Z"
 
 
 async def build(

@@ -24,7 +24,10 @@ from shared.bus import Record
 from shared.events import Envelope, MeasurementRecorded
 
 TYPE = MeasurementRecorded.TYPE
-_INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)")
+_INSTANT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+    r"(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-9]{2})"
+)
 """RFC 3339 with at most microseconds: a form in which pydantic and `datetime.fromisoformat`
 read the same instant (past microseconds they round differently)."""
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -95,7 +98,7 @@ def read(record: Record) -> DeliveredMeasurement | None:
         event = _decoder.decode(record.value)
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
-    occurred_at, recorded_at = _instant(event.occurred_at), _instant(event.recorded_at)
+    occurred_at, recorded_at = _instant(event.occurred_at), _recorded(event.recorded_at)
     value = event.data.value
     if (
         _UUID.fullmatch(event.event_id) is None
@@ -118,13 +121,17 @@ def read(record: Record) -> DeliveredMeasurement | None:
     )
 
 
-@functools.lru_cache(maxsize=4096)
 def _instant(text: str) -> datetime | None:
     """The UTC instant `text` names, as `Envelope` would read it; None outside `_INSTANT`
     (or not a real date, or out of range once in UTC: pydantic then says why)."""
     if _INSTANT.fullmatch(text) is None:
         return None
     try:
-        return datetime.fromisoformat(text).astimezone(UTC)
+        found = datetime.fromisoformat(text)
+        return found if found.tzinfo is UTC else found.astimezone(UTC)
     except (ValueError, OverflowError):
         return None
+
+
+_recorded = functools.lru_cache(maxsize=64)(_instant)
+"""`recorded_at` is the same for every measurement of one ingest request."""
