@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from shared import heap
 from shared.bus import Bus, Record
+from shared.consuming import decode
 from shared.events import (
     TOPIC_CONTRACTS,
     TOPIC_JOURNAL,
@@ -25,12 +26,12 @@ from shared.events import (
     TOPIC_REVIEWS,
     Envelope,
     JournalEntryPosted,
-    MeasurementRecorded,
     ReviewSubmitted,
     StatementFinalized,
     TermsAgreed,
 )
 from shared.journal import chain_breaks
+from shared.measured import DeliveredMeasurement
 from shared.payment import Observation, Rating, Statement, compute_statement
 from shared.terms import Terms, terms_in_force, version_in_force
 
@@ -62,14 +63,14 @@ def _events(records: Iterable[Record], contract_id: str) -> Iterable[tuple[Recor
 
 
 def _observations(records: Iterable[Record], contract_id: str) -> list[Placed[Observation]]:
-    """The contract's measurements among `records`, in their order, repeats and all."""
-    found = []
-    for record, event in _events(records, contract_id):
-        if event.type == MeasurementRecorded.TYPE:
-            data = MeasurementRecorded.model_validate(event.data)
-            observation = Observation(str(event.event_id), data.kpi, data.value, event.occurred_at)
-            found.append((record.partition, record.offset, observation))
-    return found
+    """The contract's measurements among `records`, in their order, repeats and all: read as
+    the ledger reads them (`decode`), so what it refused is not counted here either."""
+    mine = [record for record in records if record.key == contract_id]
+    return [
+        (m.partition, m.offset, Observation(m.event_id, m.kpi, m.value, m.occurred_at))
+        for m in decode(mine, measurements=True).delivered
+        if isinstance(m, DeliveredMeasurement) and m.contract_id == contract_id
+    ]
 
 
 def _ratings(records: Iterable[Record], contract_id: str) -> list[Placed[Rating]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import orjson
+
 from shared.audit import history, read_history
 from shared.bus import Message, Record
 from shared.events import TOPIC_MEASUREMENTS, MeasurementRecorded, make_event
@@ -25,7 +27,17 @@ def measurement(n: int, contract_id: str = CONTRACT) -> bytes:
 
 
 def record(partition: int, offset: int, value: bytes, key: str = CONTRACT) -> Record:
-    return Record(TOPIC_MEASUREMENTS, partition, offset, key, value, {})
+    return Record(TOPIC_MEASUREMENTS, partition, offset, key, value, HEADERS)
+
+
+def refused_by_the_ledger(n: int) -> bytes:
+    """A measurement whose payload has a field the contract does not know."""
+    body = orjson.loads(measurement(n))
+    body["data"]["unit"] = "ms"
+    return orjson.dumps(body)
+
+
+HEADERS = {"type": MeasurementRecorded.TYPE}
 
 
 RECORDS = [  # as a reader might get them: partitions interleaved, a repeat, noise
@@ -36,6 +48,8 @@ RECORDS = [  # as a reader might get them: partitions interleaved, a repeat, noi
     record(0, 7, b"{not an envelope"),
     record(0, 9, measurement(4, "someone-else"), key="someone-else"),
     record(0, 3, measurement(1)),  # and again
+    record(0, 11, refused_by_the_ledger(5)),  # dead-lettered by the ledger: not counted
+    record(0, 12, measurement(6, "someone-else")),  # our key, another contract's event
 ]
 
 
