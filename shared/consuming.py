@@ -85,7 +85,11 @@ def decode(records: Sequence[Record], *, measurements: bool = False) -> Decoded:
             failures.append((record.topic, record.key, record.value, str(exc)[:2000]))
             continue
         if measurements and event.type == measured.TYPE:
-            delivered.append(DeliveredMeasurement.of(event, record))
+            delivered.append(
+                DeliveredMeasurement.of(
+                    event, record.topic, record.partition, record.offset, record.value
+                )
+            )
         else:
             delivered.append(Delivered(event, record.topic, record.partition, record.offset))
     return Decoded(delivered, failures)

@@ -54,7 +54,9 @@ class DeliveredMeasurement(NamedTuple):
         return TYPE
 
     @classmethod
-    def of(cls, event: Envelope, record: Record) -> DeliveredMeasurement:
+    def of(
+        cls, event: Envelope, topic: str, partition: int, offset: int, raw: bytes
+    ) -> DeliveredMeasurement:
         """From an envelope pydantic has parsed, its payload valid."""
         data = event.data
         return cls(
@@ -64,10 +66,10 @@ class DeliveredMeasurement(NamedTuple):
             event.recorded_at,
             data["kpi"],
             float(data["value"]),
-            record.topic,
-            record.partition,
-            record.offset,
-            record.value,
+            topic,
+            partition,
+            offset,
+            raw,
         )
 
 

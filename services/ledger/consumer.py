@@ -26,6 +26,7 @@ from shared.events import (
     DisputeOpened,
     DisputeResolved,
     Envelope,
+    MeasurementRecorded,
     PeriodCloseRequested,
     ReviewSubmitted,
     TermsAgreed,
@@ -41,8 +42,9 @@ async def apply_delivered(
     engine: AsyncEngine, incoming: Sequence[Incoming]
 ) -> set[tuple[str, str]]:
     """Apply a batch in one transaction; return the (contract, period)s it changed.
-    Measurements come as `DeliveredMeasurement`s (`decode(..., measurements=True)`)."""
-    measurements = [d for d in incoming if isinstance(d, DeliveredMeasurement)]
+    Measurements are best given as `DeliveredMeasurement`s (`decode(..., measurements=True)`);
+    one given as an envelope is read from it."""
+    measurements = [_measurement(d) for d in incoming if d.type == MeasurementRecorded.TYPE]
     delivered = [d for d in incoming if isinstance(d, Delivered)]
     async with engine.begin() as conn:
         fx = closing.Effects()
@@ -164,6 +166,12 @@ def _refusal(d: Incoming, book: Book, period: str, value: bytes) -> Message:
         value=jsonutil.dumps({"topic": d.topic, "reason": reason, "value": value.decode()}),
         headers={"type": "deadletter", "source-topic": d.topic, "reason": "late_events_months"},
     )
+
+
+def _measurement(d: Incoming) -> DeliveredMeasurement:
+    if isinstance(d, DeliveredMeasurement):
+        return d
+    return DeliveredMeasurement.of(d.event, d.topic, d.partition, d.offset, d.event.to_json())
 
 
 def _row(m: DeliveredMeasurement, period_of_: PeriodFinder) -> store.MeasurementRow:

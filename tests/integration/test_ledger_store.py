@@ -11,7 +11,11 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ledger import store
+from services.ledger.consumer import apply_delivered  # its tables join `store.metadata` too
 from shared import db
+from shared.bus import Record
+from shared.consuming import decode
+from shared.events import TOPIC_MEASUREMENTS, MeasurementRecorded, make_event
 from tests import infra
 
 pytestmark = pytest.mark.integration
@@ -85,3 +89,32 @@ async def test_a_refused_redelivery_leaves_nothing_behind(engine: AsyncEngine) -
             raise RuntimeError("the rest of the batch failed")
     assert await insert(engine, [row(1), row(2)]) == [2]
     assert await insert(engine, [row(2), row(3)]) == [3]
+
+
+async def test_measurements_fold_alike_read_by_either_reader(engine: AsyncEngine) -> None:
+    """`apply_delivered` folds a measurement given as an envelope exactly as one read by the
+    fold's own reader (replay tools and tests may decode without it)."""
+
+    def record(n: int, contract_id: str) -> Record:
+        event = make_event(
+            MeasurementRecorded(kpi="latency_ms", value=float(n)),
+            contract_id=contract_id,
+            source="test",
+            producer_id=f"m-{n}",
+            occurred_at=datetime(2026, 10, 1 + n, tzinfo=UTC),
+        )
+        headers = {"type": MeasurementRecorded.TYPE}
+        return Record(TOPIC_MEASUREMENTS, 0, n, contract_id, event.to_json(), headers)
+
+    fast, envelopes = (
+        [record(n, "fast-co") for n in range(5)],
+        [record(n, "slow-co") for n in range(5)],
+    )
+    await apply_delivered(engine, decode(fast, measurements=True).delivered)
+    await apply_delivered(engine, decode(envelopes).delivered)
+    fast_rows = await store.aggregates(engine, "fast-co", "2026-10")
+    slow_rows = await store.aggregates(engine, "slow-co", "2026-10")
+    assert [{**r, "contract_id": ""} for r in fast_rows] == [
+        {**r, "contract_id": ""} for r in slow_rows
+    ]
+    assert fast_rows[0]["count"] == 5 and fast_rows[0]["total"] == 10.0

@@ -57,7 +57,7 @@ def reference(rec: Record) -> Decoded:
     decoded = decode([rec])
     return Decoded(
         [
-            DeliveredMeasurement.of(d.event, rec)
+            DeliveredMeasurement.of(d.event, rec.topic, rec.partition, rec.offset, rec.value)
             if isinstance(d, Delivered) and d.type == MeasurementRecorded.TYPE
             else d
             for d in decoded.delivered
