@@ -27,6 +27,7 @@ from services.demo import demo_terms
 from services.ledger import journal_store, store
 from services.ledger.consumer import apply_delivered
 from services.ledger.workers import relay_outbox
+from shared import consuming
 from shared.bus import Bus, Message
 from shared.bus.factory import create_bus
 from shared.consuming import decode
@@ -49,7 +50,7 @@ from shared.terms import Terms
 CONTRACT = "bench-history"
 PERIOD = "2026-10"
 PUBLISH_BATCH = 10_000
-FOLD_BATCH = 5_000
+FOLD_BATCH = consuming.BATCH
 """Events per `apply_delivered` transaction while building: the fold worker's fetch size,
 and replay's batch."""
 TOPICS = (TOPIC_CONTRACTS, TOPIC_MEASUREMENTS, TOPIC_REVIEWS, TOPIC_JOURNAL)

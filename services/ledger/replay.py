@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ledger import journal_store
 from services.ledger.consumer import apply_delivered
+from shared import consuming
 from shared.bus import Bus
 from shared.consuming import Delivered, Incoming, decode
 from shared.events import (
@@ -29,7 +30,8 @@ from shared.events import (
 )
 from shared.journal import GENESIS
 
-BATCH = 5000
+BATCH = consuming.BATCH
+"""Events per transaction, as the live fold applies them."""
 
 
 @dataclass(frozen=True)
