@@ -141,6 +141,10 @@ CASES: dict[str, tuple[Callable[[], bytes], bool]] = {
         text(raw(envelope()).decode().replace('"value":41.5', '"value":1,"value":2')),
         True,
     ),
+    "value a 400-digit integer": (
+        text(raw(envelope()).decode().replace("41.5", "1" + "0" * 399)),
+        False,
+    ),
     "not JSON": (lambda: b"{not json", False),
 }
 
@@ -156,7 +160,7 @@ def test_fold_reader_agrees_with_the_envelope_models(name: str) -> None:
 def test_each_case_says_what_the_models_make_of_it() -> None:
     """The cases above cover acceptance and refusal alike (else agreement proves little)."""
     outcomes = {name: bool(reference(record(make())).failures) for name, (make, _) in CASES.items()}
-    assert sum(outcomes.values()) == 13
+    assert sum(outcomes.values()) == 14
     assert not outcomes["value as a string"]  # pydantic coerces it; the fast reader passes
 
 
