@@ -142,9 +142,9 @@ async def run_delivered_consumer(
         records = await consumer.fetch(max_records=max_records, timeout_s=0.5)
         return records, decode(records, measurements=measurements)
 
-    await consumer.start()
     ahead: asyncio.Task[tuple[list[Record], Decoded]] | None = None
     try:
+        await consumer.start()  # inside: stopped even if cancelled while joining the group
         ahead = asyncio.create_task(read_ahead())
         while True:
             records, decoded = await ahead

@@ -90,8 +90,8 @@ async def _follow(runtime: Runtime) -> None:
         log.warning("revoked tokens not loaded from the database: %s", exc)
     group = f"{runtime.service}.revocations.{uuid.uuid4().hex}"
     consumer = runtime.bus.consumer([TOPIC_TOKENS], group)
-    await consumer.start()
     try:
+        await consumer.start()  # inside: stopped even if cancelled while joining the group
         while True:
             jtis = revoked_ids(await consumer.fetch(max_records=1000, timeout_s=0.5))
             fresh = [jti for jti in jtis if jti not in runtime.revoked]

@@ -76,8 +76,8 @@ class KafkaBus:
 
     async def _ensure_topics(self) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
-        await admin.start()
         try:
+            await admin.start()
             existing = set(await admin.list_topics())
             missing = [
                 NewTopic(
@@ -153,8 +153,8 @@ class KafkaBus:
         reader = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap, enable_auto_commit=False, group_id=None
         )
-        await reader.start()
         try:
+            await reader.start()
             partitions = [TopicPartition(topic, p) for p in await _partitions(reader, topic)]
             reader.assign(partitions)
             await reader.seek_to_beginning(*partitions)
