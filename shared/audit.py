@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from shared import heap
 from shared.bus import Bus, Record
-from shared.consuming import decode
+from shared.consuming import Delivered, Incoming, decode
 from shared.events import (
     TOPIC_CONTRACTS,
     TOPIC_JOURNAL,
@@ -62,31 +62,42 @@ def _events(records: Iterable[Record], contract_id: str) -> Iterable[tuple[Recor
             continue  # unreadable records are on the dead-letter topic, not in any statement
 
 
+def _mine(
+    records: Iterable[Record], contract_id: str, *, measurements: bool = False
+) -> list[Incoming]:
+    """The contract's events among `records` (its key and its envelope), read as the ledger
+    reads them (`decode`): what the ledger refused is not counted here either."""
+    keyed = [record for record in records if record.key == contract_id]
+    return [
+        d
+        for d in decode(keyed, measurements=measurements).delivered
+        if d.contract_id == contract_id
+    ]
+
+
 def _observations(records: Iterable[Record], contract_id: str) -> list[Placed[Observation]]:
-    """The contract's measurements among `records`, in their order, repeats and all: read as
-    the ledger reads them (`decode`), so what it refused is not counted here either."""
-    mine = [record for record in records if record.key == contract_id]
+    """The contract's measurements among `records`, in their order, repeats and all."""
     return [
         (m.partition, m.offset, Observation(m.event_id, m.kpi, m.value, m.occurred_at))
-        for m in decode(mine, measurements=True).delivered
-        if isinstance(m, DeliveredMeasurement) and m.contract_id == contract_id
+        for m in _mine(records, contract_id, measurements=True)
+        if isinstance(m, DeliveredMeasurement)
     ]
 
 
 def _ratings(records: Iterable[Record], contract_id: str) -> list[Placed[Rating]]:
     """The contract's ratings among `records`, in their order, repeats and all."""
     found = []
-    for record, event in _events(records, contract_id):
-        if event.type == ReviewSubmitted.TYPE:
-            review = ReviewSubmitted.model_validate(event.data)
+    for d in _mine(records, contract_id):
+        if isinstance(d, Delivered) and d.type == ReviewSubmitted.TYPE:
+            review = ReviewSubmitted.model_validate(d.event.data)
             rating = Rating(
-                str(event.event_id),
+                str(d.event.event_id),
                 review.reviewer_pseudonym,
                 review.rating,
-                event.occurred_at,
-                record.offset,
+                d.event.occurred_at,
+                d.offset,
             )
-            found.append((record.partition, record.offset, rating))
+            found.append((d.partition, d.offset, rating))
     return found
 
 

@@ -9,7 +9,13 @@ import orjson
 
 from shared.audit import history, read_history
 from shared.bus import Message, Record
-from shared.events import TOPIC_MEASUREMENTS, MeasurementRecorded, make_event
+from shared.events import (
+    TOPIC_MEASUREMENTS,
+    TOPIC_REVIEWS,
+    MeasurementRecorded,
+    ReviewSubmitted,
+    make_event,
+)
 from tests.fakes import InMemoryBus
 
 CONTRACT = "acme-hosting"
@@ -69,3 +75,27 @@ async def test_read_history_streams_to_the_same_measurements() -> None:
     read_at_once = history(CONTRACT, [], await bus.read_all(TOPIC_MEASUREMENTS), [])
     assert streamed.measurements == read_at_once.measurements
     assert [x.value for _, _, x in streamed.measurements] == [3.0, 2.0, 1.0]
+
+
+def review(n: int, rating: int, contract_id: str = CONTRACT) -> bytes:
+    event = make_event(
+        ReviewSubmitted(review_id=f"r-{n}", reviewer_pseudonym=f"p-{n}", rating=rating),
+        contract_id=contract_id,
+        source="test",
+        producer_id=f"r-{n}",
+    )
+    return event.to_json()
+
+
+def test_ratings_skip_what_the_ledger_refuses() -> None:
+    """A review whose payload is invalid is dead-lettered by the ledger: the audit leaves it
+    out instead of failing, as it does an envelope naming another contract under this key."""
+    invalid = orjson.loads(review(2, 4))
+    invalid["data"]["rating"] = 9
+    reviews = [
+        Record(TOPIC_REVIEWS, 0, 0, CONTRACT, review(1, 5), {}),
+        Record(TOPIC_REVIEWS, 0, 1, CONTRACT, orjson.dumps(invalid), {}),
+        Record(TOPIC_REVIEWS, 0, 2, CONTRACT, review(3, 1, "someone-else"), {}),
+    ]
+    found = history(CONTRACT, [], [], [], reviews)
+    assert [(o, r.rating) for _, o, r in found.ratings] == [(0, 5)]
