@@ -22,7 +22,7 @@ FETCH_MAX_WAIT_MS = 100
 While a partition still has records buffered, aiokafka leaves it out of the next fetch; that
 fetch then asks only for quiet partitions (the ledger reads busy measurements beside quiet
 contracts and reviews) and waits out this time before the busy one is fetched again.
-Measured on the ledger fold: 500 ms stalls it several times per 100k events, a fifth of
+Measured on the ledger fold: 500 ms stalls it several times per 100k events, about a sixth of
 its time; 100 ms fetches promptly and still leaves idle consumers near silent (20 ms polls
 so often that the fold slows again)."""
 
