@@ -11,7 +11,9 @@ import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import ValidationError
 
@@ -30,6 +32,10 @@ BATCH = 10_000
 the contracts' books, upserting aggregates, committing to the database and to the bus):
 measured on the ledger fold, 10,000 a batch folds about a sixth faster than 5,000, and
 20,000 no faster than 10,000."""
+
+DECODE_SLICE = 1_000
+"""Records decoded per step while reading ahead; between steps the batch being applied gets
+the thread back (its database replies wait otherwise)."""
 
 Handler = Callable[[Sequence[Envelope]], Awaitable[None]]
 
@@ -95,6 +101,30 @@ def decode(records: Sequence[Record], *, measurements: bool = False) -> Decoded:
     return Decoded(delivered, failures)
 
 
+async def decode_stepwise(records: Sequence[Record], *, measurements: bool = False) -> Decoded:
+    """`decode`, `DECODE_SLICE` records at a time, letting other tasks run in between."""
+    decoded = Decoded([], [])
+    for start in range(0, len(records), DECODE_SLICE):
+        if start:
+            await asyncio.sleep(0)
+        part = decode(records[start : start + DECODE_SLICE], measurements=measurements)
+        decoded.delivered.extend(part.delivered)
+        decoded.failures.extend(part.failures)
+    return decoded
+
+
+_read_next = ContextVar[asyncio.Event | None]("slapay_read_next", default=None)
+
+
+def read_next_batch() -> None:
+    """Called by a handler of `run_delivered_consumer(..., read_ahead="signalled")` once its
+    own CPU work for the batch is done and the rest is the database's: the consumer reads and
+    decodes its next batch meanwhile. A no-op anywhere else (a replay, a test)."""
+    signal = _read_next.get()
+    if signal is not None:
+        signal.set()
+
+
 async def run_consumer(
     bus: Bus,
     consumer: Consumer,
@@ -128,32 +158,48 @@ async def run_delivered_consumer(
     max_backoff_s: float = 10.0,
     observer: ConsumerMetrics | None = None,
     measurements: bool = False,
+    read_ahead: Literal["eager", "signalled"] = "eager",
 ) -> None:
     """`run_consumer` for handlers that need each event's place on the bus (and, with
     `measurements`, get measurements as `DeliveredMeasurement`s: see `decode`). Each batch is
     one span (`batch_span`); `observer` counts what was applied and watches the lag.
 
-    The next batch is fetched and decoded while the current one is applied (the database
-    works on its own core meanwhile); each commit names the records it covers, so nothing
-    read ahead is marked done before its effect is."""
+    The next batch is fetched and decoded while the current one is applied, a slice at a
+    time so that the two take turns on the thread; each commit names the records it covers,
+    so nothing read ahead is marked done before its effect is. `read_ahead="signalled"`
+    holds the reading back until the handler calls `read_next_batch()` (or returns): a
+    handler whose batch is CPU work first and then a wait on the database gets the reading
+    done during the wait, instead of sharing the thread with it during the CPU work.
+    Measured on the ledger fold (Kafka + Postgres, medians of three): 29.9k events/s
+    signalled, 25.4k reading at once."""
     observer = observer or ConsumerMetrics("")
+    go_ahead = asyncio.Event()
+    go_ahead.set()
 
-    async def read_ahead() -> tuple[list[Record], Decoded]:
+    async def read_next() -> tuple[list[Record], Decoded]:
+        await go_ahead.wait()
         records = await consumer.fetch(max_records=max_records, timeout_s=0.5)
-        return records, decode(records, measurements=measurements)
+        return records, await decode_stepwise(records, measurements=measurements)
 
     ahead: asyncio.Task[tuple[list[Record], Decoded]] | None = None
     try:
         await consumer.start()  # inside: stopped even if cancelled while joining the group
-        ahead = asyncio.create_task(read_ahead())
+        ahead = asyncio.create_task(read_next())
         while True:
             records, decoded = await ahead
-            ahead = asyncio.create_task(read_ahead())
+            if records and read_ahead == "signalled":
+                go_ahead.clear()
+            ahead = asyncio.create_task(read_next())
             await observer.poll_lag(consumer)
             if not records:
                 continue
             with batch_span(observer.group, records):
-                await _retrying(functools.partial(_apply, bus, handler, decoded), max_backoff_s)
+                token = _read_next.set(go_ahead)
+                try:
+                    await _retrying(functools.partial(_apply, bus, handler, decoded), max_backoff_s)
+                finally:
+                    _read_next.reset(token)
+                    go_ahead.set()
                 await _retrying(functools.partial(consumer.commit, records), max_backoff_s)
             observer.applied(d.type for d in decoded.delivered)
             observer.deadlettered(topic for topic, *_ in decoded.failures)

@@ -30,8 +30,9 @@ class InMemoryBus:
         if self.down:
             raise BusUnavailable("fake bus is down")
         log = self.topics[topic]
+        start = len(log)  # offsets 0, 1, 2, ... (len(log) grows while extending)
         log.extend(
-            Record(topic, 0, len(log) + i, m.key, m.value, dict(m.headers))
+            Record(topic, 0, start + i, m.key, m.value, dict(m.headers))
             for i, m in enumerate(messages)
         )
 

@@ -20,7 +20,7 @@ from services.ledger.book import Book, open_book, open_books
 from services.ledger.domain import periods
 from shared import jsonutil
 from shared.bus import Message
-from shared.consuming import Delivered, Incoming
+from shared.consuming import Delivered, Incoming, read_next_batch
 from shared.events import (
     TOPIC_DEADLETTER,
     DisputeOpened,
@@ -99,6 +99,7 @@ async def _fold_measurements(
             continue
         rows.append(row)
         recorded[row.event_id] = m.recorded_at
+    read_next_batch()  # what is left of this batch is mostly the database's work
     new = await store.insert_new_measurements(conn, rows)
     late: dict[tuple[str, str], list[store.MeasurementRow]] = defaultdict(list)
     current: list[store.MeasurementRow] = []

@@ -40,6 +40,7 @@ async def fold_loop(runtime: Runtime) -> None:
         fold,
         observer=runtime.telemetry.metrics.consumer(GROUP),
         measurements=True,
+        read_ahead="signalled",
     )
 
 

@@ -26,6 +26,12 @@ Measured on the ledger fold: 500 ms stalls it several times per 100k events, abo
 its time; 100 ms fetches promptly and still leaves idle consumers near silent (20 ms polls
 so often that the fold slows again)."""
 
+FETCH_SLICE = 1_000
+"""Records aiokafka parses per step of `KafkaConsumer.fetch`. A consumer reads its next batch
+while it applies one (`shared.consuming`); 10,000 parsed in one go would hold the thread for
+tens of milliseconds while the applying batch's database replies wait. Measured on the ledger
+fold, 1,000 was best: 500 no faster, 2,000 a tenth slower."""
+
 
 _HEADERS: dict[tuple[tuple[str, bytes], ...], dict[str, str]] = {}
 """Decoded headers by their raw form: the records of one produced batch share theirs (its
@@ -200,10 +206,21 @@ class KafkaConsumer:
         await self._consumer.stop()
 
     async def fetch(self, max_records: int = 5000, timeout_s: float = 0.5) -> list[Record]:
-        batch = await self._consumer.getmany(
-            timeout_ms=int(timeout_s * 1000), max_records=max_records
-        )
-        return [_record(m) for messages in batch.values() for m in messages]
+        """Up to `max_records`, parsed `FETCH_SLICE` at a time: between slices the event loop
+        runs other tasks (a consumer reads ahead while it applies the batch before)."""
+        records: list[Record] = []
+        while len(records) < max_records:
+            if records:
+                await asyncio.sleep(0)
+            batch = await self._consumer.getmany(
+                timeout_ms=0 if records else int(timeout_s * 1000),
+                max_records=min(FETCH_SLICE, max_records - len(records)),
+            )
+            got = [_record(m) for messages in batch.values() for m in messages]
+            if not got:
+                break
+            records.extend(got)
+        return records
 
     async def commit(self, records: Sequence[Record] | None = None) -> None:
         if records is None:

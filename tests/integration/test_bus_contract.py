@@ -80,6 +80,34 @@ async def test_every_record_arrives_in_key_order(bus_and_topic: tuple[Bus, str])
     assert set(by_key) == {f"k{i}" for i in range(5)}
 
 
+async def test_a_fetch_stops_at_max_records_however_it_is_read(
+    bus_and_topic: tuple[Bus, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kafka parses a fetch a slice at a time (`FETCH_SLICE`, 7 here): the slices add up to
+    at most `max_records`, in key order, each record once."""
+    from shared.bus import kafka
+
+    monkeypatch.setattr(kafka, "FETCH_SLICE", 7)
+    bus, topic = bus_and_topic
+    await bus.publish(topic, messages(100))
+    consumer = bus.consumer([topic], "g-slices")
+    await consumer.start()
+    sizes, got = [], []
+    try:
+        while len(got) < 100 and len(sizes) < 200:
+            fetched = await consumer.fetch(max_records=30, timeout_s=0.3)
+            sizes.append(len(fetched))
+            got.extend(fetched)
+    finally:
+        await consumer.stop()
+    assert sorted(int(r.value) for r in got) == list(range(100))
+    assert max(sizes) == 30  # more than one slice makes one fetch
+    by_key: dict[str, list[int]] = defaultdict(list)
+    for record in got:
+        by_key[record.key].append(int(record.value))
+    assert all(values == sorted(values) for values in by_key.values())
+
+
 async def test_a_consumer_that_dies_before_commit_is_redelivered(
     bus_and_topic: tuple[Bus, str],
 ) -> None:
