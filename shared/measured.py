@@ -73,14 +73,16 @@ class DeliveredMeasurement(NamedTuple):
         )
 
 
-class _Data(msgspec.Struct, forbid_unknown_fields=True):
+# gc=False: these hold only strings and numbers (no cycle can run through them), so the
+# collector need not track one per record read
+class _Data(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     kpi: str
     value: float
     labels: dict[str, str] = {}
     measurement_id: str | None = None
 
 
-class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
+class _Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     event_id: str
     type: Literal["sla.measurement.recorded"]
     contract_id: str
@@ -92,6 +94,7 @@ class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _decoder = msgspec.json.Decoder(_Envelope)
+_make = DeliveredMeasurement._make
 
 
 def read(record: Record) -> DeliveredMeasurement | None:
@@ -109,17 +112,19 @@ def read(record: Record) -> DeliveredMeasurement | None:
         or not math.isfinite(value)
     ):
         return None
-    return DeliveredMeasurement(
-        event.event_id,
-        event.contract_id,
-        occurred_at,
-        recorded_at,
-        event.data.kpi,
-        value,
-        record.topic,
-        record.partition,
-        record.offset,
-        record.value,
+    return _make(  # made for every measurement read: skip NamedTuple's Python-level __new__
+        (
+            event.event_id,
+            event.contract_id,
+            occurred_at,
+            recorded_at,
+            event.data.kpi,
+            value,
+            record.topic,
+            record.partition,
+            record.offset,
+            record.value,
+        )
     )
 
 

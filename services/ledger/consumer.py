@@ -176,16 +176,21 @@ def _measurement(d: Incoming) -> DeliveredMeasurement:
 
 
 def _row(m: DeliveredMeasurement, period_of_: PeriodFinder) -> store.MeasurementRow:
-    return store.MeasurementRow(
-        m.event_id,
-        m.contract_id,
-        period_of_(m.occurred_at),
-        m.kpi,
-        m.value,
-        m.occurred_at,
-        m.partition,
-        m.offset,
+    return _new_row(  # one per measurement folded: skip NamedTuple's Python-level __new__
+        (
+            m.event_id,
+            m.contract_id,
+            period_of_(m.occurred_at),
+            m.kpi,
+            m.value,
+            m.occurred_at,
+            m.partition,
+            m.offset,
+        )
     )
+
+
+_new_row = store.MeasurementRow._make
 
 
 async def _close(conn: AsyncConnection, book: Book, d: Delivered, fx: closing.Effects) -> None:
