@@ -104,9 +104,14 @@ def rotated(steps: Sequence[T], turn: int) -> list[T]:
     return [*steps[k:], *steps[:k]]
 
 
-async def run_steps(steps: Sequence[Step], turn: int) -> Rates:
+async def run_steps(
+    steps: Sequence[Step], turn: int, before_each: Callable[[], Awaitable[None]] | None = None
+) -> Rates:
+    """Each step once, in `rotated` order; `before_each` runs untimed before every step."""
     rates: Rates = {}
     for label, step in rotated(steps, turn):
+        if before_each is not None:
+            await before_each()
         heap.settle()  # the bench's own data out of the collector's way, as a service's is
         rates[label] = await step()
         progress(f"  {label}: {rates[label]:,.0f}/s")

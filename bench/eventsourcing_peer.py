@@ -58,7 +58,7 @@ from bench.core import (
     chunks,
     run_steps,
 )
-from bench.environment import broker, postgres_database
+from bench.environment import broker, postgres_database, quiet_postgres
 from bench.fold import SLAPAY, ledger_fold
 from services.ledger import store
 from shared import consuming
@@ -295,6 +295,7 @@ async def distributed_once(config: Config, turn: int) -> Rates:
                 peer(PEER_UNSNAPSHOTTED, peer_urls[1], False),
             ],
             turn,
+            before_each=lambda: quiet_postgres(url),
         )
         ours = await slapay_totals(engine)
     if sum(count for count, *_ in ours.values()) != n:

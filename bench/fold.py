@@ -31,7 +31,7 @@ from bench.core import (
     run_steps,
     timed,
 )
-from bench.environment import SECRET, asyncpg_dsn, broker, postgres_database
+from bench.environment import SECRET, asyncpg_dsn, broker, postgres_database, quiet_postgres
 from bench.probe import CountingBus
 from services.ledger import store
 from services.ledger.workers import fold_loop
@@ -155,6 +155,7 @@ async def distributed_once(config: Config, turn: int) -> Rates:
                         (RAW_COPY, lambda: copy_rows(url, rows, size)),
                     ],
                     turn,
+                    before_each=lambda: quiet_postgres(url),
                 )
             finally:
                 await bus.stop()

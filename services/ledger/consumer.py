@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -44,8 +44,12 @@ async def apply_delivered(
     """Apply a batch in one transaction; return the (contract, period)s it changed.
     Measurements are best given as `DeliveredMeasurement`s (`decode(..., measurements=True)`);
     one given as an envelope is read from it."""
-    measurements = [_measurement(d) for d in incoming if d.type == MeasurementRecorded.TYPE]
     delivered = [d for d in incoming if isinstance(d, Delivered)]
+    measurements = (
+        [_measurement(d) for d in incoming if d.type == MeasurementRecorded.TYPE]
+        if delivered
+        else cast("Sequence[DeliveredMeasurement]", incoming)  # the fold's usual batch
+    )
     async with engine.begin() as conn:
         fx = closing.Effects()
         for d in delivered:
@@ -103,12 +107,15 @@ async def _fold_measurements(
     new = await store.insert_new_measurements(conn, rows)
     late: dict[tuple[str, str], list[store.MeasurementRow]] = defaultdict(list)
     current: list[store.MeasurementRow] = []
-    for row in new:
-        (
-            late[(row.contract_id, row.period)]
-            if row.period in books[row.contract_id].closed
-            else current
-        ).append(row)
+    if not any(book.closed for book in books.values()):
+        current = new  # no period closed yet: none of them is late
+    else:
+        for row in new:
+            (
+                late[(row.contract_id, row.period)]
+                if row.period in books[row.contract_id].closed
+                else current
+            ).append(row)
     for (contract_id, period), group in sorted(late.items()):
         group.sort(key=lambda r: (r.bus_partition, r.bus_offset))
         await closing.correct_late(
