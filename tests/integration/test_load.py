@@ -1,6 +1,8 @@
 """A bounded load test on loopback: many agents post batches to a uvicorn-served ingest
 (its own process) for a while; the only refusals allowed are 429/503 with Retry-After, and
-every acknowledged measurement ends up folded by the ledger exactly once.
+every acknowledged measurement ends up folded by the ledger exactly once. A request whose
+connection drops before any response is resent once, as a client may resend an idempotent
+request; such drops are counted and must stay rare.
 
 `SLAPAY_LOAD_AGENTS` (default 50) agents for `SLAPAY_LOAD_SECONDS` (default 20 s), batches
 of `SLAPAY_LOAD_BATCH` (default 20); `make test` runs it with these, which takes about 40 s.
@@ -89,7 +91,14 @@ async def agent(
         sequence += BATCH
         body = {"measurements": [measurement(i, observed_at) for i in ids]}
         try:
-            response = await client.post(f"{url}/v1/measurements", json=body, headers=headers)
+            try:
+                response = await client.post(f"{url}/v1/measurements", json=body, headers=headers)
+            except httpx.TransportError as exc:
+                # The connection dropped before a response (a reused keep-alive connection can
+                # be closed by the server as the request goes out). A client may resend an
+                # idempotent request; measurement ids make this one so. Counted apart.
+                outcomes[f"{type(exc).__name__}, resent"] += 1
+                response = await client.post(f"{url}/v1/measurements", json=body, headers=headers)
         except httpx.HTTPError as exc:
             outcomes[type(exc).__name__] += 1
             continue
@@ -132,8 +141,11 @@ async def test_under_load_only_retryable_refusals_and_every_acknowledged_is_fold
     acknowledged = set().union(*(ids for ids, _ in results))
     outcomes = sum((counts for _, counts in results), Counter())
     print(f"\nload: {AGENTS} agents, {SECONDS:g} s: {dict(outcomes)}; {len(acknowledged)} acked")
-    assert set(outcomes) <= {"202", "429", "503"}, outcomes
+    resent = {k: n for k, n in outcomes.items() if k.endswith(", resent")}
+    assert set(outcomes) - set(resent) <= {"202", "429", "503"}, outcomes
     assert outcomes["202"] > 0
+    # seen: one in 1,300-2,100 requests, in some runs; more would be a server problem
+    assert sum(resent.values()) <= outcomes.total() // 200, outcomes
     bus = system.apps["ledger"].state.runtime.bus
     on_bus = {
         jsonutil.loads(r.value)["data"]["measurement_id"]
