@@ -94,7 +94,7 @@ class _Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 
 _decoder = msgspec.json.Decoder(_Envelope)
-_make = DeliveredMeasurement._make
+_new_tuple = tuple.__new__  # as `shared.bus.kafka._record`: made for every measurement read
 
 
 def read(record: Record) -> DeliveredMeasurement | None:
@@ -112,7 +112,8 @@ def read(record: Record) -> DeliveredMeasurement | None:
         or not math.isfinite(value)
     ):
         return None
-    return _make(  # made for every measurement read: skip NamedTuple's Python-level __new__
+    return _new_tuple(
+        DeliveredMeasurement,
         (
             event.event_id,
             event.contract_id,
@@ -124,7 +125,7 @@ def read(record: Record) -> DeliveredMeasurement | None:
             record.partition,
             record.offset,
             record.value,
-        )
+        ),
     )
 
 

@@ -1,5 +1,6 @@
 """The consumer loop's read-ahead: when the next batch is read, and that reading it in steps
-changes nothing read."""
+changes nothing read; its commits: after their batch's effect, one at a time, the last one
+awaited on the way out."""
 
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ TOPIC = "slapay.measurements"
 class WatchedConsumer(InMemoryConsumer):
     """Notes each fetch and each commit in `log`, in the order they happen."""
 
-    def __init__(self, bus: InMemoryBus, log: list[str]) -> None:
+    def __init__(self, bus: InMemoryBus, log: list[str], commit_s: float = 0.0) -> None:
         super().__init__(bus, [TOPIC])
-        self.log = log
+        self.log, self.commit_s = log, commit_s
 
     async def fetch(self, max_records: int = 5000, timeout_s: float = 0.5) -> list[Record]:
         records = await super().fetch(max_records, timeout_s)
@@ -33,7 +34,14 @@ class WatchedConsumer(InMemoryConsumer):
         return records
 
     async def commit(self, records: Sequence[Record] | None = None) -> None:
-        self.log.append(f"committed {records[-1].offset if records else None}")
+        last = records[-1].offset if records else None
+        if self.commit_s:
+            self.log.append(f"committing {last}")
+            await asyncio.sleep(self.commit_s)
+        self.log.append(f"committed {last}")
+
+    async def stop(self) -> None:
+        self.log.append("stopped")
 
 
 def _measurement(i: int) -> Message:
@@ -46,11 +54,11 @@ def _measurement(i: int) -> Message:
     return Message(key="c-1", value=event.to_json(), headers={"type": event.type})
 
 
-async def _run(read_ahead: str, signal: bool, batches: int = 3) -> list[str]:
+async def _run(read_ahead: str, signal: bool, batches: int = 3, commit_s: float = 0.0) -> list[str]:
     """Run the loop over `batches` batches of 2 records; return what happened, in order."""
     bus, log = InMemoryBus(), []
     await bus.publish(TOPIC, [_measurement(i) for i in range(2 * batches)])
-    consumer = WatchedConsumer(bus, log)
+    consumer = WatchedConsumer(bus, log, commit_s)
     applied = asyncio.Event()
 
     async def handler(delivered: Sequence[Incoming]) -> None:
@@ -90,7 +98,7 @@ async def test_signalled_read_ahead_waits_for_the_handler_to_hand_over_to_the_da
     for first, following in ((0, 2), (2, 4)):
         assert log.index(f"signalled {first}") < log.index(f"fetched {following}")
         assert log.index(f"fetched {following}") < log.index(f"applied {first}")
-    assert log.index("applied 0") < log.index("committed 1") < log.index("cpu work 2")
+    assert log.index("applied 0") < log.index("committed 1") < log.index("applied 2")
     assert [line for line in log if line.startswith("applied")] == [
         "applied 0",
         "applied 2",
@@ -109,6 +117,34 @@ async def test_a_handler_that_never_signals_still_gets_every_batch() -> None:
     assert log.index("applied 0") < log.index("fetched 2")  # read once the handler returned
     assert log.index("applied 2") < log.index("fetched 4")
     assert "applied 4" in log and "committed 5" in log
+
+
+async def test_commits_follow_their_effects_one_at_a_time_and_the_last_is_awaited() -> None:
+    # each commit takes longer than the next batch's apply: they still go out one by one
+    log = await _run("signalled", signal=True, batches=4, commit_s=0.15)
+    commits = [line for line in log if line.startswith("commit")]
+    assert commits == [
+        "committing 1",
+        "committed 1",
+        "committing 3",
+        "committed 3",
+        "committing 5",
+        "committed 5",
+        "committing 7",
+        "committed 7",  # cancelled meanwhile: the last commit was let finish
+    ]
+    for first in (0, 2, 4, 6):
+        assert log.index(f"applied {first}") < log.index(f"committing {first + 1}")
+    assert log.index("cpu work 2") < log.index("committed 1")  # the commit overlaps the next
+    assert log[-1] == "stopped"
+
+
+async def test_a_commit_that_hangs_does_not_hold_up_stopping(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(consuming, "COMMIT_GRACE_S", 0.1)
+    log = await _run("signalled", signal=True, batches=1, commit_s=3600)
+    assert log[-2:] == ["committing 1", "stopped"]  # given up after the grace (the test's 5 s)
 
 
 def test_read_next_batch_outside_a_consumer_does_nothing() -> None:
