@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import asyncpg
 from sqlalchemy import (
@@ -218,9 +218,7 @@ async def _insert_postgres(
     event is new, the usual case. If one was applied before (a redelivered batch, a retried
     send), the savepoint is rolled back and the batch goes in as one INSERT ... SELECT FROM
     unnest(...) ON CONFLICT DO NOTHING instead: idempotent per event id either way."""
-    raw = await conn.get_raw_connection()
-    driver = raw.driver_connection
-    assert driver is not None
+    driver = await _driver(conn)
     try:
         async with conn.begin_nested():
             await driver.copy_records_to_table("measurements", records=rows, columns=_COLUMNS)
@@ -229,6 +227,15 @@ async def _insert_postgres(
         pass
     inserted = {record[0] for record in await driver.fetch(_UNNEST, *zip(*rows, strict=True))}
     return [r for r in rows if r.event_id in inserted]
+
+
+async def _driver(conn: AsyncConnection) -> asyncpg.Connection:
+    """The asyncpg connection under `conn`, in its transaction: for statements the fold runs
+    every batch, prepared once per connection and built without SQLAlchemy's compiler."""
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    return cast("asyncpg.Connection", driver)
 
 
 _COLUMNS = list(MeasurementRow._fields)
@@ -249,6 +256,13 @@ async def fold_aggregates(
         groups.setdefault((row.contract_id, row.period, row.kpi), []).append(row.value)
     if not groups:
         return set()
+    ordered = sorted(groups.items())  # rows locked in one order by every replica
+    if conn.dialect.name == "postgresql":
+        columns = zip(
+            *((c, p, k, len(v), sum(v), min(v), max(v)) for (c, p, k), v in ordered), strict=True
+        )
+        await (await _driver(conn)).execute(_ADD_AGGREGATES, *columns)
+        return {(c, p) for c, p, _ in groups}
     values = [
         {
             "contract_id": c,
@@ -259,11 +273,8 @@ async def fold_aggregates(
             "minimum": min(v),
             "maximum": max(v),
         }
-        for (c, p, k), v in sorted(groups.items())
+        for (c, p, k), v in ordered
     ]
-    least, greatest = (
-        (func.least, func.greatest) if conn.dialect.name == "postgresql" else (func.min, func.max)
-    )
     statement = db.upsert(conn, kpi_aggregates).values(values)
     t, x = kpi_aggregates.c, statement.excluded
     await conn.execute(
@@ -272,16 +283,36 @@ async def fold_aggregates(
             set_={
                 "count": t.count + x.count,
                 "total": t.total + x.total,
-                "minimum": least(t.minimum, x.minimum),
-                "maximum": greatest(t.maximum, x.maximum),
+                "minimum": func.min(t.minimum, x.minimum),  # SQLite's two-argument min
+                "maximum": func.max(t.maximum, x.maximum),
             },
         )
     )
     return {(c, p) for c, p, _ in groups}
 
 
+_ADD_AGGREGATES = """
+INSERT INTO kpi_aggregates AS t (contract_id, period, kpi, count, total, minimum, maximum)
+SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::bigint[],
+                     $5::float8[], $6::float8[], $7::float8[])
+ON CONFLICT (contract_id, period, kpi) DO UPDATE SET
+    count = t.count + excluded.count,
+    total = t.total + excluded.total,
+    minimum = least(t.minimum, excluded.minimum),
+    maximum = greatest(t.maximum, excluded.maximum)
+"""
+_MARK_DIRTY = """
+INSERT INTO dirty_periods AS d (contract_id, period, marks)
+SELECT c, p, 1 FROM unnest($1::varchar[], $2::varchar[]) AS u (c, p)
+ON CONFLICT (contract_id, period) DO UPDATE SET marks = d.marks + 1
+"""
+
+
 async def mark_dirty(conn: AsyncConnection, periods: set[tuple[str, str]]) -> None:
     if not periods:
+        return
+    if conn.dialect.name == "postgresql":
+        await (await _driver(conn)).execute(_MARK_DIRTY, *zip(*sorted(periods), strict=True))
         return
     statement = db.upsert(conn, dirty_periods).values(
         [{"contract_id": c, "period": p, "marks": 1} for c, p in sorted(periods)]
