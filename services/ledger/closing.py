@@ -80,7 +80,7 @@ async def close_period(
         }
     )
     await journal_store.record_close(conn, book.contract_id, period, at, inputs, document)
-    book.closed[period] = document
+    book.closed.add(period)
     fx.out.append(
         event_message(
             StatementFinalized(statement=document), book.contract_id, at, f"final:{period}"
@@ -116,7 +116,9 @@ async def correct_late(
     posted = posting.effective_amounts(await journal_store.entries(conn, book.contract_id), period)
     rated = ratings_of(await store.period_ratings(conn, book.contract_id, period))
     base_inputs = await book_inputs(conn, book.contract_id)
-    cut = book.closed[period].get("inputs", {}).get("slapay.measurements", {})
+    final = await journal_store.final_statement(conn, book.contract_id, period)
+    assert final is not None, f"{period} is closed"
+    cut = final.get("inputs", {}).get("slapay.measurements", {})
     # A correction names every late event of the period so far: deterministic, whatever
     # the batch boundaries were.
     pending = [r.event_id for r in earlier if _after(r, cut)]

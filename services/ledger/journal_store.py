@@ -209,18 +209,28 @@ async def sent(engine: AsyncEngine, ids: Sequence[int]) -> None:
         await conn.execute(delete(outbox).where(outbox.c.id.in_(list(ids))))
 
 
-async def closed(
-    conn: AsyncConnection, contract_ids: Sequence[str]
-) -> dict[str, dict[str, dict[str, Any]]]:
-    """Each contract's closed periods: contract → period → final statement."""
+async def closed(conn: AsyncConnection, contract_ids: Sequence[str]) -> dict[str, set[str]]:
+    """Each contract's closed periods. Their final statements stay in the database (read
+    every batch, a long-lived contract's would be megabytes): see `final_statement`."""
     c = closed_periods.c
     rows = await conn.execute(
-        select(c.contract_id, c.period, c.statement).where(c.contract_id.in_(list(contract_ids)))
+        select(c.contract_id, c.period).where(c.contract_id.in_(list(contract_ids)))
     )
-    found: dict[str, dict[str, dict[str, Any]]] = {}
+    found: dict[str, set[str]] = {}
     for r in rows:
-        found.setdefault(r.contract_id, {})[r.period] = jsonutil.loads(r.statement)
+        found.setdefault(r.contract_id, set()).add(r.period)
     return found
+
+
+async def final_statement(
+    conn: AsyncConnection, contract_id: str, period: str
+) -> dict[str, Any] | None:
+    """The final statement of a closed period; None if it is not closed."""
+    c = closed_periods.c
+    text = await conn.scalar(
+        select(c.statement).where(c.contract_id == contract_id, c.period == period)
+    )
+    return None if text is None else jsonutil.loads(text)
 
 
 async def record_close(

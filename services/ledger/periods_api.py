@@ -94,8 +94,9 @@ async def close_period(
 async def open_dispute(
     contract_id: str, body: DisputeIn, runtime: RuntimeDep, principal: Party
 ) -> DisputeCreated:
-    book = await _book(runtime, principal, contract_id)
-    final = book.closed.get(body.period)
+    await _book(runtime, principal, contract_id)  # visible to the caller, and exists
+    async with runtime.engine.connect() as conn:
+        final = await journal_store.final_statement(conn, contract_id, body.period)
     if final is None:
         raise Problem(
             409, "No final statement", f"{body.period} is not closed; dispute a final statement"

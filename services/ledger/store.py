@@ -177,14 +177,20 @@ async def terms_versions(
     conn: AsyncConnection, contract_ids: Sequence[str]
 ) -> dict[str, list[dict[str, Any]]]:
     """Every stored version of each contract, oldest first."""
+    texts = await terms_texts(conn, contract_ids)
+    return {c: [jsonutil.loads(text) for text in found] for c, found in texts.items()}
+
+
+async def terms_texts(conn: AsyncConnection, contract_ids: Sequence[str]) -> dict[str, list[str]]:
+    """`terms_versions` as stored: JSON text."""
     result = await conn.execute(
         select(contract_terms.c.contract_id, contract_terms.c.terms)
         .where(contract_terms.c.contract_id.in_(list(contract_ids)))
         .order_by(contract_terms.c.contract_id, contract_terms.c.version)
     )
-    found: dict[str, list[dict[str, Any]]] = {}
+    found: dict[str, list[str]] = {}
     for row in result:
-        found.setdefault(row.contract_id, []).append(jsonutil.loads(row.terms))
+        found.setdefault(row.contract_id, []).append(row.terms)
     return found
 
 

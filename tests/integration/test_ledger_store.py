@@ -1,5 +1,7 @@
 """The ledger's measurement store on SQLite and on Postgres: each event id counts once,
-whether it arrives twice in one batch, again in a later batch, or with new ones."""
+whether it arrives twice in one batch, again in a later batch, or with new ones; running
+aggregates and dirty marks add up across batches; a book lists closed periods, and their
+statements are read one at a time."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.ledger import store
+from services.ledger import journal_store, store
+from services.ledger.book import open_books
 from services.ledger.consumer import apply_delivered  # its tables join `store.metadata` too
 from shared import db
 from shared.bus import Record
@@ -118,3 +121,40 @@ async def test_measurements_fold_alike_read_by_either_reader(engine: AsyncEngine
         {**r, "contract_id": ""} for r in slow_rows
     ]
     assert fast_rows[0]["count"] == 5 and fast_rows[0]["total"] == 10.0
+
+
+async def test_aggregates_and_dirty_marks_add_up_across_batches(engine: AsyncEngine) -> None:
+    await insert(engine, [row(1, 5.0), row(2, -2.5), row(3, 7.0)])
+    await insert(engine, [row(4, 9.5), row(5, -3.0)])
+    [found] = await store.aggregates(engine, "acme-hosting", "2026-10")
+    assert (found["count"], found["total"], found["minimum"], found["maximum"]) == (
+        5,
+        16.0,
+        -3.0,
+        9.5,
+    )
+    for _ in range(2):
+        async with engine.begin() as conn:
+            await store.mark_dirty(conn, {("acme-hosting", "2026-10"), ("other", "2026-09")})
+    assert sorted(await store.dirty(engine)) == [
+        ("acme-hosting", "2026-10", 2),
+        ("other", "2026-09", 2),
+    ]
+
+
+async def test_books_list_closed_periods_and_statements_are_read_one_at_a_time(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.begin() as conn:
+        for period in ("2026-08", "2026-09"):
+            statement = {"period": period, "lines": [], "total": "0.00"}
+            await journal_store.record_close(
+                conn, "acme-hosting", period, datetime(2026, 10, 5, tzinfo=UTC), {}, statement
+            )
+    async with engine.connect() as conn:
+        books = await open_books(conn, ["acme-hosting", "nobody"])
+        assert books["acme-hosting"].closed == {"2026-08", "2026-09"}
+        assert books["nobody"].closed == set()
+        final = await journal_store.final_statement(conn, "acme-hosting", "2026-09")
+        assert final == {"period": "2026-09", "lines": [], "total": "0.00"}
+        assert await journal_store.final_statement(conn, "acme-hosting", "2026-10") is None

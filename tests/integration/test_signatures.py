@@ -86,8 +86,8 @@ async def test_a_final_statement_carries_a_signature_the_published_keys_verify(
     from services.ledger import journal_store
 
     async with runtime.engine.connect() as conn:
-        closed = (await journal_store.closed(conn, [CONTRACT]))[CONTRACT]
-    assert closed["2026-09"]["signature"] == final["signature"]
+        closed = await journal_store.final_statement(conn, CONTRACT, "2026-09")
+    assert closed is not None and closed["signature"] == final["signature"]
 
 
 async def test_verify_signature_offline_with_a_key_file_or_the_keys_url(
