@@ -39,7 +39,8 @@ buffer is drained: at 1 MiB, about 2,200 measurements a partition, the ledger's 
 averaged 7,000 records instead of the 10,000 asked for, each paying the batch's fixed cost
 (books, aggregates, two commits). At 4 MiB they average 9,000; measured on the ledger fold,
 medians of five: 31.6k events/s against 30.6k. A consumer buffers at most this much per
-partition it owns."""
+partition it owns. Reading a topic whole (`read_chunks`: the audit, replay) gains a little
+too: 89k records/s against 85k, medians of three."""
 
 
 _HEADERS: dict[tuple[tuple[str, bytes], ...], dict[str, str]] = {}
@@ -167,7 +168,10 @@ class KafkaBus:
     async def read_chunks(self, topic: str) -> AsyncIterator[list[Record]]:
         """Up to the end offsets as they were when reading began."""
         reader = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, enable_auto_commit=False, group_id=None
+            bootstrap_servers=self._bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
         )
         try:
             await reader.start()
