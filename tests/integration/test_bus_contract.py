@@ -193,6 +193,31 @@ async def test_read_all_returns_the_history(bus_and_topic: tuple[Bus, str]) -> N
     assert sorted(int(r.value) for r in history) == list(range(25))
 
 
+async def test_records_read_back_as_published(bus_and_topic: tuple[Bus, str]) -> None:
+    """Every field of every record, however it is read: a reader shares decoded headers
+    between records, and must not hand one publish's headers to another's records."""
+    bus, topic = bus_and_topic
+    sent = [
+        Message(key="k1", value=b"one", headers={"type": "a", "traceparent": "00-1-1-01"}),
+        Message(key="k2", value=b"two", headers={"type": "a", "traceparent": "00-1-1-01"}),
+    ]
+    later = [Message(key="k1", value=b"three", headers={"type": "b"})]
+    await bus.publish(topic, sent)
+    await bus.publish(topic, later)
+    expected = sorted((topic, m.key, m.value, m.headers) for m in [*sent, *later])
+
+    def fields(records: list[Record]) -> list[tuple[str, str, bytes, dict[str, str]]]:
+        return sorted((r.topic, r.key, r.value, r.headers) for r in records)
+
+    assert fields(await bus.read_all(topic)) == expected
+    consumer = bus.consumer([topic], f"g-{uuid.uuid4().hex[:6]}")
+    await consumer.start()
+    try:
+        assert fields(await drain(consumer, 3)) == expected
+    finally:
+        await consumer.stop()
+
+
 async def test_read_chunks_is_read_all_a_chunk_at_a_time(
     bus_and_topic: tuple[Bus, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
