@@ -88,6 +88,15 @@ class Outcome:
             return None
         return ours / theirs
 
+    def ratios_per_repeat(self, baseline: str) -> list[float]:
+        """slapay / baseline within each repeat. Both ran in the same repeat, against the same
+        broker and database server, so a machine's drift between repeats (single runs of the
+        ledger fold vary by up to a fifth) moves both sides and cancels out here."""
+        ours, theirs = self.runs.get(self.scenario.slapay, []), self.runs.get(baseline, [])
+        if len(ours) != len(theirs):
+            return []  # a repeat lacks one side: no pairs to form
+        return [a / b for a, b in zip(ours, theirs, strict=True) if b]
+
 
 def progress(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)

@@ -14,7 +14,15 @@ from typing import Any
 from bench.core import Config, Outcome
 from bench.environment import REPO
 
-HEADERS = ("scenario", "mode", "slapay median (/s)", "baseline", "baseline median (/s)", "ratio")
+HEADERS = (
+    "scenario",
+    "mode",
+    "slapay median (/s)",
+    "baseline",
+    "baseline median (/s)",
+    "ratio",
+    "per repeat",
+)
 NUMERIC = {2, 4, 5}
 
 
@@ -41,7 +49,8 @@ def aligned(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: set[
 
 
 def summary(outcomes: Sequence[Outcome]) -> str:
-    """Medians and ratio (slapay / baseline), one line per baseline."""
+    """Medians and ratio (slapay / baseline), one line per baseline, with the ratio within each
+    repeat."""
     rows: list[tuple[str, ...]] = []
     for o in outcomes:
         s = o.scenario
@@ -55,6 +64,7 @@ def summary(outcomes: Sequence[Outcome]) -> str:
                     baseline,
                     _rate(o.median(baseline)),
                     _ratio(o.ratio(baseline)),
+                    " ".join(map(_ratio, o.ratios_per_repeat(baseline))),
                 )
             )
     notes = [f"{o.scenario.title}: skipped: {o.skipped}" for o in outcomes if o.skipped]
@@ -107,6 +117,7 @@ def document(
                 "runs": o.runs,
                 "medians": {label: o.median(label) for label in o.runs},
                 "ratios": {b: o.ratio(b) for b in o.scenario.baselines},
+                "ratios_per_repeat": {b: o.ratios_per_repeat(b) for b in o.scenario.baselines},
             }
             for o in outcomes
         ],
