@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,11 +184,11 @@ class ConsumerMetrics:
     lag_interval_s: float = 5.0
     _next_lag_at: float = field(default=0.0, repr=False)
 
-    def applied(self, types: Iterable[str]) -> None:
-        """Count a batch by the event types applied: one counter update per type, not per
-        event (hot path)."""
+    def applied(self, counts: Mapping[str, int]) -> None:
+        """Count a batch by the event types applied (type → events): one counter update per
+        type, not per event (hot path)."""
         if self.metrics is not None:
-            for kind, count in Counter(types).items():
+            for kind, count in counts.items():
                 self.metrics.events.add(count, {"group": self.group, "type": kind})
 
     def deadlettered(self, source_topics: Iterable[str]) -> None:

@@ -8,6 +8,7 @@ disputes — each close records how far the contract's measurements had been app
 
 from __future__ import annotations
 
+import operator
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -92,23 +93,29 @@ async def apply_terms(conn: AsyncConnection, event: Envelope) -> set[tuple[str, 
 async def _fold_measurements(
     conn: AsyncConnection, measurements: Sequence[DeliveredMeasurement], fx: closing.Effects
 ) -> set[tuple[str, str]]:
-    books = await open_books(conn, (m.contract_id for m in measurements))
-    rows, recorded = [], {}
+    books = await open_books(conn, set(map(_CONTRACT, measurements)))
     finders = {c: PeriodFinder(book.timezone) for c, book in books.items()}
-    for m in measurements:
-        book = books[m.contract_id]
-        row = _row(m, finders[book.contract_id])
-        if row.period in book.closed and _too_late(book, row.period, m.recorded_at):
-            fx.out.append((TOPIC_DEADLETTER, _refusal(m, book, row.period, m.raw)))
-            continue
-        rows.append(row)
-        recorded[row.event_id] = m.recorded_at
+    recorded: dict[str, datetime] = {}
+    any_closed = any(book.closed for book in books.values())
+    if not any_closed:
+        # no period closed yet (the usual case): none is late, so none can be too late
+        rows = [_row(m, finders[m.contract_id]) for m in measurements]
+    else:
+        rows = []
+        for m in measurements:
+            book = books[m.contract_id]
+            row = _row(m, finders[book.contract_id])
+            if row.period in book.closed and _too_late(book, row.period, m.recorded_at):
+                fx.out.append((TOPIC_DEADLETTER, _refusal(m, book, row.period, m.raw)))
+                continue
+            rows.append(row)
+            recorded[row.event_id] = m.recorded_at
     read_next_batch()  # what is left of this batch is mostly the database's work
     new = await store.insert_new_measurements(conn, rows)
     late: dict[tuple[str, str], list[store.MeasurementRow]] = defaultdict(list)
     current: list[store.MeasurementRow] = []
-    if not any(book.closed for book in books.values()):
-        current = new  # no period closed yet: none of them is late
+    if not any_closed:
+        current = new  # none of them is late
     else:
         for row in new:
             (
@@ -199,6 +206,7 @@ def _row(m: DeliveredMeasurement, period_of_: PeriodFinder) -> store.Measurement
 
 
 _new_tuple = tuple.__new__
+_CONTRACT = operator.attrgetter("contract_id")
 
 
 async def _close(conn: AsyncConnection, book: Book, d: Delivered, fx: closing.Effects) -> None:

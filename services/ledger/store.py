@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -199,10 +200,11 @@ async def insert_new_measurements(
 ) -> list[MeasurementRow]:
     """Insert, skipping event ids already applied (earlier, or earlier in `rows`); return
     only the rows that were new."""
-    first: dict[str, MeasurementRow] = {}
-    for row in rows:
-        first.setdefault(row.event_id, row)
-    rows = list(first.values())
+    if len(set(map(_EVENT_ID, rows))) < len(rows):  # a repeat inside the batch (rare)
+        first: dict[str, MeasurementRow] = {}
+        for row in rows:
+            first.setdefault(row.event_id, row)
+        rows = list(first.values())
     if not rows:
         return []
     if conn.dialect.name == "postgresql":
@@ -245,6 +247,7 @@ async def _driver(conn: AsyncConnection) -> asyncpg.Connection:
 
 
 _COLUMNS = list(MeasurementRow._fields)
+_EVENT_ID = operator.attrgetter("event_id")
 _UNNEST = (
     f"INSERT INTO measurements ({', '.join(_COLUMNS)}) "
     "SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], "

@@ -129,6 +129,35 @@ def test_a_batch_continues_its_first_trace_and_links_every_other(
     assert span.attributes["messaging.batch.message_count"] == 4
 
 
+def test_a_batch_counts_its_types_whether_or_not_records_share_their_headers(
+    exporter: InMemorySpanExporter,
+) -> None:
+    exporter.clear()
+    traced = {"type": "sla.measurement.recorded", "traceparent": f"00-{0xC3:032x}-{0xC3:016x}-01"}
+    review = {"type": "review.submitted"}
+    batch = [Record("slapay.measurements", 0, i, "acme", b"{}", traced) for i in range(3)]
+    batch += [
+        Record("slapay.reviews", 0, 7, "acme", b"{}", review),  # as a bus adapter shares one
+        Record("slapay.reviews", 0, 8, "acme", b"{}", dict(review)),  # and a copy of it
+        Record("slapay.reviews", 0, 9, "acme", b"{}", {}),
+    ]
+    with batch_span("ledger", batch):
+        pass
+    [span] = exporter.get_finished_spans()
+    assert span.parent is not None and span.parent.span_id == 0xC3
+    assert span.attributes is not None
+    assert span.attributes["slapay.event_types"] == (
+        "review.submitted=2",
+        "sla.measurement.recorded=3",
+        "unknown=1",
+    )
+    assert span.attributes["messaging.destination.name"] == (
+        "slapay.measurements",
+        "slapay.reviews",
+    )
+    assert span.attributes["messaging.batch.message_count"] == 6
+
+
 def test_deferred_work_resumes_the_latest_cause_and_links_the_earlier(
     exporter: InMemorySpanExporter,
 ) -> None:

@@ -172,3 +172,21 @@ async def test_decoding_in_steps_reads_what_decoding_at_once_reads(
     at_once = decode(records, measurements=True)
     assert stepwise == at_once
     assert len(stepwise.delivered) == 6 and len(stepwise.failures) == 2
+
+
+def test_event_counts_count_measurements_and_every_other_type() -> None:
+    review = make_event(
+        ReviewSubmitted(review_id="rev-1", reviewer_pseudonym="r-1", rating=4),
+        contract_id="c-1",
+        source="customer:test",
+    )
+    records = [Record(TOPIC, 0, i, "c-1", _measurement(i).value, {}) for i in range(4)]
+    records.append(Record("slapay.reviews", 0, 9, "c-1", review.to_json(), {}))
+    delivered = decode(records, measurements=True).delivered
+    assert consuming.event_counts(delivered) == {
+        MeasurementRecorded.TYPE: 4,
+        ReviewSubmitted.TYPE: 1,
+    }
+    as_envelopes = decode(records).delivered  # measurements as envelopes, counted the same
+    assert consuming.event_counts(as_envelopes) == consuming.event_counts(delivered)
+    assert consuming.event_counts([]) == {}
