@@ -294,3 +294,55 @@ async def test_a_consumer_cancelled_while_joining_its_group_is_stopped(kafka: st
             await task
         await bus.stop()
     assert consumer._consumer._closed
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "copied"])
+async def test_kafka_records_straight_from_the_fetcher_or_copied(
+    kafka: str, monkeypatch: pytest.MonkeyPatch, direct: bool
+) -> None:
+    """The bus's consumers get `Record`s made by aiokafka's fetcher itself (the installed
+    aiokafka is one whose internals this relies on), or, where it is not, copied from
+    aiokafka's `ConsumerRecord`s: the same records either way. Any other consumer on the
+    cluster still gets aiokafka's own."""
+    from aiokafka import AIOKafkaConsumer, ConsumerRecord
+    from aiokafka.consumer import fetcher
+
+    from shared.bus import kafka as kafka_bus
+
+    assert kafka_bus.DIRECT_RECORDS
+    if direct:  # the copying path must then go unused
+        monkeypatch.setattr(kafka_bus, "_record", lambda m: pytest.fail("copied"))
+    else:  # as on an aiokafka whose fetcher this does not know
+        monkeypatch.setattr(fetcher, "PartitionRecords", kafka_bus._PartitionRecords.__base__)
+    topic = f"contract-{uuid.uuid4().hex[:8]}"
+    bus = KafkaBus(kafka, partitions=2, session_timeout_ms=1000, topics=[topic])
+    await bus.start()
+    try:
+        await bus.publish(topic, messages(40, keys=4))
+        consumer = bus.consumer([topic], f"g-{uuid.uuid4().hex[:6]}")
+        await consumer.start()
+        try:
+            got = await drain(consumer, 40)
+        finally:
+            await consumer.stop()
+        read = await bus.read_all(topic)
+        other = AIOKafkaConsumer(topic, bootstrap_servers=kafka, auto_offset_reset="earliest")
+        await other.start()
+        try:
+            theirs = [m for ms in (await other.getmany(timeout_ms=5000)).values() for m in ms]
+        finally:
+            await other.stop()
+    finally:
+        await bus.stop()
+    for records in (got, read):
+        assert all(type(r) is Record for r in records)
+        assert sorted(
+            (r.partition, r.offset, r.key, r.value, r.headers) for r in records
+        ) == sorted((m.partition, m.offset, m.key.decode(), m.value, {"type": "t"}) for m in theirs)
+    assert theirs and all(type(m) is ConsumerRecord for m in theirs)
+    by_partition: dict[int, list[int]] = defaultdict(list)
+    for m in theirs:
+        by_partition[m.partition].append(m.offset)
+    assert sorted(len(o) for o in by_partition.values()) != [40]  # both partitions were read
+    assert all(sorted(o) == list(range(len(o))) for o in by_partition.values())
+    assert len(theirs) == 40
