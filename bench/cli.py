@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import os
 import time
@@ -22,6 +21,7 @@ from bench.core import (
     progress,
 )
 from bench.report import document, repeats, summary, write_json
+from shared import eventloop
 
 SCENARIOS: tuple[Scenario, ...] = (
     *ingest.SCENARIOS,
@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     load = os.getloadavg()[0]
     started = time.perf_counter()
-    outcomes = asyncio.run(run(chosen, config))
+    outcomes = eventloop.run(run(chosen, config))
     seconds = time.perf_counter() - started
     print(summary(outcomes))
     print()

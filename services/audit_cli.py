@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from shared import audit, heap
+from shared import audit, eventloop, heap
 from shared.bus.factory import create_bus
 from shared.settings import ConfigurationError, Settings
 
@@ -27,7 +26,7 @@ def verify(
     ] = None,
 ) -> None:
     """Recompute from the bus, check the hash chain; exit 0 only when everything matches."""
-    differences, checked = asyncio.run(_verify(contract, period, database_url))
+    differences, checked = eventloop.run(_verify(contract, period, database_url))
     if differences:
         for difference in differences:
             typer.echo(json.dumps(difference, sort_keys=True))

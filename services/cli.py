@@ -159,12 +159,10 @@ def replay(
 ) -> None:
     """Rebuild the ledger from the beginning of the bus; exit 0 only when every contract's
     chain head matches the live one."""
-    import asyncio
-
-    from shared import heap
+    from shared import eventloop, heap
 
     heap.settle()
-    outcomes = asyncio.run(_replay(database_url))
+    outcomes = eventloop.run(_replay(database_url))
     for o in outcomes:
         mark = "OK      " if o.matches else "MISMATCH"
         heads = f"live {o.live_head}, replayed {o.replayed_head}"
