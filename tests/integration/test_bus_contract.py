@@ -343,6 +343,6 @@ async def test_kafka_records_straight_from_the_fetcher_or_copied(
     by_partition: dict[int, list[int]] = defaultdict(list)
     for m in theirs:
         by_partition[m.partition].append(m.offset)
-    assert sorted(len(o) for o in by_partition.values()) != [40]  # both partitions were read
+    assert len(by_partition) == 2  # both partitions were read
     assert all(sorted(o) == list(range(len(o))) for o in by_partition.values())
     assert len(theirs) == 40
