@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -53,9 +54,19 @@ def pytest_runtest_makereport(
     the thread stacks it prints only show the event loop's idle `select`."""
     report = yield
     if report.failed and call.excinfo and "from pytest-timeout" in str(call.excinfo.value):
-        loop = asyncio.get_event_loop_policy().get_event_loop()
         stacks = io.StringIO()
-        for task in asyncio.all_tasks(loop):
+        for task in _unfinished_tasks():
             task.print_stack(limit=12, file=stacks)
-        report.sections.append(("asyncio tasks at the timeout", stacks.getvalue()))
+        found = stacks.getvalue() or "none left (a teardown's tasks end with its loop)"
+        report.sections.append(("asyncio tasks at the timeout", found))
     return report
+
+
+def _unfinished_tasks() -> list[asyncio.Task[Any]]:
+    """Every unfinished task of every loop. A fixture's teardown runs its loop only while it
+    runs, so a timeout there finds no current loop (`all_tasks()` would raise, and pytest
+    would stop the whole session on the error); asyncio's own registry of tasks still
+    holds them."""
+    registries = ("_all_tasks", "_scheduled_tasks", "_eager_tasks")  # CPython 3.11; 3.12 on
+    found = {task for name in registries for task in list(getattr(asyncio.tasks, name, ()))}
+    return [task for task in found if not task.done()]
