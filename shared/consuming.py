@@ -1,7 +1,10 @@
-"""The consumer loop every service uses: fetch, apply durably, then commit.
+"""The consumer loop every service uses: fetch, decode, apply durably, then commit.
 
-A batch whose effect fails (database down) is retried with back-off and never committed
-before it is applied; a record that cannot be parsed goes to `slapay.deadletter`.
+An outage (database or broker down) is retried until it ends, and nothing is committed
+before its effect is durable. A record that cannot be parsed, or whose effect fails because
+of what it holds, goes to `slapay.deadletter` with the reason and the stream goes on: a
+failing batch is split until the records that fail alone are found, each is tried
+`POISON_ATTEMPTS` times, then set aside (docs/architecture.md, "Isolation").
 """
 
 from __future__ import annotations
@@ -12,27 +15,24 @@ import functools
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from shared import measured
+from shared import deadletters, measured
 from shared.bus import Bus, Consumer, Record
-from shared.events import Envelope
+from shared.deadletters import DeadLetter
+from shared.events import TOPIC_DEADLETTER, Envelope
 from shared.measured import DeliveredMeasurement
 from shared.metrics import ConsumerMetrics
-from shared.publishing import publish_deadletters
+from shared.retrying import Probe, blames_the_data, retrying
 from shared.telemetry import batch_span
 
 log = logging.getLogger(__name__)
 
 BATCH = 10_000
-"""Records fetched and applied per transaction. Each batch also pays a fixed cost (reading
-the contracts' books, upserting aggregates, committing to the database and to the bus):
-measured on the ledger fold, 10,000 a batch folds about a sixth faster than 5,000, and
-20,000 no faster than 10,000."""
+"""Records fetched and applied per transaction: each batch pays a fixed cost (books,
+aggregates, commits), so larger batches fold faster, up to about this size."""
 
 COMMIT_GRACE_S = 5.0
 """How long a stopping consumer waits for its last commit to the bus. A commit left undone
@@ -42,7 +42,8 @@ DECODE_SLICE = 1_000
 """Records decoded per step while reading ahead; between steps the batch being applied gets
 the thread back (its database replies wait otherwise)."""
 
-Handler = Callable[[Sequence[Envelope]], Awaitable[None]]
+POISON_ATTEMPTS = 3
+"""Tries of a record whose effect fails while the database and the bus answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,17 +63,25 @@ class Delivered:
     def contract_id(self) -> str:
         return self.event.contract_id
 
+    @property
+    def raw(self) -> bytes:
+        return self.event.to_json()
+
 
 Incoming = Delivered | DeliveredMeasurement
 """What a consumer hands its handler: an envelope, or (when asked for) a measurement
 read without one."""
-DeliveredHandler = Callable[[Sequence[Incoming]], Awaitable[None]]
+Handler = Callable[[Sequence[Incoming]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
 class Decoded:
     delivered: list[Incoming]
     failures: list[tuple[str, str, bytes, str]]
+    """(topic, key, value, reason) of each record that could not be read."""
+
+
+Decoder = Callable[[Sequence[Record]], Decoded]
 
 
 def decode(records: Sequence[Record], *, measurements: bool = False) -> Decoded:
@@ -106,19 +115,30 @@ def decode(records: Sequence[Record], *, measurements: bool = False) -> Decoded:
     return Decoded(delivered, failures)
 
 
+def decode_measurements(records: Sequence[Record]) -> Decoded:
+    """`decode` with measurements read by the fold's own reader."""
+    return decode(records, measurements=True)
+
+
 async def decode_stepwise(records: Sequence[Record], *, measurements: bool = False) -> Decoded:
     """`decode`, `DECODE_SLICE` records at a time, letting other tasks run in between."""
+    return await _stepwise(functools.partial(decode, measurements=measurements), records)
+
+
+async def _stepwise(decoder: Decoder, records: Sequence[Record]) -> Decoded:
     decoded = Decoded([], [])
     for start in range(0, len(records), DECODE_SLICE):
         if start:
             await asyncio.sleep(0)
-        part = decode(records[start : start + DECODE_SLICE], measurements=measurements)
+        part = decoder(records[start : start + DECODE_SLICE])
         decoded.delivered.extend(part.delivered)
         decoded.failures.extend(part.failures)
     return decoded
 
 
-_read_next = ContextVar[asyncio.Event | None]("slapay_read_next", default=None)
+def envelopes(delivered: Sequence[Incoming]) -> list[Envelope]:
+    """The envelopes of a batch decoded without the measurement reader (all of them are)."""
+    return [d.event for d in delivered if isinstance(d, Delivered)]
 
 
 def event_counts(delivered: Sequence[Incoming]) -> Counter[str]:
@@ -132,13 +152,42 @@ def event_counts(delivered: Sequence[Incoming]) -> Counter[str]:
     return counts
 
 
-def read_next_batch() -> None:
-    """Called by a handler of `run_delivered_consumer(..., read_ahead="signalled")` once its
-    own CPU work for the batch is done and the rest is the database's: the consumer reads and
-    decodes its next batch meanwhile. A no-op anywhere else (a replay, a test)."""
-    signal = _read_next.get()
-    if signal is not None:
-        signal.set()
+@dataclass
+class ReadAhead:
+    """When a consumer reads its next batch. Without one, it reads as soon as the current
+    batch is handed over (eager). With one, it waits until the handler calls `ready()` (or
+    returns): a handler whose batch is CPU work first and then a wait on the database gets
+    the reading done during that wait, instead of competing with its own CPU work."""
+
+    _go: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._go.set()
+
+    def ready(self) -> None:
+        """The handler's own CPU work is done: read the next batch now."""
+        self._go.set()
+
+    def _hold(self) -> None:
+        self._go.clear()
+
+    async def _wait(self) -> None:
+        await self._go.wait()
+
+
+@dataclass
+class Isolation:
+    """How the loop tells a poison record from an outage: `probe` raises when the database
+    or the bus does not answer; the loop's group names its dead letters."""
+
+    group: str
+    probe: Probe | None = None
+    attempts: int = POISON_ATTEMPTS
+    pause_s: float = 0.1
+
+
+class _Outage(Exception):
+    """The effect failed while a dependency was down: retry the batch until it answers."""
 
 
 async def run_consumer(
@@ -146,68 +195,47 @@ async def run_consumer(
     consumer: Consumer,
     handler: Handler,
     *,
+    decoder: Decoder = decode,
+    isolation: Isolation | None = None,
+    read_ahead: ReadAhead | None = None,
+    observer: ConsumerMetrics | None = None,
     max_records: int = BATCH,
     max_backoff_s: float = 10.0,
-    observer: ConsumerMetrics | None = None,
 ) -> None:
-    """Run until cancelled. Effects must be idempotent: a crash replays the last batch."""
+    """Run until cancelled. Effects must be idempotent: a crash replays the last batch.
 
-    async def on_delivered(delivered: Sequence[Incoming]) -> None:
-        await handler([d.event for d in delivered if isinstance(d, Delivered)])  # all are
-
-    await run_delivered_consumer(
-        bus,
-        consumer,
-        on_delivered,
-        max_records=max_records,
-        max_backoff_s=max_backoff_s,
-        observer=observer,
-    )
-
-
-async def run_delivered_consumer(
-    bus: Bus,
-    consumer: Consumer,
-    handler: DeliveredHandler,
-    *,
-    max_records: int = BATCH,
-    max_backoff_s: float = 10.0,
-    observer: ConsumerMetrics | None = None,
-    measurements: bool = False,
-    read_ahead: Literal["eager", "signalled"] = "eager",
-) -> None:
-    """`run_consumer` for handlers that need each event's place on the bus (and, with
-    `measurements`, get measurements as `DeliveredMeasurement`s: see `decode`). Each batch is
-    one span (`batch_span`); `observer` counts what was applied and watches the lag.
-
-    The next batch is fetched and decoded while the current one is applied, a slice at a
-    time so that the two take turns on the thread; each commit names the records it covers,
-    so nothing read ahead is marked done before its effect is. A batch's commit to the bus
-    goes out once its effect is durable and runs while the next batch is applied, one commit
-    in flight at a time; a stopping consumer lets the last ones finish (`COMMIT_GRACE_S`).
-    `read_ahead="signalled"`
-    holds the reading back until the handler calls `read_next_batch()` (or returns): a
-    handler whose batch is CPU work first and then a wait on the database gets the reading
-    done during the wait, instead of sharing the thread with it during the CPU work.
-    Measured on the ledger fold (Kafka + Postgres, medians of three): 29.9k events/s
-    signalled, 25.4k reading at once."""
+    Each batch is one span (`batch_span`); `observer` counts what was applied and dead-
+    lettered and watches the lag. The next batch is fetched and decoded while the current
+    one is applied, a slice at a time so that the two take turns on the thread; each commit
+    names the records it covers, so nothing read ahead is marked done before its effect is.
+    A batch's commit goes out once its effect is durable and runs while the next batch is
+    applied, one commit in flight at a time; a stopping consumer lets the last ones finish
+    (`COMMIT_GRACE_S`)."""
     observer = observer or ConsumerMetrics("")
-    go_ahead = asyncio.Event()
-    go_ahead.set()
+    isolation = isolation or Isolation(observer.group)
+    gate = read_ahead or ReadAhead()
 
     async def read_next() -> tuple[list[Record], Decoded]:
-        await go_ahead.wait()
+        await gate._wait()
         records = await consumer.fetch(max_records=max_records, timeout_s=0.5)
-        return records, await decode_stepwise(records, measurements=measurements)
+        return records, await _stepwise(decoder, records)
 
     async def commit(records: list[Record]) -> None:
-        await _retrying(functools.partial(consumer.commit, records), max_backoff_s)
+        await retrying(functools.partial(consumer.commit, records), what="consumer commit")
 
     async def last_commits(running: asyncio.Task[None] | None, unsent: list[Record] | None) -> None:
         if running is not None:
             await running
         if unsent:
             await commit(unsent)
+
+    async def apply(decoded: Decoded) -> list[DeadLetter]:
+        letters = [_unreadable(failure, isolation.group) for failure in decoded.failures]
+        poisoned = await _apply_isolating(handler, decoded.delivered, isolation)
+        letters += poisoned
+        if letters:
+            await bus.publish(TOPIC_DEADLETTER, [letter.to_message() for letter in letters])
+        return letters
 
     ahead: asyncio.Task[tuple[list[Record], Decoded]] | None = None
     committing: asyncio.Task[None] | None = None
@@ -217,21 +245,23 @@ async def run_delivered_consumer(
         ahead = asyncio.create_task(read_next())
         while True:
             records, decoded = await ahead
-            if records and read_ahead == "signalled":
-                go_ahead.clear()
+            if records and read_ahead is not None:
+                gate._hold()
             ahead = asyncio.create_task(read_next())
             await observer.poll_lag(consumer)
             if not records:
                 continue
             with batch_span(observer.group, records):
-                token = _read_next.set(go_ahead)
                 try:
-                    await _retrying(functools.partial(_apply, bus, handler, decoded), max_backoff_s)
+                    letters = await retrying(
+                        functools.partial(apply, decoded),
+                        what=f"consumer {observer.group or 'batch'}",
+                        max_backoff_s=max_backoff_s,
+                    )
                 finally:
-                    _read_next.reset(token)
-                    go_ahead.set()
+                    gate.ready()
             observer.applied(event_counts(decoded.delivered))
-            observer.deadlettered(topic for topic, *_ in decoded.failures)
+            observer.deadlettered(letter.topic for letter in letters)
             applied = records
             if committing is not None:  # one commit in flight: positions only move forward
                 await asyncio.shield(committing)  # shielded: stopping lets it finish
@@ -246,6 +276,68 @@ async def run_delivered_consumer(
         await consumer.stop()
 
 
+async def _apply_isolating(
+    handler: Handler, items: Sequence[Incoming], isolation: Isolation
+) -> list[DeadLetter]:
+    """Apply `items`; where that fails because of the data, apply each half on its own, down
+    to single records, and return those that failed every attempt as dead letters. Raises
+    `_Outage` (the caller retries all of it) when a dependency is down."""
+    if not items:
+        return []
+    attempts = isolation.attempts if len(items) == 1 else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            await handler(items)
+            return []
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not await blames_the_data(exc, isolation.probe):
+                raise _Outage(str(exc)) from exc
+            failure = exc
+            if attempt < attempts:
+                log.warning("%s: a record failed (%s); trying again", isolation.group, exc)
+                await asyncio.sleep(isolation.pause_s * attempt)
+    if len(items) > 1:
+        middle = len(items) // 2
+        return [
+            *await _apply_isolating(handler, items[:middle], isolation),
+            *await _apply_isolating(handler, items[middle:], isolation),
+        ]
+    item = items[0]
+    reason = f"{type(failure).__name__}: {failure}"
+    log.error("%s: dead-lettering %s@%s: %s", isolation.group, item.topic, item.offset, reason)
+    event_id, measurement_id = deadletters.ids_in(item.raw)
+    return [
+        DeadLetter(
+            topic=item.topic,
+            key=item.contract_id,
+            value=item.raw,
+            reason=reason,
+            partition=item.partition,
+            offset=item.offset,
+            event_id=event_id,
+            measurement_id=measurement_id,
+            group=isolation.group,
+            kind="poison",
+        )
+    ]
+
+
+def _unreadable(failure: tuple[str, str, bytes, str], group: str) -> DeadLetter:
+    topic, key, value, reason = failure
+    event_id, measurement_id = deadletters.ids_in(value)
+    return DeadLetter(
+        topic=topic,
+        key=key,
+        value=value,
+        reason=reason,
+        event_id=event_id,
+        measurement_id=measurement_id,
+        group=group,
+    )
+
+
 async def _settle(task: asyncio.Task[None], grace_s: float) -> None:
     """Let `task` finish within `grace_s` (the last commits, on the way out), else cancel it."""
     with contextlib.suppress(asyncio.CancelledError):  # cancelled again: stop waiting
@@ -253,24 +345,3 @@ async def _settle(task: asyncio.Task[None], grace_s: float) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await task
-
-
-async def _apply(bus: Bus, handler: DeliveredHandler, decoded: Decoded) -> None:
-    if decoded.failures:
-        await publish_deadletters(bus, decoded.failures)
-    if decoded.delivered:
-        await handler(decoded.delivered)
-
-
-async def _retrying(step: Callable[[], Awaitable[None]], max_backoff_s: float) -> None:
-    delay = 0.1
-    while True:
-        try:
-            await step()
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("consumer step failed; retrying in %.1fs", delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, max_backoff_s)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
-from shared import jsonutil
 from shared.bus import Bus, Message
-from shared.events import TOPIC_DEADLETTER, Envelope
+from shared.events import Envelope
 from shared.telemetry import inject_headers, tracer
 
 
@@ -28,19 +27,3 @@ async def publish_events(bus: Bus, events: Sequence[Envelope]) -> None:
         trace_headers = inject_headers()
         for topic, group in by_topic.items():
             await bus.publish(topic, [to_message(e, trace_headers) for e in group])
-
-
-async def publish_deadletters(bus: Bus, failures: Iterable[tuple[str, str, bytes, str]]) -> None:
-    """Park records nobody could apply: (source topic, key, raw value, reason)."""
-    messages = [
-        Message(
-            key=key,
-            value=jsonutil.dumps(
-                {"topic": topic, "reason": reason, "value": value.decode("utf-8", "replace")}
-            ),
-            headers={"type": "deadletter", "source-topic": topic},
-        )
-        for topic, key, value, reason in failures
-    ]
-    if messages:
-        await bus.publish(TOPIC_DEADLETTER, messages)

@@ -9,7 +9,7 @@ what it saw is kept in its database, so a restart refuses those tokens before ca
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
@@ -25,6 +25,7 @@ from shared.bus import Record
 from shared.db import UtcDateTime
 from shared.events import TOPIC_TOKENS, Envelope, TokenRevoked, make_event, utcnow
 from shared.publishing import publish_events
+from shared.retrying import retrying
 
 if TYPE_CHECKING:
     from shared.runtime import Runtime
@@ -68,16 +69,7 @@ async def revoke(runtime: Runtime, jti: str, revoked_by: str) -> None:
 async def follow_revocations(runtime: Runtime) -> None:
     """A worker of every service (see `build_app`): runs until cancelled, restarting after
     any failure of the bus or the database."""
-    delay = 0.1
-    while True:
-        try:
-            await _follow(runtime)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("following %s failed; retrying in %.1fs", TOPIC_TOKENS, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+    await retrying(functools.partial(_follow, runtime), what=f"following {TOPIC_TOKENS}")
 
 
 async def _follow(runtime: Runtime) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared import db, idempotency, limits, revocation
 from shared.bus import Bus
 from shared.bus.factory import create_bus
+from shared.consuming import Isolation
 from shared.metrics import add_metrics_route
 from shared.settings import Settings
 from shared.telemetry import Telemetry, instrument_http, setup_tracing
@@ -35,6 +36,15 @@ class Runtime:
     secret: str
     telemetry: Telemetry = field(default_factory=lambda: Telemetry.for_service("slapay"))
     revoked: revocation.RevokedTokens = field(default_factory=revocation.RevokedTokens)
+
+    async def probe(self) -> None:
+        """Raise when the database or the bus does not answer (an outage, not bad data)."""
+        await db.ping(self.engine)
+        await self.bus.ping()
+
+    def isolation(self, group: str) -> Isolation:
+        """How a consumer group of this service tells a poison record from an outage."""
+        return Isolation(group, probe=self.probe)
 
 
 Worker = Callable[[Runtime], Coroutine[Any, Any, None]]

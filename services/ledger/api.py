@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.ledger import contracts
+from services.ledger import contracts, deadletter_store
 from shared import revocation
 from shared.auth import READER_ROLES, Principal, Role, issue_token
 from shared.bus import BusUnavailable
@@ -131,6 +132,29 @@ async def revoke_token(
     except BusUnavailable as exc:
         raise Problem(503, "Bus unavailable", str(exc), headers={"Retry-After": "5"}) from exc
     return Response(status_code=204)
+
+
+class DeadLetterView(BaseModel):
+    event_id: str | None
+    topic: str
+    contract_id: str
+    reason: str
+    kind: str
+    group: str | None
+    dead_lettered_at: datetime
+    measurement_id: str | None = None
+
+
+@router.get("/deadletter", response_model=list[DeadLetterView], tags=["operations"])
+async def list_dead_letters(
+    runtime: RuntimeDep,
+    _: Admin,
+    contract: Annotated[str | None, Query(pattern=CONTRACT_ID_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    """Records a consumer set aside (unreadable, failing every attempt, or refused), newest
+    first: what never reached a statement, and why."""
+    return await deadletter_store.listing(runtime.engine, contract, limit)
 
 
 @router.get("/events/catalogue", tags=["events"])

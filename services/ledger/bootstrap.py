@@ -7,7 +7,7 @@ from fastapi import FastAPI
 
 from services.ledger import api, periods_api, store
 from services.ledger.provisional import provisional_loop
-from services.ledger.workers import autoclose_loop, fold_loop, outbox_loop
+from services.ledger.workers import autoclose_loop, deadletter_loop, fold_loop, outbox_loop
 from shared import signing
 from shared.bus import Bus
 from shared.runtime import build_app
@@ -27,6 +27,7 @@ def bootstrap(settings: Settings | None = None, bus: Bus | None = None) -> FastA
             outbox_loop,
             provisional_loop,
             autoclose_loop,
+            deadletter_loop,
         ],
         bus=bus,
     )

@@ -19,11 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.ledger import closing, journal_store, store
 from services.ledger.book import Book, open_book, open_books
 from services.ledger.domain import periods
-from shared import jsonutil
+from shared import deadletters, jsonutil
 from shared.bus import Message
-from shared.consuming import Delivered, Incoming, read_next_batch
+from shared.consuming import Delivered, Incoming
+from shared.deadletters import DeadLetter
 from shared.events import (
-    TOPIC_DEADLETTER,
     DisputeOpened,
     DisputeResolved,
     Envelope,
@@ -34,17 +34,22 @@ from shared.events import (
 )
 from shared.measured import DeliveredMeasurement
 from shared.telemetry import span
-from shared.terms import PeriodFinder, period_of
+from shared.terms import PeriodFinder, Terms, period_of
 
 GROUP = "ledger"
 
 
+def _nothing() -> None:
+    pass
+
+
 async def apply_delivered(
-    engine: AsyncEngine, incoming: Sequence[Incoming]
+    engine: AsyncEngine, incoming: Sequence[Incoming], cpu_done: Callable[[], None] = _nothing
 ) -> set[tuple[str, str]]:
     """Apply a batch in one transaction; return the (contract, period)s it changed.
-    Measurements are best given as `DeliveredMeasurement`s (`decode(..., measurements=True)`);
-    one given as an envelope is read from it."""
+    Measurements are best given as `DeliveredMeasurement`s (`decode_measurements`); one
+    given as an envelope is read from it. `cpu_done` is called once what is left of the
+    batch is mostly the database's work (the consumer then reads its next batch)."""
     delivered = [d for d in incoming if isinstance(d, Delivered)]
     measurements = (
         [_measurement(d) for d in incoming if d.type == MeasurementRecorded.TYPE]
@@ -58,7 +63,7 @@ async def apply_delivered(
                 fx.touched |= await apply_terms(conn, d.event) or set()
         if measurements:
             with span("ledger.fold measurements", events=len(measurements)):
-                fx.touched |= await _fold_measurements(conn, measurements, fx)
+                fx.touched |= await _fold_measurements(conn, measurements, fx, cpu_done)
         reviews = [d for d in delivered if d.type == ReviewSubmitted.TYPE]
         if reviews:
             with span("ledger.fold reviews", events=len(reviews)):
@@ -76,9 +81,11 @@ async def apply_delivered(
 
 async def apply_terms(conn: AsyncConnection, event: Envelope) -> set[tuple[str, str]] | None:
     """Store a contract version (None if that version exists already); return the periods
-    with data, which need a fresh provisional statement."""
+    that need a fresh provisional statement: those with data, and every open period from
+    the version's `effective_from` to the current one (a month with no events is billed too)."""
     agreed = event.payload()
     assert isinstance(agreed, TermsAgreed)
+    Terms.model_validate(agreed.terms)  # terms that bypassed the API never get in
     added = await store.add_terms(
         conn,
         event.contract_id,
@@ -87,11 +94,22 @@ async def apply_terms(conn: AsyncConnection, event: Envelope) -> set[tuple[str, 
         str(event.event_id),
         event.recorded_at,
     )
-    return await store.periods_with_data(conn, event.contract_id) if added else None
+    if not added:
+        return None
+    book = await open_book(conn, event.contract_id)
+    current = periods.current_period(event.recorded_at, book.timezone)
+    first = str(agreed.terms["effective_from"])
+    opened = {(event.contract_id, p) for p in periods.periods(first, current)} - {
+        (event.contract_id, p) for p in book.closed
+    }
+    return await store.periods_with_data(conn, event.contract_id) | opened
 
 
 async def _fold_measurements(
-    conn: AsyncConnection, measurements: Sequence[DeliveredMeasurement], fx: closing.Effects
+    conn: AsyncConnection,
+    measurements: Sequence[DeliveredMeasurement],
+    fx: closing.Effects,
+    cpu_done: Callable[[], None],
 ) -> set[tuple[str, str]]:
     books = await open_books(conn, set(map(_CONTRACT, measurements)))
     finders = {c: PeriodFinder(book.timezone) for c, book in books.items()}
@@ -106,11 +124,11 @@ async def _fold_measurements(
             book = books[m.contract_id]
             row = _row(m, finders[book.contract_id])
             if row.period in book.closed and _too_late(book, row.period, m.recorded_at):
-                fx.out.append((TOPIC_DEADLETTER, _refusal(m, book, row.period, m.raw)))
+                fx.out.append(_refusal(m, book, row.period))
                 continue
             rows.append(row)
             recorded[row.event_id] = m.recorded_at
-    read_next_batch()  # what is left of this batch is mostly the database's work
+    cpu_done()
     new = await store.insert_new_measurements(conn, rows)
     late: dict[tuple[str, str], list[store.MeasurementRow]] = defaultdict(list)
     current: list[store.MeasurementRow] = []
@@ -140,7 +158,7 @@ async def _fold_reviews(
         book, data = books[d.event.contract_id], d.event.data
         period = period_of(d.event.occurred_at, book.timezone)
         if period in book.closed and _too_late(book, period, d.event.recorded_at):
-            fx.out.append((TOPIC_DEADLETTER, _refusal(d, book, period, d.event.to_json())))
+            fx.out.append(_refusal(d, book, period))
             continue
         rows.append(
             store.RatingRow(
@@ -174,13 +192,26 @@ def _too_late(book: Book, period: str, recorded_at: datetime) -> bool:
     return periods.months_between(period, period_of(recorded_at, book.timezone)) > limit
 
 
-def _refusal(d: Incoming, book: Book, period: str, value: bytes) -> Message:
+def _refusal(d: Incoming, book: Book, period: str) -> tuple[str, Message]:
     reason = f"late event for {period}, closed and older than the contract's late_events_months"
-    return Message(
+    return _dead_letter(d, book, reason, "late_events_months")
+
+
+def _dead_letter(d: Incoming, book: Book, reason: str, kind: str) -> tuple[str, Message]:
+    event_id, measurement_id = deadletters.ids_in(d.raw)
+    letter = DeadLetter(
+        topic=d.topic,
         key=book.contract_id,
-        value=jsonutil.dumps({"topic": d.topic, "reason": reason, "value": value.decode()}),
-        headers={"type": "deadletter", "source-topic": d.topic, "reason": "late_events_months"},
+        value=d.raw,
+        reason=reason,
+        partition=d.partition,
+        offset=d.offset,
+        event_id=event_id,
+        measurement_id=measurement_id,
+        group=GROUP,
+        kind=kind,
     )
+    return deadletters.outbox_item(letter)
 
 
 def _measurement(d: Incoming) -> DeliveredMeasurement:
@@ -217,22 +248,7 @@ async def _close(conn: AsyncConnection, book: Book, d: Delivered, fx: closing.Ef
         conn, book, request.period, event.recorded_at, fx, _cause(d)
     )
     if problem:
-        fx.out.append(
-            (
-                TOPIC_DEADLETTER,
-                Message(
-                    key=book.contract_id,
-                    value=jsonutil.dumps(
-                        {
-                            "topic": "slapay.contracts",
-                            "reason": problem,
-                            "value": event.to_json().decode(),
-                        }
-                    ),
-                    headers={"type": "deadletter", "source-topic": "slapay.contracts"},
-                ),
-            )
-        )
+        fx.out.append(_dead_letter(d, book, problem, "refused"))
 
 
 async def _dispute_opened(

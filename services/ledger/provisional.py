@@ -7,8 +7,9 @@ of 100k measurements yields a handful of snapshots, and a crash loses no mark.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.ledger import journal_store, store
@@ -19,41 +20,79 @@ from services.ledger.book import (
     running_statement,
 )
 from services.ledger.domain import posting
+from shared.consuming import POISON_ATTEMPTS
 from shared.events import StatementProvisional, make_event
 from shared.publishing import publish_events
+from shared.retrying import blames_the_data, every
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
 async def provisional_loop(runtime: Runtime) -> None:
-    running = RunningStates()
-    while True:
-        await asyncio.sleep(runtime.settings.provisional_debounce_s)
-        try:
-            await publish_dirty(runtime, running)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("publishing provisional statements failed; will retry")
+    running, failing = RunningStates(), Failing()
+    await every(
+        runtime.settings.provisional_debounce_s,
+        functools.partial(publish_dirty, runtime, running, failing),
+        what="publishing provisional statements",
+        wait_first=True,
+    )
 
 
-async def publish_dirty(runtime: Runtime, running: RunningStates | None = None) -> int:
-    """Publish one snapshot per dirty open period; return how many were published."""
+@dataclass
+class Failing:
+    """Dirty periods whose statement failed to compute while the database and the bus
+    answered: after `POISON_ATTEMPTS` tries, one is left alone until it changes again."""
+
+    tries: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+
+    def given_up(self, contract_id: str, period: str, marks: int) -> bool:
+        found = self.tries.get((contract_id, period))
+        return found is not None and found[0] == marks and found[1] >= POISON_ATTEMPTS
+
+    def failed(self, contract_id: str, period: str, marks: int) -> None:
+        before, count = self.tries.get((contract_id, period), (marks, 0))
+        self.tries[(contract_id, period)] = (marks, count + 1 if before == marks else 1)
+
+    def done(self, contract_id: str, period: str) -> None:
+        self.tries.pop((contract_id, period), None)
+
+
+async def publish_dirty(
+    runtime: Runtime, running: RunningStates | None = None, failing: Failing | None = None
+) -> int:
+    """Publish one snapshot per dirty open period; return how many were published. One
+    period that fails because of its data never holds up another's."""
+    failing = failing or Failing()
     published = 0
     for contract_id, period, marks in await store.dirty(runtime.engine):
-        with runtime.telemetry.handoff.resume((contract_id, period), "ledger.provisional"):
-            statement = await provisional_statement(runtime, contract_id, period, running)
-            if statement is not None:
-                event = make_event(
-                    StatementProvisional(statement=statement),
-                    contract_id=contract_id,
-                    source="ledger",
-                )
-                await publish_events(runtime.bus, [event])
-                published += 1
+        if failing.given_up(contract_id, period, marks):
+            continue
+        try:
+            published += await _publish_one(runtime, contract_id, period, running)
+        except Exception as exc:
+            if not await blames_the_data(exc, runtime.probe):
+                raise
+            log.error("provisional statement of %s %s failed: %s", contract_id, period, exc)
+            failing.failed(contract_id, period, marks)
+            continue
+        failing.done(contract_id, period)
         await store.clear_dirty(runtime.engine, contract_id, period, marks)
     return published
+
+
+async def _publish_one(
+    runtime: Runtime, contract_id: str, period: str, running: RunningStates | None
+) -> int:
+    with runtime.telemetry.handoff.resume((contract_id, period), "ledger.provisional"):
+        statement = await provisional_statement(runtime, contract_id, period, running)
+        if statement is None:
+            return 0
+        event = make_event(
+            StatementProvisional(statement=statement), contract_id=contract_id, source="ledger"
+        )
+        await publish_events(runtime.bus, [event])
+        return 1
 
 
 async def provisional_statement(

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from services.ledger import journal_store, store
-from services.ledger.book import open_book
+from pydantic import ValidationError
+
+from services.ledger import deadletter_store, journal_store, store
+from services.ledger.book import Book, open_book
 from services.ledger.consumer import GROUP, apply_delivered
 from services.ledger.domain import periods
 from shared.bus import Message
-from shared.consuming import Incoming, run_delivered_consumer
+from shared.consuming import Incoming, ReadAhead, decode_measurements, run_consumer
 from shared.events import (
     TOPIC_CONTRACTS,
+    TOPIC_DEADLETTER,
     TOPIC_MEASUREMENTS,
     TOPIC_REVIEWS,
     JournalEntryPosted,
@@ -22,26 +25,48 @@ from shared.events import (
     make_event,
 )
 from shared.publishing import publish_events
+from shared.retrying import every, retrying
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
+DEADLETTER_GROUP = "ledger.deadletters"
 
 
 async def fold_loop(runtime: Runtime) -> None:
     consumer = runtime.bus.consumer([TOPIC_CONTRACTS, TOPIC_MEASUREMENTS, TOPIC_REVIEWS], GROUP)
+    read_ahead = ReadAhead()
 
     async def fold(delivered: Sequence[Incoming]) -> None:
-        touched = await apply_delivered(runtime.engine, delivered)
+        touched = await apply_delivered(runtime.engine, delivered, read_ahead.ready)
         runtime.telemetry.handoff.remember(touched)  # provisional statements continue the trace
 
-    await run_delivered_consumer(
+    await run_consumer(
         runtime.bus,
         consumer,
         fold,
+        decoder=decode_measurements,
+        isolation=runtime.isolation(GROUP),
+        read_ahead=read_ahead,
         observer=runtime.telemetry.metrics.consumer(GROUP),
-        measurements=True,
-        read_ahead="signalled",
     )
+
+
+async def deadletter_loop(runtime: Runtime) -> None:
+    """Keep the listing of dead letters (`GET /v1/deadletter`) up to date."""
+    await retrying(functools.partial(_follow_deadletters, runtime), what="following dead letters")
+
+
+async def _follow_deadletters(runtime: Runtime) -> None:
+    consumer = runtime.bus.consumer([TOPIC_DEADLETTER], DEADLETTER_GROUP)
+    try:
+        await consumer.start()
+        while True:
+            records = await consumer.fetch(max_records=1000, timeout_s=0.5)
+            if records:
+                await deadletter_store.add(runtime.engine, deadletter_store.rows_of(records))
+                await consumer.commit(records)
+    finally:
+        await consumer.stop()
 
 
 async def relay_outbox(runtime: Runtime) -> int:
@@ -80,30 +105,22 @@ def _headers(raw: str) -> dict[str, str]:
 
 
 async def outbox_loop(runtime: Runtime) -> None:
-    await _every(runtime, 0.2, relay_outbox)
+    await every(0.2, functools.partial(relay_outbox, runtime), what="relaying the outbox")
 
 
 async def request_due_closes(
     runtime: Runtime, now: datetime | None = None
 ) -> list[tuple[str, str]]:
-    """Publish `period.close.requested` for every ended period past its grace days."""
+    """Publish `period.close.requested` for every ended period past its grace days. A
+    contract whose deadlines cannot be worked out is logged and skipped: never the others."""
     now = now or datetime.now(UTC)
     due: list[tuple[str, str]] = []
     async with runtime.engine.connect() as conn:
         for contract_id in await store.contracts(conn):
-            book = await open_book(conn, contract_id)
-            first = book.versions[0].effective_from
-            last = periods.shift(periods.current_period(now, book.timezone), -1)
-            for period in periods.periods(first, last):
-                found = book.terms_for(period)
-                if period in book.closed or found is None:
-                    continue
-                agreed = book.agreed_at[book.versions.index(found[0])]
-                deadline = periods.close_deadline(
-                    period, book.timezone, agreed, found[0].grace_days
-                )
-                if now >= deadline:
-                    due.append((contract_id, period))
+            try:
+                due += _due(await open_book(conn, contract_id), now)
+            except (ValueError, OverflowError, ValidationError) as exc:
+                log.error("auto-close skips %s: %s", contract_id, exc)
     events = [
         make_event(
             PeriodCloseRequested(period=p, requested_by="ledger:grace-days"),
@@ -118,16 +135,54 @@ async def request_due_closes(
     return due
 
 
+def _due(book: Book, now: datetime) -> list[tuple[str, str]]:
+    """The contract's ended, unclosed periods whose grace days have passed."""
+    if not book.versions:
+        return []
+    first = book.versions[0].effective_from
+    last = periods.shift(periods.current_period(now, book.timezone), -1)
+    due = []
+    for period in periods.periods(first, last):
+        found = book.terms_for(period)
+        if period in book.closed or found is None:
+            continue
+        agreed = book.agreed_at[book.versions.index(found[0])]
+        deadline = periods.close_deadline(period, book.timezone, agreed, found[0].grace_days)
+        if now >= deadline:
+            due.append((book.contract_id, period))
+    return due
+
+
+async def announce_periods(
+    runtime: Runtime, announced: set[tuple[str, str]], now: datetime | None = None
+) -> set[tuple[str, str]]:
+    """Mark each contract's current period for a provisional statement the first time this
+    process sees it: a month in which nothing arrives still has its statement (base fee,
+    and whatever the terms say of missing data)."""
+    now = now or datetime.now(UTC)
+    fresh: set[tuple[str, str]] = set()
+    async with runtime.engine.begin() as conn:
+        for contract_id in await store.contracts(conn):
+            try:
+                book = await open_book(conn, contract_id)
+                current = periods.current_period(now, book.timezone)
+            except (ValueError, OverflowError, ValidationError) as exc:
+                log.error("no statement announced for %s: %s", contract_id, exc)
+                continue
+            started = bool(book.versions) and book.versions[0].effective_from <= current
+            seen = (contract_id, current) in announced or current in book.closed
+            if started and not seen:
+                fresh.add((contract_id, current))
+        await store.mark_dirty(conn, fresh)
+    announced |= fresh
+    return fresh
+
+
 async def autoclose_loop(runtime: Runtime) -> None:
-    await _every(runtime, runtime.settings.autoclose_interval_s, request_due_closes)
+    announced: set[tuple[str, str]] = set()
 
+    async def step() -> None:
+        await announce_periods(runtime, announced)
+        await request_due_closes(runtime)
 
-async def _every(runtime: Runtime, interval_s: float, step: object) -> None:
-    while True:
-        try:
-            await step(runtime)  # type: ignore[operator]
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("%s failed; will retry", getattr(step, "__name__", step))
-        await asyncio.sleep(interval_s)
+    await every(runtime.settings.autoclose_interval_s, step, what="requesting due closes")

@@ -8,7 +8,7 @@ from services.statements import api, portal, store
 from services.statements.consumer import GROUP, apply_events
 from shared import signing
 from shared.bus import Bus
-from shared.consuming import run_consumer
+from shared.consuming import envelopes, run_consumer
 from shared.events import TOPIC_CONTRACTS, TOPIC_JOURNAL
 from shared.runtime import Runtime, build_app
 from shared.settings import Settings
@@ -19,7 +19,8 @@ async def journal_loop(runtime: Runtime) -> None:
     await run_consumer(
         runtime.bus,
         consumer,
-        lambda events: apply_events(runtime.engine, events),
+        lambda delivered: apply_events(runtime.engine, envelopes(delivered)),
+        isolation=runtime.isolation(GROUP),
         observer=runtime.telemetry.metrics.consumer(GROUP),
     )
 

@@ -138,6 +138,7 @@ ROWS = (
     Row("ledger", "POST", C + "/disputes/{dispute_id}/resolve", ADMIN, 202,
         lambda s, r: {"json": {"decision": "rejected", "note": "as agreed"}}),
     Row("ledger", "GET", C + "/disputes", READERS, 200),
+    Row("ledger", "GET", "/v1/deadletter", ADMIN, 200, query=f"?contract={CONTRACT}"),
     Row("statements", "GET", C + "/statements", READERS, 200),
     Row("statements", "GET", C + "/statements/{period}", READERS, 200),
     Row("statements", "GET", C + "/statements/{period}/verify", READERS, 200),

@@ -274,7 +274,7 @@ async def test_kafka_headers_null_or_not_utf8_do_not_stop_a_consumer(kafka: str)
 async def test_a_consumer_cancelled_while_joining_its_group_is_stopped(kafka: str) -> None:
     """A service stopped within seconds of starting cancels its consumers while they still
     join their groups: each must still be stopped, or its client reconnects for ever."""
-    from shared.consuming import run_delivered_consumer
+    from shared.consuming import run_consumer
 
     topic = f"contract-{uuid.uuid4().hex[:8]}"
     bus = KafkaBus(kafka, partitions=1, session_timeout_ms=6000, topics=[topic])  # joins in ~3 s
@@ -284,7 +284,7 @@ async def test_a_consumer_cancelled_while_joining_its_group_is_stopped(kafka: st
     async def handler(delivered: object) -> None:
         raise AssertionError("nothing is published")
 
-    task = asyncio.create_task(run_delivered_consumer(bus, consumer, handler))
+    task = asyncio.create_task(run_consumer(bus, consumer, handler))
     try:
         await asyncio.sleep(1.0)
         assert not task.done()

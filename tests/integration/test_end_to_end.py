@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from services.demo import demo_terms
+from services.ledger.domain.periods import current_period, months_between
 from shared.bus import Message
 from shared.events import TOPIC_MEASUREMENTS
 from tests.system import System, eventually
@@ -91,7 +93,10 @@ async def test_measurements_reach_the_provisional_statement_once(system: System)
     listed = await system.statements.get(
         f"/v1/contracts/{CONTRACT}/statements", headers=system.token("auditor", [CONTRACT])
     )
-    assert [s["period"] for s in listed.json()] == [PERIOD]
+    # every month from effective_from to the current one, those without events included
+    periods = [s["period"] for s in listed.json()]
+    assert periods[0] == PERIOD and periods == sorted(periods)
+    assert len(periods) == months_between(PERIOD, current_period(datetime.now(UTC), "UTC")) + 1
 
 
 async def test_health_and_readiness(system: System) -> None:

@@ -13,7 +13,14 @@ import pytest
 
 from shared import consuming
 from shared.bus import Message, Record
-from shared.consuming import Incoming, decode, decode_stepwise, run_delivered_consumer
+from shared.consuming import (
+    Incoming,
+    ReadAhead,
+    decode,
+    decode_measurements,
+    decode_stepwise,
+    run_consumer,
+)
 from shared.events import MeasurementRecorded, ReviewSubmitted, make_event
 from tests.fakes import InMemoryBus, InMemoryConsumer
 
@@ -60,13 +67,15 @@ async def _run(read_ahead: str, signal: bool, batches: int = 3, commit_s: float 
     await bus.publish(TOPIC, [_measurement(i) for i in range(2 * batches)])
     consumer = WatchedConsumer(bus, log, commit_s)
     applied = asyncio.Event()
+    gate = ReadAhead() if read_ahead == "signalled" else None
 
     async def handler(delivered: Sequence[Incoming]) -> None:
         first = delivered[0].offset
         log.append(f"cpu work {first}")
         await asyncio.sleep(0.01)  # its own turns on the thread: the next batch is not read
         if signal:
-            consuming.read_next_batch()
+            assert gate is not None
+            gate.ready()
             log.append(f"signalled {first}")
         await asyncio.sleep(0.05)  # "the database" at work: the next batch is read meanwhile
         log.append(f"applied {first}")
@@ -74,13 +83,13 @@ async def _run(read_ahead: str, signal: bool, batches: int = 3, commit_s: float 
             applied.set()
 
     task = asyncio.create_task(
-        run_delivered_consumer(
+        run_consumer(
             bus,
             consumer,
             handler,
             max_records=2,
-            measurements=True,
-            read_ahead=read_ahead,  # type: ignore[arg-type]
+            decoder=decode_measurements,
+            read_ahead=gate,
         )
     )
     try:
@@ -145,10 +154,6 @@ async def test_a_commit_that_hangs_does_not_hold_up_stopping(
     monkeypatch.setattr(consuming, "COMMIT_GRACE_S", 0.1)
     log = await _run("signalled", signal=True, batches=1, commit_s=3600)
     assert log[-2:] == ["committing 1", "stopped"]  # given up after the grace (the test's 5 s)
-
-
-def test_read_next_batch_outside_a_consumer_does_nothing() -> None:
-    consuming.read_next_batch()  # a replay or a test applies batches without a consumer
 
 
 async def test_decoding_in_steps_reads_what_decoding_at_once_reads(
