@@ -31,8 +31,13 @@ test: install-dev
 	$(PY) -m pytest -p no:cacheprovider -rs $(PYTEST_ARGS)
 
 unit: install-dev
-	$(PY) -m pytest -q tests/unit
+	$(PY) -m pytest -q tests/unit tests/service
 
+## Only the tests against a real broker and database.
+integration: install-dev
+	$(PY) -m pytest -q tests/integration
+
+## ruff (lint and format) and mypy (strict on shared/ and the ledger's domain); CI runs it first.
 lint: install-dev
 	$(VENV)/bin/ruff check shared services tests bench
 	$(VENV)/bin/ruff format --check shared services tests bench

@@ -218,7 +218,7 @@ def _as_is(key: bytes | None) -> bytes | None:
     return key
 
 
-class _PartitionRecords(fetcher.PartitionRecords):
+class _PartitionRecords(fetcher.PartitionRecords):  # type: ignore[misc]
     """aiokafka's fetched records of one partition, which for this module's consumers (their
     key deserializer is `_as_is`) come out as `Record`s made straight from the parsed record,
     not as a `ConsumerRecord` each that `_record` then copies: aiokafka makes that dataclass
