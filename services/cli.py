@@ -38,8 +38,6 @@ def serve(
     """Run one service (one process; distributed mode in containers)."""
     import uvicorn
 
-    from shared import heap
-
     if service not in SERVICES:
         raise typer.BadParameter(f"service must be one of {', '.join(SERVICES)}")
     settings = Settings()
@@ -55,7 +53,6 @@ def serve(
     except ConfigurationError as exc:
         typer.echo(f"slapay: {exc}", err=True)
         raise typer.Exit(2) from exc
-    heap.settle()
     uvicorn.run(
         application,
         host=host or settings.host,

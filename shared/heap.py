@@ -2,9 +2,9 @@
 
 Folding or auditing events allocates millions of small, acyclic objects (envelopes, rows,
 observations) that live for a batch or for the whole check. CPython's collector walks the
-survivors again on each full pass, and such work triggers one every few thousand events:
-measured here, a fifth of the ledger fold's time and a third of an audit of a million
-measurements. Reference counting still frees everything; only cycles wait.
+survivors again on each full pass, and such work triggers one every few thousand events
+(docs/benchmarks.md has what it costs). Reference counting still frees everything; only
+cycles wait. Only the processes that fold (the ledger, replay) and audit use this.
 """
 
 from __future__ import annotations
@@ -16,11 +16,8 @@ from collections.abc import Iterator
 YOUNG_THRESHOLD = 50_000
 """Allocations between young collections (CPython's default is 700). A consumer keeps a
 batch of thousands of events alive while it applies it; at 700, each young pass finds them,
-promotes them, and soon a full pass walks them all again. Measured on the ledger fold: the
-default costs a fifth of its throughput. At 10,000, a young pass still came every 4,000
-events or so and walked the batch in flight (8 ms each on a slower machine, 6% of the
-fold); at 50,000 the fold's allocations and frees nearly balance out between passes, and
-there were none or one per 100,000 events. Objects in cycles wait that much longer."""
+promotes them, and soon a full pass walks them all again. At this size the fold's
+allocations and frees nearly balance out between passes. Objects in cycles wait longer."""
 
 
 def settle() -> None:

@@ -13,6 +13,7 @@ from services.ledger import deadletter_store, journal_store, store
 from services.ledger.book import Book, open_book
 from services.ledger.consumer import GROUP, apply_delivered
 from services.ledger.domain import periods
+from shared import heap
 from shared.bus import Message
 from shared.consuming import Incoming, ReadAhead, decode_measurements, run_consumer
 from shared.events import (
@@ -33,6 +34,7 @@ DEADLETTER_GROUP = "ledger.deadletters"
 
 
 async def fold_loop(runtime: Runtime) -> None:
+    heap.settle()  # the fold's batches are what the collector's defaults slow down
     consumer = runtime.bus.consumer([TOPIC_CONTRACTS, TOPIC_MEASUREMENTS, TOPIC_REVIEWS], GROUP)
     read_ahead = ReadAhead()
 
