@@ -6,23 +6,10 @@ from fastapi import FastAPI
 
 from services.reviews import api, store
 from services.reviews.config import ReviewsConfig
-from services.reviews.consumer import GROUP, apply_events
+from services.reviews.consumer import consume_loop
 from shared.bus import Bus
-from shared.consuming import envelopes, run_consumer
-from shared.events import TOPIC_CONTRACTS, TOPIC_REVIEWS
-from shared.runtime import Runtime, build_app
+from shared.runtime import build_app
 from shared.settings import Settings
-
-
-async def consume_loop(runtime: Runtime) -> None:
-    consumer = runtime.bus.consumer([TOPIC_CONTRACTS, TOPIC_REVIEWS], GROUP)
-    await run_consumer(
-        runtime.bus,
-        consumer,
-        lambda delivered: apply_events(runtime.engine, envelopes(delivered)),
-        isolation=runtime.isolation(GROUP),
-        observer=runtime.telemetry.metrics.consumer(GROUP),
-    )
 
 
 def bootstrap(settings: Settings | None = None, bus: Bus | None = None) -> FastAPI:

@@ -13,10 +13,30 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.reviews import keys, store
 from services.reviews.crypto import Sealed
-from shared.events import Envelope, ReviewerErased, ReviewSubmitted, TermsAgreed
+from shared.consuming import envelopes, run_consumer
+from shared.events import (
+    TOPIC_CONTRACTS,
+    TOPIC_REVIEWS,
+    Envelope,
+    ReviewerErased,
+    ReviewSubmitted,
+    TermsAgreed,
+)
+from shared.runtime import Runtime
 from shared.terms import period_of
 
 GROUP = "reviews"
+
+
+async def consume_loop(runtime: Runtime) -> None:
+    consumer = runtime.bus.consumer([TOPIC_CONTRACTS, TOPIC_REVIEWS], GROUP)
+    await run_consumer(
+        runtime.bus,
+        consumer,
+        lambda delivered: apply_events(runtime.engine, envelopes(delivered)),
+        isolation=runtime.isolation(GROUP),
+        observer=runtime.telemetry.metrics.consumer(GROUP),
+    )
 
 
 async def apply_events(engine: AsyncEngine, events: Sequence[Envelope]) -> None:

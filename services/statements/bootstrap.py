@@ -5,24 +5,11 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.statements import api, portal, store
-from services.statements.consumer import GROUP, apply_events
+from services.statements.consumer import journal_loop
 from shared import signing
 from shared.bus import Bus
-from shared.consuming import envelopes, run_consumer
-from shared.events import TOPIC_CONTRACTS, TOPIC_JOURNAL
-from shared.runtime import Runtime, build_app
+from shared.runtime import build_app
 from shared.settings import Settings
-
-
-async def journal_loop(runtime: Runtime) -> None:
-    consumer = runtime.bus.consumer([TOPIC_JOURNAL, TOPIC_CONTRACTS], GROUP)
-    await run_consumer(
-        runtime.bus,
-        consumer,
-        lambda delivered: apply_events(runtime.engine, envelopes(delivered)),
-        isolation=runtime.isolation(GROUP),
-        observer=runtime.telemetry.metrics.consumer(GROUP),
-    )
 
 
 def bootstrap(settings: Settings | None = None, bus: Bus | None = None) -> FastAPI:

@@ -7,7 +7,10 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.statements import store
+from shared.consuming import envelopes, run_consumer
 from shared.events import (
+    TOPIC_CONTRACTS,
+    TOPIC_JOURNAL,
     DisputeOpened,
     DisputeResolved,
     Envelope,
@@ -15,9 +18,21 @@ from shared.events import (
     StatementFinalized,
     StatementProvisional,
 )
+from shared.runtime import Runtime
 
 GROUP = "statements"
 SNAPSHOTS = {StatementProvisional.TYPE, StatementFinalized.TYPE}
+
+
+async def journal_loop(runtime: Runtime) -> None:
+    consumer = runtime.bus.consumer([TOPIC_JOURNAL, TOPIC_CONTRACTS], GROUP)
+    await run_consumer(
+        runtime.bus,
+        consumer,
+        lambda delivered: apply_events(runtime.engine, envelopes(delivered)),
+        isolation=runtime.isolation(GROUP),
+        observer=runtime.telemetry.metrics.consumer(GROUP),
+    )
 
 
 async def apply_events(engine: AsyncEngine, events: Sequence[Envelope]) -> None:

@@ -63,22 +63,26 @@ def not_found(principal: Principal | None, what: str) -> Html:
     )
 
 
+def _summary(statement: dict[str, Any]) -> Html:
+    return html(
+        "{period} · {status} · <strong>{total} {currency}</strong>",
+        period=statement["period"],
+        status=statement["status"],
+        total=statement["total"],
+        currency=statement["currency"],
+    )
+
+
 def index(principal: Principal, contracts: Sequence[tuple[str, list[dict[str, Any]]]]) -> Html:
-    """The contracts the token may see, each with its latest statement."""
+    """The contracts the token may see, each with its latest statement (and its latest final
+    one, when the current month is still open)."""
     items = []
     for contract_id, statements in contracts:
         latest = statements[-1] if statements else None
-        summary = (
-            html(
-                "{period} · {status} · <strong>{total} {currency}</strong>",
-                period=latest["period"],
-                status=latest["status"],
-                total=latest["total"],
-                currency=latest["currency"],
-            )
-            if latest
-            else Html("no statements yet")
-        )
+        finals = [s for s in statements if s["status"] == "final"]
+        summary = _summary(latest) if latest else Html("no statements yet")
+        if latest and finals and finals[-1] is not latest:
+            summary = html("{s} · last final {f}", s=summary, f=_summary(finals[-1]))
         items.append(
             html(
                 '<li class="card"><a href="{href}">{id}</a><span>{summary}</span></li>',
