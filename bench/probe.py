@@ -41,8 +41,8 @@ class CountingBus:
     def consumer(self, topics: Sequence[str], group: str) -> Consumer:
         return CountingConsumer(self._inner.consumer(topics, group), self)
 
-    async def read_all(self, topic: str) -> list[Record]:
-        return await self._inner.read_all(topic)
+    async def read_all(self, topic: str, key: str | None = None) -> list[Record]:
+        return await self._inner.read_all(topic, key)
 
     async def finished(self, worker: asyncio.Task[None]) -> float:
         """Seconds from the group join to the commit of the `total`-th record, while

@@ -138,7 +138,16 @@ async def create_schema(engine: AsyncEngine, metadata: MetaData) -> None:
         else:
             await conn.exec_driver_sql("BEGIN IMMEDIATE")
         await conn.run_sync(metadata.create_all)
+        await conn.run_sync(_create_missing_indexes, metadata)
         await conn.commit()
+
+
+def _create_missing_indexes(connection: Any, metadata: MetaData) -> None:
+    """Indexes added to a table that an older version already created (`create_all` only
+    makes a table's indexes along with the table)."""
+    for table in metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(connection, checkfirst=True)
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -39,12 +39,13 @@ class InMemoryBus:
     def consumer(self, topics: Sequence[str], group: str) -> InMemoryConsumer:
         return InMemoryConsumer(self, list(topics))
 
-    async def read_all(self, topic: str) -> list[Record]:
-        return list(self.topics[topic])
+    async def read_all(self, topic: str, key: str | None = None) -> list[Record]:
+        return [r for r in self.topics[topic] if key is None or r.key == key]
 
-    async def read_chunks(self, topic: str) -> AsyncIterator[list[Record]]:
-        if self.topics[topic]:
-            yield list(self.topics[topic])
+    async def read_chunks(self, topic: str, key: str | None = None) -> AsyncIterator[list[Record]]:
+        found = await self.read_all(topic, key)
+        if found:
+            yield found
 
 
 class InMemoryConsumer:

@@ -76,11 +76,12 @@ class Bus(Protocol):
 
     def consumer(self, topics: Sequence[str], group: str) -> Consumer: ...
 
-    async def read_all(self, topic: str) -> list[Record]:
-        """Every record of a topic from the beginning (auditing, replay)."""
+    async def read_all(self, topic: str, key: str | None = None) -> list[Record]:
+        """Every record of a topic from the beginning (auditing, replay); with `key`, only
+        that key's records (one contract's), at a cost that follows them, not the topic."""
         ...
 
-    def read_chunks(self, topic: str) -> AsyncIterator[list[Record]]:
+    def read_chunks(self, topic: str, key: str | None = None) -> AsyncIterator[list[Record]]:
         """`read_all` a chunk at a time as the records arrive: a reader works on one chunk
         while the next is on its way, and need not hold them all."""
         ...

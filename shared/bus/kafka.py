@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.consumer import fetcher
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner
 
 from shared.bus import BusUnavailable, Message, Record
 from shared.events import ALL_TOPICS
@@ -167,11 +168,13 @@ class KafkaBus:
             )
         )
 
-    async def read_all(self, topic: str) -> list[Record]:
-        return [record async for chunk in self.read_chunks(topic) for record in chunk]
+    async def read_all(self, topic: str, key: str | None = None) -> list[Record]:
+        return [record async for chunk in self.read_chunks(topic, key) for record in chunk]
 
-    async def read_chunks(self, topic: str) -> AsyncIterator[list[Record]]:
-        """Up to the end offsets as they were when reading began."""
+    async def read_chunks(self, topic: str, key: str | None = None) -> AsyncIterator[list[Record]]:
+        """Up to the end offsets as they were when reading began. With `key`, only the
+        partition the producer's partitioner puts that key in is read: every record with
+        that key is there, in order."""
         reader = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
             enable_auto_commit=False,
@@ -181,17 +184,26 @@ class KafkaBus:
         )
         try:
             await reader.start()
-            partitions = [TopicPartition(topic, p) for p in await _partitions(reader, topic)]
+            numbers = await _partitions(reader, topic)
+            if key is not None:
+                numbers = [_PARTITIONER(key.encode(), numbers, numbers)]
+            partitions = [TopicPartition(topic, p) for p in numbers]
             reader.assign(partitions)
             await reader.seek_to_beginning(*partitions)
             ends = await reader.end_offsets(partitions)
             while [tp for tp in partitions if await reader.position(tp) < ends[tp]]:
                 batch = await reader.getmany(timeout_ms=1000)
                 chunk = _records(batch)
+                if key is not None:
+                    chunk = [record for record in chunk if record.key == key]
                 if chunk:
                     yield chunk
         finally:
             await reader.stop()
+
+
+_PARTITIONER = DefaultPartitioner()
+"""The producer's own partitioner (murmur2 of the key), so a key's partition can be found."""
 
 
 async def _partitions(reader: AIOKafkaConsumer, topic: str) -> list[int]:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from sqlalchemy import (
     BigInteger,
     Column,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -48,6 +49,7 @@ log = Table(
     Column("headers", Text, nullable=False),
     Column("value", LargeBinary, nullable=False),
     Column("appended_at", UtcDateTime, server_default=func.now(), nullable=False),
+    Index("ix_bus_log_topic_key", "topic", "key", "id"),
 )
 offsets = Table(
     "bus_offsets",
@@ -109,11 +111,13 @@ class SqlLogBus:
     def consumer(self, topics: Sequence[str], group: str) -> SqlLogConsumer:
         return SqlLogConsumer(self, list(topics), group)
 
-    async def read_all(self, topic: str) -> list[Record]:
-        return [record async for chunk in self.read_chunks(topic) for record in chunk]
+    async def read_all(self, topic: str, key: str | None = None) -> list[Record]:
+        return [record async for chunk in self.read_chunks(topic, key) for record in chunk]
 
-    async def read_chunks(self, topic: str) -> AsyncIterator[list[Record]]:
+    async def read_chunks(self, topic: str, key: str | None = None) -> AsyncIterator[list[Record]]:
         query = select(*_READ).where(log.c.topic == topic).order_by(log.c.id)
+        if key is not None:  # one contract's records, by the (topic, key, id) index
+            query = query.where(log.c.key == key)
         async with self.engine.connect() as conn:
             result = await conn.stream(query)
             async for rows in result.partitions(READ_CHUNK):
