@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared import db, idempotency, limits, revocation
+from shared import db, idempotency, limits, parameters, revocation
 from shared.bus import Bus
 from shared.bus.factory import create_bus
 from shared.metrics import add_metrics_route
@@ -87,8 +87,14 @@ def build_app(
             await engine.dispose()
             telemetry.metrics.flush()
 
-    app = FastAPI(title=f"slapay {service}", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title=f"slapay {service}",
+        version="0.1.0",
+        lifespan=lifespan,
+        dependencies=[Depends(parameters.refuse_malformed)],
+    )
     install_problem_handlers(app)
+    parameters.install(app)
     app.middleware("http")(idempotency.middleware)
     limits.install(app, settings)
 
