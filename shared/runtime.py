@@ -74,7 +74,7 @@ def build_app(
             app.state.runtime, app.state.auth_secret = runtime, secret
             tasks = [
                 asyncio.create_task(worker(runtime), name=worker.__name__)
-                for worker in (*workers, revocation.follow_revocations)
+                for worker in (*workers, revocation.follow_revocations, idempotency.sweep)
             ]
             yield
         finally:
