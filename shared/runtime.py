@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared import db, idempotency, limits, revocation
+from shared import db, idempotency, limits, parameters, revocation
 from shared.bus import Bus
 from shared.bus.factory import create_bus
 from shared.consuming import Isolation
@@ -84,7 +84,7 @@ def build_app(
             app.state.runtime, app.state.auth_secret = runtime, secret
             tasks = [
                 asyncio.create_task(worker(runtime), name=worker.__name__)
-                for worker in (*workers, revocation.follow_revocations)
+                for worker in (*workers, revocation.follow_revocations, idempotency.sweep)
             ]
             yield
         finally:
@@ -97,8 +97,14 @@ def build_app(
             await engine.dispose()
             telemetry.metrics.flush()
 
-    app = FastAPI(title=f"slapay {service}", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title=f"slapay {service}",
+        version="0.1.0",
+        lifespan=lifespan,
+        dependencies=[Depends(parameters.refuse_malformed)],
+    )
     install_problem_handlers(app)
+    parameters.install(app)
     app.middleware("http")(idempotency.middleware)
     limits.install(app, settings)
 

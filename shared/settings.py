@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1024 * 1024
     max_bulk_body_bytes: int = 16 * 1024 * 1024
     max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S  # how far ahead a timestamp may lie
+    idempotency_lease_s: float = 30.0  # a key claimed this long with no response is free again
+    idempotency_retention_hours: float = 24.0  # how long a kept response answers a repeat
     signing_keys: Path | None = None  # PEM bundle of the statement-signing keys (shared/signing.py)
 
     @property

@@ -61,7 +61,10 @@ def period_of(dt: datetime, tz: str) -> str:
     """The period "YYYY-MM" that the aware instant `dt` falls in, in time zone `tz`."""
     if dt.tzinfo is None or dt.utcoffset() is None:
         raise ValueError("period_of needs an aware datetime")
-    local = dt.astimezone(zone(tz))
+    try:
+        local = dt.astimezone(zone(tz))
+    except OverflowError:  # year 1 seen west of UTC, year 9999 east of it
+        raise ValueError(f"{dt.isoformat()} has no calendar month in {tz}") from None
     return f"{local.year:04d}-{local.month:02d}"
 
 
@@ -77,8 +80,11 @@ def period_bounds(period: str, tz: str) -> tuple[datetime, datetime]:
     year, month = int(period[:4]), int(period[5:])
     following = (year + 1, 1) if month == 12 else (year, month + 1)
     local = zone(tz)
-    start = datetime(year, month, 1, tzinfo=local).astimezone(UTC)
-    end = datetime(*following, 1, tzinfo=local).astimezone(UTC)
+    try:
+        start = datetime(year, month, 1, tzinfo=local).astimezone(UTC)
+        end = datetime(*following, 1, tzinfo=local).astimezone(UTC)
+    except OverflowError:  # 0001-01 east of UTC starts before the first UTC instant
+        raise ValueError(f"{period} has no bounds in UTC in {tz}") from None
     return start, end
 
 

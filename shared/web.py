@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated, Any
 
@@ -16,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from shared import jsonutil
 from shared.auth import InvalidToken, Principal, verify_token
 
+log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 BUG_NOT_OUTAGE = (IntegrityError, DataError, ProgrammingError)
 
@@ -101,9 +103,14 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 
 async def on_database_error(_: Request, exc: Exception) -> Response:
-    """A database that cannot be reached is worth a retry (503); a failing query is a bug."""
+    """A database that cannot be reached is worth a retry (503); a failing query is a bug;
+    a value the database cannot hold (SQLSTATE class 22) is the request's fault, and a retry
+    would fail the same way (422)."""
     if isinstance(exc, DBAPIError) and isinstance(exc, BUG_NOT_OUTAGE):
         raise exc
+    if str(getattr(getattr(exc, "orig", None), "sqlstate", None) or "").startswith("22"):
+        log.warning("a request held a value the database refused: %s", str(exc)[:300])
+        return problem_response(422, "Invalid request", "a value cannot be stored")
     return problem_response(503, "Database unavailable", type(exc).__name__, {"Retry-After": "5"})
 
 

@@ -115,7 +115,11 @@ async def get_contract(contract_id: str, runtime: RuntimeDep, principal: Reader)
 
 
 @router.post("/tokens", status_code=201, response_model=TokenIssued, tags=["auth"])
-async def create_token(request: TokenRequest, runtime: RuntimeDep, _: Admin) -> TokenIssued:
+async def create_token(
+    request: TokenRequest, response: Response, runtime: RuntimeDep, _: Admin
+) -> TokenIssued:
+    """`no-store`: no cache keeps the token, and an Idempotency-Key keeps it only sealed."""
+    response.headers["Cache-Control"] = "no-store"
     token = issue_token(runtime.secret, request.role, request.contracts, request.ttl_days)
     return TokenIssued(token=token)
 

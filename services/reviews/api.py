@@ -80,6 +80,13 @@ def domain_errors() -> Iterator[None]:
         raise Problem(
             422, "Invalid request", str(exc), errors=[{"loc": ["body", "occurred_at"]}]
         ) from exc
+    except handlers.UncountableDate as exc:
+        raise Problem(
+            422,
+            "Invalid request",
+            f"occurred_at {exc}",
+            errors=[{"loc": ["body", "occurred_at"], "msg": str(exc)}],
+        ) from exc
     except MalformedCsv as exc:
         raise Problem(400, "Malformed CSV", str(exc)) from exc
     except InvalidCsv as exc:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from services.reviews import crypto, keys, store
 from services.reviews.config import ReviewsConfig
-from services.reviews.csv_import import parse_csv
+from services.reviews.csv_import import ImportRow, InvalidCsv, parse_csv
 from services.reviews.models import Imported, ReviewIn, Submitted
 from services.reviews.store import ReviewRow
 from services.reviews.summary import BURST, StoredReview, burst_flags
@@ -39,6 +39,23 @@ class UnknownReviewer(LookupError):
 
 class FutureReview(ValueError):
     """A review dated in the future."""
+
+
+class UncountableDate(ValueError):
+    """A review dated where no period of the contract can count it."""
+
+
+def countable_period(moment: datetime, versions: Sequence[Terms]) -> str:
+    """The contract's period that `moment` falls in: it must have one in the contract's time
+    zone (year 1 seen west of UTC has none), no earlier than the first terms' period."""
+    try:
+        period = period_of(moment, versions[-1].timezone)
+    except ValueError as exc:
+        raise UncountableDate(f"has no calendar month in {versions[-1].timezone}") from exc
+    first = min(terms.effective_from for terms in versions)
+    if period < first:
+        raise UncountableDate(f"lies before the contract's first terms ({first})")
+    return period
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +88,7 @@ async def submit(
     skew = runtime.settings.max_clock_skew_s
     if occurred > now + timedelta(seconds=skew):
         raise FutureReview(f"occurred_at lies more than {skew:g} s ahead of our clock")
+    period = countable_period(occurred, versions)
     alias = crypto.pseudonym(config.pepper, review.contract_id, review.reviewer)
     draft = Draft(
         review_id=str(uuid.uuid4()),
@@ -79,7 +97,7 @@ async def submit(
         dimensions=review.dimensions.model_dump(),
         comment=review.comment,
         occurred_at=occurred,
-        period=period_of(occurred, versions[-1].timezone),
+        period=period,
     )
     await _record(runtime, config, review.contract_id, [draft], submitter, "api")
     return Submitted(review_id=draft.review_id, reviewer_pseudonym=alias, period=draft.period)
@@ -93,8 +111,9 @@ async def import_csv(
     versions = await contract_versions(runtime, contract_id)
     skew = timedelta(seconds=runtime.settings.max_clock_skew_s)
     parsed = parse_csv(body, now, config.import_max_rows, skew)
+    periods = _row_periods(parsed.rows, versions)
     drafts: dict[str, Draft] = {}
-    for row in parsed.rows:
+    for row, period in zip(parsed.rows, periods, strict=True):
         alias = crypto.pseudonym(config.pepper, contract_id, row.reviewer)
         producer = f"review-import:{alias}:{row.submitted_at.isoformat()}"
         review_id = str(deterministic_event_id(contract_id, producer))
@@ -107,7 +126,7 @@ async def import_csv(
                 dimensions=dict(row.dimensions),
                 comment=row.comment,
                 occurred_at=row.submitted_at,
-                period=period_of(row.submitted_at, versions[-1].timezone),
+                period=period,
             ),
         )
     known = await store.known_review_ids(runtime.engine, drafts.keys())
@@ -118,6 +137,19 @@ async def import_csv(
         duplicates=len(parsed.rows) - len(fresh),
         ignored_columns=parsed.ignored_columns,
     )
+
+
+def _row_periods(rows: Sequence[ImportRow], versions: Sequence[Terms]) -> list[str]:
+    """Each row's period, or `InvalidCsv` naming every row dated where none counts it."""
+    periods, problems = [], []
+    for number, row in enumerate(rows, start=1):
+        try:
+            periods.append(countable_period(row.submitted_at, versions))
+        except UncountableDate as exc:
+            problems.append({"row": number, "errors": [{"field": "submitted_at", "msg": str(exc)}]})
+    if problems:
+        raise InvalidCsv(problems)
+    return periods
 
 
 async def erase(runtime: Runtime, pseudonym: str) -> None:

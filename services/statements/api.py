@@ -7,12 +7,12 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 
 from services.statements import exports, store
 from services.statements.session import Reader
 from shared import audit, money
-from shared.events import Period
+from shared.events import AwareDatetime, Period
 from shared.runtime import RuntimeDep
 from shared.web import Problem, ensure_visible
 
