@@ -5,11 +5,16 @@ Each live entry records the event that caused it (`inputs.cause`) and how far th
 contract's measurements and reviews had been applied (`inputs`). Replay feeds each
 contract's events to the very same fold, ordered so that every cause meets exactly the
 state it met live; a difference in any amount, digest or order shows as another head.
+
+Contracts are replayed one at a time, each reading only its own records (`read_chunks`
+by key) as a stream: memory holds one chunk of events and the contract's journal, never
+the bus.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +24,7 @@ from services.ledger import journal_store
 from services.ledger.consumer import apply_delivered
 from shared import consuming
 from shared.bus import Bus
-from shared.consuming import Delivered, Incoming, decode
+from shared.consuming import Delivered, Incoming, decode, decode_measurements
 from shared.events import (
     TOPIC_CONTRACTS,
     TOPIC_JOURNAL,
@@ -48,60 +53,84 @@ class Outcome:
 
 async def replay(bus: Bus, engine: AsyncEngine) -> list[Outcome]:
     """Replay every contract into `engine` (fresh tables) and compare chain heads."""
-    topics = {
-        t: decode(await bus.read_all(t), measurements=True).delivered
-        for t in (TOPIC_CONTRACTS, TOPIC_MEASUREMENTS, TOPIC_REVIEWS, TOPIC_JOURNAL)
-    }
-    live: dict[str, dict[str, dict[str, Any]]] = {}
-    for d in topics[TOPIC_JOURNAL]:
+    commands: dict[str, list[Incoming]] = {}
+    for d in decode(await bus.read_all(TOPIC_CONTRACTS)).delivered:
+        if d.contract_id:
+            commands.setdefault(d.contract_id, []).append(d)
+    return [await replay_contract(bus, engine, c, commands[c]) for c in sorted(commands)]
+
+
+async def replay_contract(
+    bus: Bus, engine: AsyncEngine, contract_id: str, contract_events: Sequence[Incoming]
+) -> Outcome:
+    live: dict[str, dict[str, Any]] = {}
+    for d in decode(await bus.read_all(TOPIC_JOURNAL, contract_id)).delivered:
         if isinstance(d, Delivered) and d.type == JournalEntryPosted.TYPE:
             entry = d.event.data["entry"]
-            live.setdefault(entry["contract_id"], {})[entry["entry_id"]] = entry
-    contracts = sorted({d.contract_id for t in topics.values() for d in t} - {""})
-    outcomes = []
-    for contract_id in contracts:
-        mine = {t: [d for d in ds if d.contract_id == contract_id] for t, ds in topics.items()}
-        entries = sorted(live.get(contract_id, {}).values(), key=lambda e: e["seq"])
-        for run in schedule(mine, entries):
-            for start in range(0, len(run), BATCH):
-                await apply_delivered(engine, run[start : start + BATCH])
-        head = await journal_store.head(engine, contract_id)
-        outcomes.append(
-            Outcome(contract_id, entries[-1]["hash"] if entries else GENESIS, head, len(entries))
-        )
-    return outcomes
-
-
-def schedule(
-    events: dict[str, list[Incoming]], entries: Sequence[dict[str, Any]]
-) -> Iterator[list[Incoming]]:
-    """Runs of one topic each, in the order that reproduces the live causes."""
-    contracts = events[TOPIC_CONTRACTS]
-    yield [d for d in contracts if d.type == TermsAgreed.TYPE]
-    commands = [d for d in contracts if d.type != TermsAgreed.TYPE]
+            live.setdefault(entry["entry_id"], entry)
+    entries = sorted(live.values(), key=lambda e: e["seq"])
     streams = {
-        t: sorted(events[t], key=lambda d: (d.partition, d.offset))
-        for t in (TOPIC_MEASUREMENTS, TOPIC_REVIEWS)
+        topic: _Stream(bus, topic, contract_id) for topic in (TOPIC_MEASUREMENTS, TOPIC_REVIEWS)
     }
-    done = {t: 0 for t in (*streams, TOPIC_CONTRACTS)}
+    for run in _schedule(contract_events, streams, entries):
+        async for batch in run:
+            await apply_delivered(engine, batch)
+    head = await journal_store.head(engine, contract_id)
+    return Outcome(contract_id, entries[-1]["hash"] if entries else GENESIS, head, len(entries))
 
-    def upto(topic: str, cut: dict[str, Any]) -> list[Incoming]:
-        stream, start = streams[topic], done[topic]
-        end = start
-        while end < len(stream) and stream[end].offset <= cut.get(
-            str(stream[end].partition), {}
-        ).get("offset", -1):
-            end += 1
-        done[topic] = end
-        return stream[start:end]
 
-    def commands_upto(offset: int) -> list[Incoming]:
-        start = end = done[TOPIC_CONTRACTS]
-        while end < len(commands) and commands[end].offset <= offset:
-            end += 1
-        done[TOPIC_CONTRACTS] = end
-        return commands[start:end]
+class _Stream:
+    """One contract's events of one topic, decoded a chunk at a time, in bus order."""
 
+    def __init__(self, bus: Bus, topic: str, contract_id: str) -> None:
+        self._chunks = bus.read_chunks(topic, contract_id)
+        self._pending: deque[Incoming] = deque()
+        self._done = False
+
+    async def _fill(self) -> bool:
+        while not self._pending and not self._done:
+            try:
+                chunk = await anext(self._chunks)
+            except StopAsyncIteration:
+                self._done = True
+                break
+            self._pending = deque(decode_measurements(chunk).delivered)
+        return bool(self._pending)
+
+    async def upto(self, cut: Mapping[str, Any] | None) -> AsyncIterator[list[Incoming]]:
+        """Batches of the events at or before `cut` (a partition → offset map); all that is
+        left when `cut` is None."""
+        batch: list[Incoming] = []
+        while await self._fill():
+            first = self._pending[0]
+            if cut is not None and first.offset > cut.get(str(first.partition), {}).get(
+                "offset", -1
+            ):
+                break
+            batch.append(self._pending.popleft())
+            if len(batch) == BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
+async def _batches(events: Sequence[Incoming]) -> AsyncIterator[list[Incoming]]:
+    for start in range(0, len(events), BATCH):
+        yield list(events[start : start + BATCH])
+
+
+def _schedule(
+    contract_events: Sequence[Incoming],
+    streams: Mapping[str, _Stream],
+    entries: Sequence[Mapping[str, Any]],
+) -> list[AsyncIterator[list[Incoming]]]:
+    """Runs of one topic each, in the order that reproduces the live causes."""
+    runs: list[AsyncIterator[list[Incoming]]] = [
+        _batches([d for d in contract_events if d.type == TermsAgreed.TYPE])
+    ]
+    commands = [d for d in contract_events if d.type != TermsAgreed.TYPE]
+    done = 0
     seen_causes: set[tuple[str, int, int]] = set()
     for entry in entries:
         inputs = entry.get("inputs", {})
@@ -117,10 +146,14 @@ def schedule(
             if cause["topic"] == TOPIC_REVIEWS
             else (TOPIC_REVIEWS, TOPIC_MEASUREMENTS)
         )
-        yield upto(first, inputs.get(first, {}))
-        yield upto(second, inputs.get(second, {}))
+        runs.append(streams[first].upto(inputs.get(first, {})))
+        runs.append(streams[second].upto(inputs.get(second, {})))
         if cause["topic"] == TOPIC_CONTRACTS:
-            yield commands_upto(cause["offset"])
-    for topic, stream in streams.items():
-        yield stream[done[topic] :]
-    yield commands[done[TOPIC_CONTRACTS] :]
+            end = done
+            while end < len(commands) and commands[end].offset <= cause["offset"]:
+                end += 1
+            runs.append(_batches(commands[done:end]))
+            done = end
+    runs += [streams[TOPIC_MEASUREMENTS].upto(None), streams[TOPIC_REVIEWS].upto(None)]
+    runs.append(_batches(commands[done:]))
+    return runs
