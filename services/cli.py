@@ -11,16 +11,19 @@ import time
 from importlib import import_module
 from typing import Annotated, Any
 
-import httpx
 import typer
 
 from services.audit_cli import app as audit_app
-from shared.auth import ROLES, issue_token
-from shared.logging import configure_logging
-from shared.settings import DEFAULT_PORTS, SERVICES, ConfigurationError, Settings
+
+# Each command imports what it needs when it runs: `slapay --help` and `slapay token issue`
+# answer without loading the web stack.
+SERVICES = ("ingest", "reviews", "ledger", "statements")
+ROLES = ("admin", "agent", "customer", "provider", "auditor")
 
 app = typer.Typer(
-    help="slapay: payment that follows service levels and reviews.", no_args_is_help=True
+    help="slapay: payment that follows service levels and reviews.",
+    no_args_is_help=True,
+    add_completion=False,
 )
 token_app = typer.Typer(help="Tokens for the HTTP API.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
@@ -37,6 +40,9 @@ def serve(
 ) -> None:
     """Run one service (one process; distributed mode in containers)."""
     import uvicorn
+
+    from shared.logging import configure_logging
+    from shared.settings import DEFAULT_PORTS, ConfigurationError, Settings
 
     if service not in SERVICES:
         raise typer.BadParameter(f"service must be one of {', '.join(SERVICES)}")
@@ -65,6 +71,9 @@ def serve(
 @app.command()
 def run() -> None:
     """Start all four services in embedded mode; Ctrl-C stops them."""
+    from shared.auth import issue_token
+    from shared.settings import DEFAULT_PORTS, Settings
+
     settings = Settings()
     busy = [name for name in SERVICES if _port_taken(settings.host, DEFAULT_PORTS[name])]
     if busy:
@@ -79,7 +88,8 @@ def run() -> None:
     secret = settings.secret()
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
-    children = [subprocess.Popen(_serve_command(name)) for name in SERVICES]
+    # their own session: Ctrl-C reaches only this process, which then stops them in order
+    children = [subprocess.Popen(_serve_command(name), start_new_session=True) for name in SERVICES]
     try:
         urls = {name: f"http://{settings.host}:{DEFAULT_PORTS[name]}" for name in SERVICES}
         _wait_healthy(urls, children)
@@ -97,7 +107,12 @@ def run() -> None:
         typer.echo("Press Ctrl-C to stop.")
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
-        typer.echo("a service exited; stopping the others", err=True)
+        exited = [
+            f"{name} (exit code {child.returncode})"
+            for name, child in zip(SERVICES, children, strict=True)
+            if child.poll() is not None
+        ]
+        typer.echo(f"slapay: {', '.join(exited)} stopped; stopping the others", err=True)
     except KeyboardInterrupt:
         typer.echo("stopping...")
     finally:
@@ -106,6 +121,8 @@ def run() -> None:
 
 def _serve_command(service: str) -> list[str]:
     """Each child on its own port, whatever SLAPAY_PORT says."""
+    from shared.settings import DEFAULT_PORTS
+
     port = str(DEFAULT_PORTS[service])
     return [sys.executable, "-m", "services.cli", "serve", service, "--port", port]
 
@@ -120,6 +137,8 @@ def _port_taken(host: str, port: int) -> bool:
 
 
 def _wait_healthy(urls: dict[str, str], children: list[subprocess.Popen[bytes]]) -> None:
+    import httpx
+
     deadline = time.monotonic() + 60
     pending = dict(urls)
     while pending:
@@ -175,6 +194,7 @@ async def _replay(database_url: str | None) -> list[Any]:
     from services.ledger.replay import replay as run_replay
     from shared import db
     from shared.bus.factory import create_bus
+    from shared.settings import Settings
 
     with tempfile.TemporaryDirectory() as scratch:
         engine = db.create_engine(database_url or f"sqlite+aiosqlite:///{scratch}/replay.db")
@@ -207,6 +227,9 @@ def token_issue(
     ttl_days: Annotated[float, typer.Option(help="days until it expires")] = 30,
 ) -> None:
     """Print a signed token (secret from SLAPAY_AUTH_SECRET or the data dir)."""
+    from shared.auth import issue_token
+    from shared.settings import ConfigurationError, Settings
+
     if role not in ROLES:
         raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}")
     try:

@@ -30,3 +30,12 @@ def test_pre_commit_runs_what_make_lint_runs() -> None:
     tools = {command.split()[0] + " " + command.split()[1] for command in _lint_commands()}
     assert tools == {" ".join(entry.split()[:2]) for entry in entries}
     assert any(entry.startswith(".venv/bin/mypy shared services") for entry in entries)
+
+
+def test_the_cli_names_the_services_and_roles_the_code_knows() -> None:
+    """The CLI keeps its own copies so that `slapay --help` loads no web stack."""
+    from services import cli
+    from shared.auth import ROLES
+    from shared.settings import SERVICES
+
+    assert cli.SERVICES == SERVICES and cli.ROLES == ROLES
