@@ -3,18 +3,40 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import typer
+from aiokafka.errors import KafkaError
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared import audit, eventloop, heap
+from shared import audit, db, eventloop, heap
+from shared.bus import BusUnavailable
 from shared.bus.factory import create_bus
 from shared.settings import ConfigurationError, Settings
+from shared.terms import PERIOD_PATTERN
 
 app = typer.Typer(help="Verify statements against the raw events.", no_args_is_help=True)
+
+
+EXIT_OK, EXIT_DIFFERENCES, EXIT_NOTHING_FINAL, EXIT_UNREADABLE = 0, 1, 2, 3
+"""`slapay audit verify` exits 0 when everything matches, 1 with differences, 2 when there is
+nothing final to verify (the period is open, or the bus has no such contract), 3 when the bus
+or the database could not be read."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    differences: list[dict[str, Any]]
+    checked: str = ""
+    nothing_final: str | None = None
 
 
 @app.command("verify")
@@ -25,46 +47,66 @@ def verify(
         str | None, typer.Option(help="also check the journal rows in this ledger database")
     ] = None,
 ) -> None:
-    """Recompute from the bus, check the hash chain; exit 0 only when everything matches."""
-    differences, checked = eventloop.run(_verify(contract, period, database_url))
-    if differences:
-        for difference in differences:
-            typer.echo(json.dumps(difference, sort_keys=True))
-        typer.echo(f"FAILED: {len(differences)} difference(s) in {contract} {period}", err=True)
-        raise typer.Exit(1)
-    typer.echo(f"OK: {contract} {period} — {checked}")
+    """Recompute from the bus, check the hash chain and every adjustment's cause (and the
+    ledger's database, if given). Exit 0: all matches; 1: differences; 2: nothing final to
+    verify; 3: the bus or the database could not be read."""
+    if not re.fullmatch(PERIOD_PATTERN, period):
+        typer.echo(f"slapay: --period {period!r} is not YYYY-MM", err=True)
+        raise typer.Exit(EXIT_NOTHING_FINAL)
+    try:
+        outcome = eventloop.run(_verify(contract, period, database_url))
+    except (BusUnavailable, OSError, SQLAlchemyError, KafkaError) as exc:
+        typer.echo(f"slapay: could not read the bus or the database: {exc}", err=True)
+        raise typer.Exit(EXIT_UNREADABLE) from exc
+    if outcome.nothing_final is not None:
+        typer.echo(f"nothing final to verify: {outcome.nothing_final}")
+        raise typer.Exit(EXIT_NOTHING_FINAL)
+    if outcome.differences:
+        for difference in outcome.differences:
+            typer.echo(json.dumps(difference, sort_keys=True, default=str))
+        typer.echo(
+            f"FAILED: {len(outcome.differences)} difference(s) in {contract} {period}", err=True
+        )
+        raise typer.Exit(EXIT_DIFFERENCES)
+    typer.echo(f"OK: {contract} {period} — {outcome.checked}")
 
 
-async def _verify(
-    contract: str, period: str, database_url: str | None
-) -> tuple[list[dict[str, Any]], str]:
+async def _verify(contract: str, period: str, database_url: str | None) -> Outcome:
     bus = create_bus(Settings())
     await bus.start()
     try:
         with heap.paused_collector(kept_till_exit=True):  # this process ends with the check
             history = await audit.read_history(bus, contract)
+        reason = audit.nothing_final(history, period)
+        if reason is not None:
+            return Outcome([], nothing_final=reason)
+        rows: Sequence[audit.Row] | None = None
+        if database_url:
+            engine = db.create_engine(database_url)
+            try:
+                history, rows = await audit.in_step(
+                    bus, history, lambda: _database_rows(engine, contract)
+                )
+            finally:
+                await engine.dispose()
     finally:
         await bus.stop()
-    if not history.terms:
-        return [{"check": "contract", "problem": f"no terms of {contract} on the bus"}], ""
-    differences = audit.verify(history, period)
+    differences = audit.verify(history, period, rows, store="ledger database")
     checked = f"{len(history.measurements)} measurements, {len(history.entries)} entries on the bus"
-    if database_url:
-        entries = await _database_entries(database_url, contract)
-        differences += audit.verify(history, period, entries)
-        checked += f", {len(entries)} entries in the database"
-    return differences, checked
+    if rows is not None:
+        checked += f", the same {len(rows)} entries in the database"
+    return Outcome(differences, checked)
 
 
-async def _database_entries(url: str, contract: str) -> list[dict[str, Any]]:
-    from services.ledger import journal_store
-    from shared import db
+async def _database_rows(engine: AsyncEngine, contract: str) -> list[audit.Row]:
+    """The contract's journal rows, every column, in the ledger's chain order."""
+    from services.ledger.journal_store import journal
 
-    engine = db.create_engine(url)
-    try:
-        return await journal_store.entries(engine, contract)
-    finally:
-        await engine.dispose()
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(journal).where(journal.c.contract_id == contract).order_by(journal.c.seq)
+        )
+        return [dict(row._mapping) for row in rows]
 
 
 @app.command("verify-signature")

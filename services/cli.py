@@ -97,12 +97,17 @@ def run() -> None:
             typer.echo(f"  {name:<11} {url}   (docs: {url}/docs)")
         admin = issue_token(secret, "admin", ttl_days=1)
         if fresh and settings.demo:
-            typer.echo("Seeding the demo contract (a month of synthetic measurements)...")
-            period = import_module("services.demo").seed_demo(urls["ledger"], urls["ingest"], admin)
+            typer.echo(
+                "Seeding the demo contract (last month of synthetic measurements, closed)..."
+            )
+            period = import_module("services.demo").seed_demo(
+                urls["ledger"], urls["ingest"], admin, statements_url=urls["statements"]
+            )
             typer.echo(
                 f'  curl -H "Authorization: Bearer $TOKEN" '
                 f"{urls['statements']}/v1/contracts/demo-hosting/statements/{period}"
             )
+            typer.echo(f"  .venv/bin/slapay audit verify --contract demo-hosting --period {period}")
         typer.echo("An admin token:  export TOKEN=$(.venv/bin/slapay token issue --role admin)")
         typer.echo("Press Ctrl-C to stop.")
         while all(child.poll() is None for child in children):

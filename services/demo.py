@@ -1,10 +1,13 @@
-"""The demo contract a newcomer sees on a fresh `make run`: a month of synthetic data,
-posted through the public API like any agent would."""
+"""The demo contract a newcomer sees on a fresh `make run`: last month of synthetic data,
+posted through the public API like any agent would, and that month closed, so its final,
+signed statement is there to read and verify at once."""
 
 from __future__ import annotations
 
 import math
 import random
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -100,9 +103,18 @@ def _item(mid: str, kpi: str, value: float, at: str, probe: str) -> dict[str, An
 
 
 def seed_demo(
-    ledger_url: str, ingest_url: str, admin_token: str, now: datetime | None = None
+    ledger_url: str,
+    ingest_url: str,
+    admin_token: str,
+    now: datetime | None = None,
+    statements_url: str | None = None,
+    timeout_s: float = 120.0,
 ) -> str:
-    """Create the demo contract and post its month of data; return the period."""
+    """Create the demo contract and post its month of data; return the period.
+
+    With `statements_url`, the month is then closed once the ledger has folded all of it
+    (the provisional statement counts every measurement), and its final, signed statement
+    awaited: a newcomer has a statement to verify at once."""
     period, start, end = previous_month(now or datetime.now(UTC))
     headers = {"Authorization": f"Bearer {admin_token}"}
     with httpx.Client(timeout=60, headers=headers) as client:
@@ -116,4 +128,36 @@ def seed_demo(
             )
             if posted.status_code != 202:
                 raise RuntimeError(f"demo measurements: {posted.status_code} {posted.text}")
+        if statements_url is not None:
+            statement = f"{statements_url}/v1/contracts/{DEMO_CONTRACT}/statements/{period}"
+            deadline = time.monotonic() + timeout_s
+            _await(client, statement, lambda s: _counted(s) == len(items), deadline)
+            closed = client.post(
+                f"{ledger_url}/v1/contracts/{DEMO_CONTRACT}/periods/{period}/close"
+            )
+            if closed.status_code not in (202, 409):
+                raise RuntimeError(f"demo close: {closed.status_code} {closed.text}")
+            _await(client, statement, lambda s: s["status"] == "final", deadline)
     return period
+
+
+def _counted(statement: dict[str, Any]) -> int:
+    """How many measurements the statement's KPI lines counted."""
+    return sum(
+        int(line["derivation"].get("events") or 0)
+        for line in statement["lines"]
+        if line["kind"] == "sla_credit"
+    )
+
+
+def _await(
+    client: httpx.Client, url: str, ready: Callable[[dict[str, Any]], bool], deadline: float
+) -> None:
+    """Poll the statement at `url` until `ready` holds for it."""
+    while True:
+        response = client.get(url)
+        if response.status_code == 200 and ready(response.json()):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"demo statement not ready: {response.status_code} {response.text}")
+        time.sleep(0.25)

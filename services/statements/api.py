@@ -108,18 +108,27 @@ class Verification(BaseModel):
     events_on_bus: int
 
 
-@router.get("/contracts/{contract_id}/statements/{period}/verify", response_model=Verification)
+@router.get(
+    "/contracts/{contract_id}/statements/{period}/verify",
+    response_model=Verification,
+    responses={409: {"description": "nothing final to verify: the period is still open"}},
+)
 async def verify_statement(
     contract_id: str, period: Period, runtime: RuntimeDep, principal: Reader
 ) -> Verification:
-    """Recompute the final statement from the raw events on the bus and check the chain
-    this service serves against them."""
+    """Recompute the final statement from the raw events on the bus, check the chain and
+    every adjustment's cause, and the entries this service serves against the bus."""
     ensure_visible(principal, contract_id)
     history = await audit.read_history(runtime.bus, contract_id)
     if not history.terms:
         raise Problem(404, "Not found", f"no contract {contract_id!r}")
-    served = await store.list_entries(runtime.engine, contract_id)
-    differences = audit.verify(history, period, served)
+    reason = audit.nothing_final(history, period)
+    if reason is not None:
+        raise Problem(409, "Nothing final to verify", reason)
+    history, served = await audit.in_step(
+        runtime.bus, history, lambda: store.entry_rows(runtime.engine, contract_id)
+    )
+    differences = audit.verify(history, period, served, store="statements read model")
     return Verification(
         contract_id=contract_id,
         period=period,

@@ -124,6 +124,14 @@ async def list_entries(
         return [jsonutil.loads(r.body) for r in await conn.execute(query)]
 
 
+async def entry_rows(engine: AsyncEngine, contract_id: str) -> list[dict[str, Any]]:
+    """The contract's stored entries, every column, in chain order (for verification)."""
+    e = entries.c
+    query = select(entries).where(e.contract_id == contract_id).order_by(e.seq)
+    async with engine.connect() as conn:
+        return [dict(row._mapping) for row in await conn.execute(query)]
+
+
 async def put_dispute(conn: AsyncConnection, dispute: dict[str, Any]) -> None:
     """Keep the latest state of a dispute (opened, then accepted or rejected)."""
     row = db.upsert(conn, disputes).values(

@@ -28,7 +28,9 @@ async def verification(system: System, period: str = "2026-09") -> dict:
     return response.json()
 
 
-async def audit_cli(system: System, *extra: str) -> subprocess.CompletedProcess[str]:
+async def audit_cli(
+    system: System, *extra: str, period: str = "2026-09", contract: str = CONTRACT
+) -> subprocess.CompletedProcess[str]:
     settings = system.settings
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLAPAY_")}
     env.update(
@@ -41,9 +43,9 @@ async def audit_cli(system: System, *extra: str) -> subprocess.CompletedProcess[
         "audit",
         "verify",
         "--contract",
-        CONTRACT,
+        contract,
         "--period",
-        "2026-09",
+        period,
         *extra,
     ]
     return await asyncio.to_thread(
@@ -104,3 +106,43 @@ async def test_tampering_is_named(system: System) -> None:
     assert cli.returncode == 1
     assert credit["entry_id"] in cli.stdout
     assert "FAILED" in cli.stderr
+
+
+async def test_an_open_period_has_nothing_final_to_verify(system: System) -> None:
+    await setup_closed_september(system, up=995)
+    response = await system.statements.get(
+        f"/v1/contracts/{CONTRACT}/statements/2026-10/verify",
+        headers=system.token("auditor", [CONTRACT]),
+    )
+    assert response.status_code == 409, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["title"] == "Nothing final to verify"
+    open_period = await audit_cli(system, period="2026-10")
+    assert open_period.returncode == 2, open_period.stdout + open_period.stderr
+    assert open_period.stdout.startswith("nothing final to verify: ")
+    unknown = await audit_cli(system, contract="nobody-2026")
+    assert unknown.returncode == 2, unknown.stdout + unknown.stderr
+    assert "nothing final to verify: no contract nobody-2026" in unknown.stdout
+    assert (await audit_cli(system)).returncode == 0
+
+
+async def test_an_accepted_dispute_verifies_by_its_resolution(system: System) -> None:
+    final = await setup_closed_september(system, up=995)
+    customer, admin = system.token("customer", [CONTRACT]), system.token()
+    opened = await system.ledger.post(
+        f"/v1/contracts/{CONTRACT}/disputes",
+        headers=customer,
+        json={"period": "2026-09", "line_id": final["lines"][1]["line_id"], "reason": "planned"},
+    )
+    dispute_id = opened.json()["dispute_id"]
+    resolved = await system.ledger.post(
+        f"/v1/contracts/{CONTRACT}/disputes/{dispute_id}/resolve",
+        headers=admin,
+        json={"decision": "accepted", "amount": "500.00", "note": "half"},
+    )
+    assert resolved.status_code == 202, resolved.text
+    await eventually(lambda: journal(system), lambda es: any(e.get("dispute_id") for e in es))
+    report = await eventually(lambda: verification(system), lambda v: v["entries_checked"] == 6)
+    assert report["verified"] is True, report["differences"]
+    cli = await audit_cli(system, "--database-url", ledger_url(system))
+    assert cli.returncode == 0, cli.stdout + cli.stderr

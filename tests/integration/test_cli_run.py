@@ -1,8 +1,10 @@
-"""`slapay run` from a fresh data dir: four healthy services and a readable demo statement."""
+"""`slapay run` from a fresh data dir: four healthy services, a final demo statement, and the
+README's audit commands checking it."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +19,17 @@ from services.demo import DEMO_CONTRACT, previous_month
 from shared.settings import DEFAULT_PORTS
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def readme_audit_commands() -> str:
+    """The shell block of the README's auditing section, `.venv/bin/slapay` being this
+    checkout's CLI."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Auditing", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block is not None, "the README's auditing section has no sh block"
+    return block.group(1).replace(".venv/bin/slapay", f"{sys.executable} -m services.cli")
 
 
 def slapay(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -33,7 +46,7 @@ def slapay(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedPr
 
 def test_run_serves_the_demo_statement(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLAPAY_")}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = str(ROOT)
     process = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "run"],
         cwd=tmp_path,
@@ -60,7 +73,7 @@ def test_run_serves_the_demo_statement(tmp_path: Path) -> None:
         while time.monotonic() < deadline and process.poll() is None:
             try:
                 response = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=2)
-                if response.status_code == 200:
+                if response.status_code == 200 and response.json()["status"] == "final":
                     statement = response.json()
                     break
             except httpx.HTTPError:
@@ -68,11 +81,28 @@ def test_run_serves_the_demo_statement(tmp_path: Path) -> None:
             time.sleep(0.5)
         if statement is None:
             process.kill()
-            pytest.fail(f"no demo statement; slapay run said:\n{process.communicate()[0]}")
-        assert statement["status"] == "provisional"
+            pytest.fail(f"no final demo statement; slapay run said:\n{process.communicate()[0]}")
+        assert statement["signature"]
         assert [line["kind"] for line in statement["lines"]][:2] == ["base_fee", "sla_credit"]
         for port in DEFAULT_PORTS.values():
             assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+        audit = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", readme_audit_commands()],
+            cwd=tmp_path,
+            env={**env, "TOKEN": token},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert audit.returncode == 0, audit.stdout + audit.stderr
+        verified = [line for line in audit.stdout.splitlines() if line.startswith("OK: ")]
+        assert [line.split(" — ")[0] for line in verified[:2]] == [
+            f"OK: {DEMO_CONTRACT} {period}"
+        ] * 2
+        assert '"verified":true' in audit.stdout
+        assert re.search(rf"OK: {DEMO_CONTRACT} {period} total \S+ signed by key", audit.stdout)
+        assert re.search(rf"^OK +{DEMO_CONTRACT}: ", audit.stdout, re.M)  # the replay
     finally:
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
         output = process.communicate(timeout=30)[0]

@@ -1,0 +1,259 @@
+"""What the bus holds for one contract, read the way the ledger reads it: its terms, its
+measurements and ratings each once in bus order, its journal entries and final statements,
+and its disputes as the ledger settled them.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any, TypeGuard, TypeVar
+
+from pydantic import ValidationError
+
+from shared import heap
+from shared.bus import Bus, Record
+from shared.consuming import Delivered, Incoming, decode
+from shared.events import (
+    TOPIC_CONTRACTS,
+    TOPIC_JOURNAL,
+    TOPIC_MEASUREMENTS,
+    TOPIC_REVIEWS,
+    DisputeOpened,
+    DisputeResolved,
+    Envelope,
+    JournalEntryPosted,
+    ReviewSubmitted,
+    StatementFinalized,
+    TermsAgreed,
+)
+from shared.measured import DeliveredMeasurement
+from shared.payment import Observation, Rating
+from shared.terms import Terms
+
+E = TypeVar("E", Observation, Rating)
+Placed = tuple[int, int, E]
+"""An event with its place on the bus: (partition, offset, event)."""
+
+
+@dataclass(frozen=True)
+class Dispute:
+    """A dispute as the ledger holds it: the first `dispute.opened` with its id, and the
+    first `dispute.resolved` after it (the ledger ignores any later one)."""
+
+    dispute_id: str
+    period: str
+    line_id: str
+    decision: str | None = None
+    amount: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class Journal:
+    """A contract's journal as published: each entry once (the first copy of its id), in
+    chain order; every later copy of an id with other content; the final statements; and
+    whatever was published as an entry but lacks an entry's fields."""
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
+    finals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    malformed: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class History:
+    """One contract's events as the bus holds them."""
+
+    contract_id: str
+    terms: list[Terms] = field(default_factory=list)
+    measurements: list[Placed[Observation]] = field(default_factory=list)
+    ratings: list[Placed[Rating]] = field(default_factory=list)
+    journal: Journal = field(default_factory=Journal)
+    disputes: dict[str, Dispute] = field(default_factory=dict)
+
+    @property
+    def entries(self) -> list[dict[str, Any]]:
+        return self.journal.entries
+
+    @property
+    def finals(self) -> dict[str, dict[str, Any]]:
+        return self.journal.finals
+
+
+def _events(records: Iterable[Record], contract_id: str) -> Iterable[tuple[Record, Envelope]]:
+    for record in records:
+        if record.key != contract_id:
+            continue
+        try:
+            yield record, Envelope.from_json(record.value)
+        except (ValidationError, ValueError):
+            continue  # unreadable records are on the dead-letter topic, not in any statement
+
+
+def _mine(
+    records: Iterable[Record], contract_id: str, *, measurements: bool = False
+) -> list[Incoming]:
+    """The contract's events among `records` (its key and its envelope), read as the ledger
+    reads them (`decode`): what the ledger refused is not counted here either."""
+    keyed = [record for record in records if record.key == contract_id]
+    return [
+        d
+        for d in decode(keyed, measurements=measurements).delivered
+        if d.contract_id == contract_id
+    ]
+
+
+def _observations(records: Iterable[Record], contract_id: str) -> list[Placed[Observation]]:
+    """The contract's measurements among `records`, in their order, repeats and all."""
+    return [
+        (m.partition, m.offset, Observation(m.event_id, m.kpi, m.value, m.occurred_at))
+        for m in _mine(records, contract_id, measurements=True)
+        if isinstance(m, DeliveredMeasurement)
+    ]
+
+
+def _ratings(records: Iterable[Record], contract_id: str) -> list[Placed[Rating]]:
+    """The contract's ratings among `records`, in their order, repeats and all."""
+    found = []
+    for d in _mine(records, contract_id):
+        if isinstance(d, Delivered) and d.type == ReviewSubmitted.TYPE:
+            review = ReviewSubmitted.model_validate(d.event.data)
+            rating = Rating(
+                str(d.event.event_id),
+                review.reviewer_pseudonym,
+                review.rating,
+                d.event.occurred_at,
+                d.offset,
+            )
+            found.append((d.partition, d.offset, rating))
+    return found
+
+
+def _first_in_bus_order(placed: Iterable[Placed[E]]) -> list[Placed[E]]:
+    """In bus order (partition, then offset), and each event id only where it came first."""
+    seen: set[str] = set()
+    kept = []
+    for item in sorted(placed, key=_BUS_PLACE):
+        if item[2].event_id not in seen:
+            seen.add(item[2].event_id)
+            kept.append(item)
+    return kept
+
+
+_BUS_PLACE = operator.itemgetter(0, 1)
+
+
+def history(
+    contract_id: str,
+    contracts: Iterable[Record],
+    measurements: Iterable[Record],
+    journal: Iterable[Record],
+    reviews: Iterable[Record] = (),
+) -> History:
+    found = History(contract_id)
+    contract_events = _mine(sorted(contracts, key=_RECORD_PLACE), contract_id)
+    versions: dict[int, Terms] = {}
+    for d in contract_events:
+        if isinstance(d, Delivered) and d.type == TermsAgreed.TYPE:
+            agreed = TermsAgreed.model_validate(d.event.data)
+            versions.setdefault(agreed.version, Terms.model_validate(agreed.terms))
+    found.terms = [versions[v] for v in sorted(versions)]
+    found.disputes = disputes(contract_events)
+    found.measurements = _first_in_bus_order(_observations(measurements, contract_id))
+    found.ratings = _first_in_bus_order(_ratings(reviews, contract_id))
+    found.journal = read_journal_records(journal, contract_id)
+    return found
+
+
+_RECORD_PLACE = operator.attrgetter("partition", "offset")
+
+
+def disputes(events: Iterable[Incoming]) -> dict[str, Dispute]:
+    """The contract's disputes, folded in bus order as the ledger folds them: a second
+    `dispute.opened` with a known id changes nothing, nor does a `dispute.resolved` of a
+    dispute not opened yet or already resolved."""
+    found: dict[str, Dispute] = {}
+    for d in events:
+        if not isinstance(d, Delivered):
+            continue
+        payload = d.event.payload()
+        if isinstance(payload, DisputeOpened):
+            found.setdefault(
+                payload.dispute_id,
+                Dispute(payload.dispute_id, payload.period, payload.line_id),
+            )
+        elif isinstance(payload, DisputeResolved):
+            known = found.get(payload.dispute_id)
+            if known is not None and known.decision is None:
+                found[payload.dispute_id] = replace(
+                    known, decision=payload.decision, amount=payload.amount
+                )
+    return found
+
+
+def read_journal_records(records: Iterable[Record], contract_id: str) -> Journal:
+    """The contract's entries and final statements among the journal topic's records."""
+    entries: dict[str, dict[str, Any]] = {}
+    conflicts: list[dict[str, Any]] = []
+    finals: dict[str, dict[str, Any]] = {}
+    malformed: list[Any] = []
+    for _, event in _events(sorted(records, key=_RECORD_PLACE), contract_id):
+        if event.contract_id != contract_id:
+            continue
+        if event.type == JournalEntryPosted.TYPE:
+            entry = event.data.get("entry")
+            if not is_entry(entry):
+                malformed.append(entry)
+                continue
+            first = entries.setdefault(entry["entry_id"], entry)
+            if first.get("hash") != entry.get("hash"):
+                conflicts.append(entry)
+        elif event.type == StatementFinalized.TYPE:
+            statement = event.data.get("statement")
+            if isinstance(statement, dict) and isinstance(statement.get("period"), str):
+                finals.setdefault(statement["period"], statement)
+    ordered = sorted(entries.values(), key=lambda e: e["seq"])
+    return Journal(ordered, conflicts, finals, malformed)
+
+
+_ENTRY_TEXT = ("entry_id", "period", "kind", "line_id", "currency", "hash", "prev_hash")
+
+
+def is_entry(entry: Any) -> TypeGuard[dict[str, Any]]:
+    """It has what the checks read: text fields, a whole `seq`, an `amount` that is a
+    finite decimal string and a `derivation` object."""
+    if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in _ENTRY_TEXT):
+        return False
+    seq, amount = entry.get("seq"), entry.get("amount")
+    if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(amount, str):
+        return False
+    try:
+        return Decimal(amount).is_finite() and isinstance(entry.get("derivation"), dict)
+    except ArithmeticError:
+        return False
+
+
+async def read_journal(bus: Bus, contract_id: str) -> Journal:
+    """The contract's journal as the bus holds it now."""
+    return read_journal_records(await bus.read_all(TOPIC_JOURNAL), contract_id)
+
+
+async def read_history(bus: Bus, contract_id: str) -> History:
+    """Read the contract's history from the beginning of the bus. Measurements are parsed a
+    chunk at a time as they arrive, so the next chunk is on its way meanwhile and the
+    records read are freed once parsed."""
+    with heap.paused_collector():
+        placed: list[Placed[Observation]] = []
+        async for chunk in bus.read_chunks(TOPIC_MEASUREMENTS):
+            placed += _observations(chunk, contract_id)
+        found = history(
+            contract_id,
+            await bus.read_all(TOPIC_CONTRACTS),
+            (),
+            await bus.read_all(TOPIC_JOURNAL),
+            await bus.read_all(TOPIC_REVIEWS),
+        )
+        found.measurements = _first_in_bus_order(placed)
+        return found
