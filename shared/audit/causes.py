@@ -72,8 +72,10 @@ def _corrections(h: History, corrected: str | None, wanted: set[str]) -> list[Di
                 differences.append(_named(entry, problem))
             continue
         assert isinstance(line_id, str)
+        if recomputed is None:  # a settled dispute: its amount stands apart from the formula
+            continue
         posted[line_id] += Decimal(entry["amount"])
-        if recomputed is None or not report:
+        if not report:
             continue
         line = next((x for x in recomputed.lines if x.line_id == line_id), None)
         should = line.amount if line else Decimal(0)

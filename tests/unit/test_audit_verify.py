@@ -128,14 +128,15 @@ def test_a_closed_month_its_correction_and_an_accepted_dispute_verify() -> None:
     assert verify(h, "2026-09", [{"body": e} for e in journal.entries]) == []
 
 
-def test_a_correction_after_an_accepted_dispute_counts_the_dispute_as_the_ledger_does() -> None:
-    """The ledger brings a line to what the late events make it from where the final entry
-    and every adjustment before (a dispute's too) left it; the audit sums the same way."""
+def test_a_correction_after_an_accepted_dispute_leaves_the_settlement_standing() -> None:
+    """A late-event correction brings the line to what the formula now makes it, from its
+    final entry and earlier corrections; an accepted dispute's amount stands apart, so the
+    correction does not undo what the parties settled. The audit sums the same way."""
     h, journal = closed_september()
     h.disputes = {"d-1": accepted("d-1", "500.00")}
     dispute_adjustment(h, journal, "d-1", "500.00")
     correction = with_late_failures(h, journal)
-    assert correction["amount"] == "-2000.00"  # -1000 + 500 brought to -2500
+    assert correction["amount"] == "-1500.00"  # -1000 brought to -2500; the +500 stays
     assert verify(h, "2026-09") == []
 
 

@@ -43,12 +43,15 @@ def final_bodies(
 
 
 def effective_amounts(entries: Iterable[Mapping[str, Any]], period: str) -> dict[str, Decimal]:
-    """What has been posted for each line of `period` so far: its final entry plus every
-    adjustment that corrected it."""
+    """What the formula has posted for each line of `period` so far: its final entry plus
+    every correction after late events. An accepted dispute's adjustment stands apart: a
+    later correction must not undo what the parties settled."""
     amounts: dict[str, Decimal] = defaultdict(Decimal)
     for entry in entries:
         if entry["kind"] != ADJUSTMENT and entry["period"] == period:
             amounts[entry["line_id"]] += Decimal(entry["amount"])
+        elif entry.get("dispute_id") is not None:
+            continue
         elif entry.get("corrects_period") == period and entry.get("corrects_line_id"):
             amounts[entry["corrects_line_id"]] += Decimal(entry["amount"])
     return dict(amounts)
