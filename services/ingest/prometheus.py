@@ -5,6 +5,9 @@ Every sample of a series labelled `slapay_kpi` is one measurement, of the contra
 are counted and ignored, so a contract label set on a whole scrape target only marks the
 series that also name a KPI. The measurement id is derived from the series' full
 label set and the sample's timestamp, so a request Prometheus retries never counts twice.
+A request holds at most `MAX_BATCH` samples: the uncompressed length snappy announces is
+checked before uncompressing, and the samples are counted while walking the protobuf,
+before any message object is built (413 beyond either bound).
 """
 
 from __future__ import annotations
@@ -17,21 +20,29 @@ from typing import Any
 import cramjam
 from google.protobuf.message import DecodeError
 
-from services.ingest.measurements import Decoded, UndecodablePayload, label_digest
+from services.ingest import bounds
+from services.ingest.measurements import Decoded, UndecodablePayload, from_float, label_digest
 from services.ingest.prometheus_remote_pb2 import WriteRequest
 
 CONTRACT_LABEL = "slapay_contract"
 KPI_LABEL = "slapay_kpi"
 PROTO_PARAMETER = "prometheus.WriteRequest"
-MAX_DECODED_BYTES = 64 * 1024 * 1024
+MAX_DECODED_BYTES = 16 * 1024 * 1024
+_SERIES = bounds.Message({1: bounds.Message({}), 2: bounds.Message({})}, points=frozenset({2}))
+WRITE_REQUEST = bounds.Message({1: _SERIES})
+"""What is counted in a `WriteRequest`: its series, their labels and their samples."""
 STALE_NAN = 0x7FF0000000000002  # Prometheus' staleness marker: a series ended, not a value
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def decode_write_request(
-    body: bytes, content_type: str | None, content_encoding: str | None
+    body: bytes,
+    content_type: str | None,
+    content_encoding: str | None,
+    max_decoded_bytes: int = MAX_DECODED_BYTES,
 ) -> WriteRequest:
-    """Check the headers Prometheus sends, uncompress (snappy block format) and parse."""
+    """Check the headers Prometheus sends, uncompress (snappy block format), count and parse;
+    raises `bounds.TooLarge` past `MAX_BATCH` samples."""
     media_type, _, parameters = (content_type or "").partition(";")
     if media_type.strip().lower() != "application/x-protobuf":
         raise UndecodablePayload(
@@ -47,17 +58,20 @@ def decode_write_request(
             415, "Unsupported content encoding", "remote write needs Content-Encoding snappy"
         )
     size = _snappy_length(body)
-    if size > MAX_DECODED_BYTES:
+    if size > max_decoded_bytes:
         raise UndecodablePayload(
-            413, "Payload too large", f"{size} bytes uncompressed; at most {MAX_DECODED_BYTES}"
+            413, "Content too large", f"{size} bytes uncompressed; at most {max_decoded_bytes}"
         )
     try:
         raw = bytes(cramjam.snappy.decompress_raw(body))
     except cramjam.DecompressionError as exc:
         raise UndecodablePayload(400, "Corrupt snappy data", str(exc)) from exc
     try:
+        bounds.count_protobuf(raw, WRITE_REQUEST, {})
         return WriteRequest.FromString(raw)
-    except DecodeError as exc:
+    except (DecodeError, ValueError) as exc:
+        if isinstance(exc, bounds.TooLarge):
+            raise
         raise UndecodablePayload(400, "Not a remote write WriteRequest", str(exc)) from exc
 
 
@@ -102,7 +116,7 @@ def describe(labels: dict[str, str]) -> str:
 def _fields(labels: dict[str, str], digest: str, value: float, timestamp: int) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "measurement_id": f"prom:{digest}:{timestamp}",
-        "value": value,
+        "value": from_float(value),
         "observed_at": _from_millis(timestamp),
         "labels": {k: v for k, v in labels.items() if k not in (CONTRACT_LABEL, KPI_LABEL)},
     }
