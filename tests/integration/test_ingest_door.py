@@ -57,6 +57,20 @@ async def test_a_typo_or_an_unknown_contract_is_refused_and_a_valid_item_accepte
     assert len(after) - before == 2
 
 
+async def test_an_oversized_item_leaves_nothing_on_the_bus(system: System) -> None:
+    """Issue 19, case 5: 50 good measurements and one with a 1 MiB label."""
+    await agree(system, "big-co", period_back(1))
+    bus = system.apps["ingest"].state.runtime.bus
+    before = len(await bus.read_all(TOPIC_MEASUREMENTS))
+    batch = measurements("big-co", 51, "big")
+    batch["measurements"][50]["labels"] = {"blob": "x" * (1024 * 1024)}
+    for _ in range(3):  # as an agent following the protocol would retry
+        response = await system.ingest.post("/v1/measurements", json=batch, headers=system.token())
+        assert response.status_code == 422, response.text
+        assert response.json()["invalid_items"] == [50]
+    assert len(await bus.read_all(TOPIC_MEASUREMENTS)) == before
+
+
 def _with(request: dict[str, object], headers: dict[str, str]) -> dict[str, object]:
     merged = dict(request)
     merged["headers"] = {**headers, **request["headers"]}  # type: ignore[dict-item]
