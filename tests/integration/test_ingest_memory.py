@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -37,24 +39,37 @@ async def _ready(client: httpx.AsyncClient, url: str) -> bool:
         return False
 
 
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
-async def test_ingest_refuses_an_oversized_remote_write_in_bounded_memory(tmp_path: Path) -> None:
-    body = oversized_remote_write()
-    port = infra.free_port()
+@contextmanager
+def served_ingest(data_dir: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """`slapay serve ingest` on the embedded bus in `data_dir`."""
     env = {
         **os.environ,
-        "SLAPAY_DATA_DIR": str(tmp_path),
+        "SLAPAY_DATA_DIR": str(data_dir),
         "SLAPAY_AUTH_SECRET": SECRET,
         "SLAPAY_DEMO": "0",
     }
     command = [sys.executable, "-m", "services.cli", "serve", "ingest", "--port", str(port)]
     process = subprocess.Popen(command, env=env, cwd=ROOT)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+async def test_ingest_refuses_an_oversized_remote_write_in_bounded_memory(tmp_path: Path) -> None:
+    body = oversized_remote_write()
+    port = infra.free_port()
     url = f"http://127.0.0.1:{port}"
     headers = {
         "Authorization": f"Bearer {issue_token(SECRET, 'agent', ['acme-2026'])}",
         **REMOTE_WRITE,
     }
-    try:
+    with served_ingest(tmp_path, port) as process:
         async with httpx.AsyncClient(timeout=60) as client:
             await eventually(lambda: _ready(client, url), lambda ok: ok)
             before = peak_rss_mb(process.pid)
@@ -65,12 +80,6 @@ async def test_ingest_refuses_an_oversized_remote_write_in_bounded_memory(tmp_pa
             took = time.monotonic() - started
             health = await client.get(f"{url}/healthz")
         after = peak_rss_mb(process.pid)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
     print(f"peak RSS {before:.0f} MB before, {after:.0f} MB after; refused in {took:.2f} s")
     assert response.status_code == 413, response.text
     assert health.status_code == 200
