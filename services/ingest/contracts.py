@@ -55,6 +55,11 @@ class Contract:
     def timezone(self) -> str:
         return self.versions[-1].timezone
 
+    @property
+    def first(self) -> str:
+        """The first period any version is in force."""
+        return min(version.effective_from for version in self.versions)
+
 
 class ContractBook:
     """Every contract this process has seen agreed, with its terms versions."""

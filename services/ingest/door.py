@@ -10,11 +10,9 @@ must be in the terms in force at `observed_at`, `observed_at` must lie between t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 
 from services.ingest.contracts import Contract, DoorTerms
-from shared.terms import period_of
 
 MAX_ABS_VALUE = Decimal("1e15")
 MAX_DECIMAL_PLACES = 18
@@ -49,42 +47,41 @@ def value_refusal(index: int, value: Decimal) -> Refusal | None:
 
 
 def decimal_places(value: Decimal) -> int:
-    """The decimal places `value` needs (trailing zeros aside): 1.50 needs 1, 100 none."""
-    return max(0, -int(exact(value).as_tuple().exponent))
+    """The decimal places finite `value` needs (trailing zeros aside): 1.50 needs 1, 100
+    none. Read from `str(value)`, which stays short however far the exponent goes."""
+    mantissa, _, exponent = str(value).partition("E")
+    whole, _, fraction = mantissa.lstrip("-").partition(".")
+    digits = whole + fraction
+    trailing_zeros = len(digits) - len(digits.rstrip("0"))
+    if trailing_zeros == len(digits):
+        return 0
+    return max(0, len(fraction) - int(exponent or 0) - trailing_zeros)
 
 
-def exact(value: Decimal) -> Decimal:
-    """`value` without trailing zeros after the point, computed without rounding."""
-    sign, digits, exponent = value.as_tuple()
-    if not isinstance(exponent, int) or exponent >= 0:
-        return value
-    stripped = list(digits)
-    while exponent < 0 and len(stripped) > 1 and stripped[-1] == 0:
-        stripped.pop()
-        exponent += 1
-    return Decimal((sign, tuple(stripped), exponent))
+def value_text(value: Decimal) -> str:
+    """`value` as a JSON number without exponent or trailing zeros ("0.1", "-2", "0"), for a
+    value `value_refusal` accepts: the text the published event carries."""
+    if not value:
+        return "0"
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def terms_refusal(
-    index: int, contract: Contract | None, kpi: str, observed_at: datetime, now: datetime
+    index: int, contract: Contract | None, kpi: str, period: str | None, current: str
 ) -> Refusal | None:
-    """Why the contract's terms can never count this measurement, or None."""
+    """Why the contract's terms can never count a measurement of `kpi` observed in `period`
+    (None: an instant too far from ours to have a period) arriving in `current`, or None."""
     if contract is None:
         return Refusal(index, "contract_id", "contract_unknown", "no such contract")
-    try:
-        period = period_of(observed_at, contract.timezone)
-        current = period_of(now, contract.timezone)
-    except (OverflowError, ValueError):
-        return Refusal(
-            index, "observed_at", "observed_at_out_of_range", "observed_at is out of range"
-        )
-    first = min(version.effective_from for version in contract.versions)
-    if period < first:
+    if period is None:
+        return Refusal(index, "observed_at", "before_effective_from", "observed_at is out of range")
+    if period < contract.first:
         return Refusal(
             index,
             "observed_at",
             "before_effective_from",
-            f"observed_at falls in {period}, before the contract takes effect ({first})",
+            f"observed_at falls in {period}, before the contract takes effect ({contract.first})",
         )
     terms = in_force(contract.versions, period)
     if months_between(period, current) > terms.late_events_months:

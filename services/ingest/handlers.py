@@ -19,6 +19,7 @@ from shared.bus import Message
 from shared.events import TOPIC_MEASUREMENTS, MeasurementRecorded, utcnow
 from shared.runtime import Runtime
 from shared.telemetry import inject_headers, tracer
+from shared.terms import PeriodFinder, period_of
 
 
 class Refused(Exception):
@@ -36,8 +37,12 @@ async def accept_batch(
     raise `Refused` naming every item that can never count."""
     now = utcnow()
     refusals = await check_terms(runtime, book, items, now)
+    refused_values = {r.index for r in refusals if r.field == "value"}
+    values = [
+        "" if i in refused_values else door.value_text(item.value) for i, item in enumerate(items)
+    ]
     event_ids = [event_id_of(item) for item in items]
-    digests = [content_digest(item) for item in items]
+    digests = [content_digest(item, value) for item, value in zip(items, values, strict=True)]
     seen = await store.already_published(runtime.engine, set(event_ids))
     new: dict[str, int] = {}
     for index, event_id in enumerate(event_ids):
@@ -51,7 +56,7 @@ async def accept_batch(
         messages = [
             Message(
                 key=items[i].contract_id,
-                value=event_json(items[i], event_id, source, now),
+                value=event_json(items[i], event_id, source, now, values[i]),
                 headers=headers,
             )
             for event_id, i in new.items()
@@ -78,10 +83,20 @@ async def check_terms(
     if any(book.get(c) is None for c in contract_ids):
         await book.catch_up(runtime.bus, runtime.settings.publish_timeout_s)
     contracts = {c: book.get(c) for c in contract_ids}
+    timezones = {c: found.timezone if found else "UTC" for c, found in contracts.items()}
+    finders = {c: PeriodFinder(tz) for c, tz in timezones.items()}
+    current = {c: period_of(now, tz) for c, tz in timezones.items()}
     refusals = []
     for index, item in enumerate(items):
+        contract_id = item.contract_id
+        try:
+            period: str | None = finders[contract_id](item.observed_at)
+        except (OverflowError, ValueError):  # year 1 west of UTC has no local period
+            period = None
         for refusal in (
-            door.terms_refusal(index, contracts[item.contract_id], item.kpi, item.observed_at, now),
+            door.terms_refusal(
+                index, contracts[contract_id], item.kpi, period, current[contract_id]
+            ),
             door.value_refusal(index, item.value),
         ):
             if refusal is not None:

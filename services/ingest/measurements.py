@@ -16,7 +16,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from services.ingest.bounds import MAX_BATCH, TooLarge, check_json_elements
-from services.ingest.door import exact
+from services.ingest.door import value_text
 from shared import jsonutil
 from shared.events import (
     AwareDatetime,
@@ -75,8 +75,8 @@ def decode_batch(body: bytes) -> Any:
     check_json_elements(body)
     try:
         decoded = _DECODER.decode(body)
-    except msgspec.DecodeError as exc:
-        raise ValueError(str(exc)) from exc
+    except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: nested too deep
+        raise ValueError(str(exc) or "JSON nested too deeply") from exc
     items = decoded.get("measurements") if isinstance(decoded, dict) else None
     if isinstance(items, list) and len(items) > MAX_BATCH:
         raise TooLarge(f"{len(items)} measurements; at most {MAX_BATCH} per request")
@@ -94,9 +94,16 @@ def event_id_of(item: MeasurementIn) -> str:
     return str(deterministic_event_id(item.contract_id, item.measurement_id))
 
 
-def event_json(item: MeasurementIn, event_id: str, source: str, recorded_at: datetime) -> bytes:
+def event_json(
+    item: MeasurementIn,
+    event_id: str,
+    source: str,
+    recorded_at: datetime,
+    value: str | None = None,
+) -> bytes:
     """The `sla.measurement.recorded` envelope, built straight to JSON (this is the hot path;
-    a unit test checks it parses back as an `Envelope`)."""
+    a unit test checks it parses back as an `Envelope`). `value` is `value_text(item.value)`,
+    if the caller has it already."""
     return jsonutil.dumps(
         {
             "event_id": event_id,
@@ -108,7 +115,7 @@ def event_json(item: MeasurementIn, event_id: str, source: str, recorded_at: dat
             "source": source,
             "data": {
                 "kpi": item.kpi,
-                "value": orjson.Fragment(format(exact(item.value), "f")),
+                "value": orjson.Fragment(value or value_text(item.value)),
                 "labels": item.labels,
                 "measurement_id": item.measurement_id,
             },
@@ -116,18 +123,13 @@ def event_json(item: MeasurementIn, event_id: str, source: str, recorded_at: dat
     )
 
 
-def content_digest(item: MeasurementIn) -> str:
+def content_digest(item: MeasurementIn, value: str | None = None) -> str:
     """What a measurement says, in 32 hex digits: a `measurement_id` posted again with another
-    digest is a conflict, with the same one a duplicate (1.0 and 1 are the same value)."""
-    canonical = jsonutil.dumps(
-        [
-            item.kpi,
-            format(exact(item.value) if item.value else Decimal(0), "f"),
-            item.observed_at.isoformat(),
-            sorted(item.labels.items()),
-        ]
-    )
-    return hashlib.sha256(canonical).hexdigest()[:32]
+    digest is a conflict, with the same one a duplicate (1.0 and 1 are the same value).
+    `value` is `value_text(item.value)`, if the caller has it already."""
+    labels = jsonutil.dumps(sorted(item.labels.items())) if item.labels else b""
+    said = f"{item.kpi}\x1f{value or value_text(item.value)}\x1f{item.observed_at.isoformat()}\x1f"
+    return hashlib.blake2b(said.encode() + labels, digest_size=16).hexdigest()
 
 
 class UndecodablePayload(ValueError):

@@ -116,11 +116,13 @@ def decode_request(
         else:
             bounds.check_json_elements(raw)
             document = orjson.loads(raw)
+            if not isinstance(document, dict):
+                raise ValueError("an OTLP/JSON export is a JSON object")
             _count_json_points(document)
             json_format.ParseDict(document, request, ignore_unknown_fields=True)
     except bounds.TooLarge:
         raise
-    except (DecodeError, json_format.ParseError, ValueError, RecursionError) as exc:
+    except (DecodeError, json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
         raise UndecodablePayload(400, "Not an OTLP metrics request", str(exc)[:500]) from exc
     return request
 
