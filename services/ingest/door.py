@@ -34,7 +34,7 @@ class Refusal:
 def value_refusal(index: int, value: Decimal) -> Refusal | None:
     if not value.is_finite():
         return Refusal(index, "value", "finite_number", "value must be a finite number")
-    if abs(value) > MAX_ABS_VALUE:
+    if value.copy_abs() > MAX_ABS_VALUE:  # abs() would round to the context precision
         return Refusal(index, "value", "value_out_of_range", "value lies outside ±1e15")
     if decimal_places(value) > MAX_DECIMAL_PLACES:
         return Refusal(
