@@ -5,9 +5,11 @@ Every sample of a series labelled `slapay_kpi` is one measurement, of the contra
 are counted and ignored, so a contract label set on a whole scrape target only marks the
 series that also name a KPI. The measurement id is derived from the series' full
 label set and the sample's timestamp, so a request Prometheus retries never counts twice.
-A request holds at most `MAX_BATCH` samples: the uncompressed length snappy announces is
-checked before uncompressing, and the samples are counted while walking the protobuf,
-before any message object is built (413 beyond either bound).
+A request holds at most `MAX_BATCH` samples and `MAX_BATCH` series: the uncompressed length
+snappy announces is checked before uncompressing; a body past `WALK_ABOVE_BYTES` is walked
+field by field, counting, before any message object is built (a smaller one cannot hold
+enough messages to matter, and the C parser reads it faster than a walk); then the series
+and samples are counted on the parsed request (413 beyond any bound).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ MAX_DECODED_BYTES = 16 * 1024 * 1024
 _SERIES = bounds.Message({1: bounds.Message({}), 2: bounds.Message({})}, points=frozenset({2}))
 WRITE_REQUEST = bounds.Message({1: _SERIES})
 """What is counted in a `WriteRequest`: its series, their labels and their samples."""
+WALK_ABOVE_BYTES = 1024 * 1024
 STALE_NAN = 0x7FF0000000000002  # Prometheus' staleness marker: a series ended, not a value
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -67,12 +70,31 @@ def decode_write_request(
     except cramjam.DecompressionError as exc:
         raise UndecodablePayload(400, "Corrupt snappy data", str(exc)) from exc
     try:
-        bounds.count_protobuf(raw, WRITE_REQUEST, {})
-        return WriteRequest.FromString(raw)
+        if len(raw) > WALK_ABOVE_BYTES:
+            bounds.count_protobuf(raw, WRITE_REQUEST, {})
+        request = WriteRequest.FromString(raw)
     except (DecodeError, ValueError) as exc:
         if isinstance(exc, bounds.TooLarge):
             raise
         raise UndecodablePayload(400, "Not a remote write WriteRequest", str(exc)) from exc
+    _check_counts(request)
+    return request
+
+
+def _check_counts(request: WriteRequest) -> None:
+    """Raise `bounds.TooLarge` past `MAX_BATCH` series or samples, or past
+    `MAX_PROTOBUF_ELEMENTS` labels (counted in C, series by series)."""
+    series = request.timeseries
+    if len(series) > bounds.MAX_BATCH:
+        raise bounds.TooLarge(f"{len(series)} series; at most {bounds.MAX_BATCH} per request")
+    samples = labels = 0
+    for one in series:
+        samples += len(one.samples)
+        labels += len(one.labels)
+    if samples > bounds.MAX_BATCH:
+        raise bounds.TooLarge(f"{samples} samples; at most {bounds.MAX_BATCH} per request")
+    if labels > bounds.MAX_PROTOBUF_ELEMENTS:
+        raise bounds.TooLarge(f"{labels} labels; at most {bounds.MAX_PROTOBUF_ELEMENTS}")
 
 
 def to_measurements(request: WriteRequest) -> Decoded:

@@ -169,3 +169,19 @@ def test_a_json_body_of_too_many_values_is_refused_before_decoding() -> None:
     bounds.check_json_elements(b'{"labels": "' + b"," * 2_000_000 + b'"}')  # inside a string
     with pytest.raises(bounds.TooLarge):
         bounds.check_json_elements(b"[" + b"1," * 1_000_000 + b"1]")
+
+
+@pytest.mark.parametrize(
+    ("request_", "bound"),
+    [
+        (WriteRequest(timeseries=[TimeSeries()] * 10_001), "series"),  # small: parsed in C
+        (write_request(series=10, samples_each=1001), "samples"),
+        (write_request(series=8_000, samples_each=2), "measurements"),  # over 1 MiB: walked
+    ],
+    ids=["10001-series", "10010-samples", "16000-samples-walked"],
+)
+def test_a_remote_write_past_a_bound_is_refused_on_either_path(
+    request_: WriteRequest, bound: str
+) -> None:
+    with pytest.raises(bounds.TooLarge, match=bound):
+        prometheus.decode_write_request(snappy(request_), *REMOTE_WRITE.values())
