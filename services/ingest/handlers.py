@@ -37,8 +37,9 @@ async def accept_batch(
     raise `Refused` naming every item that can never count."""
     now = utcnow()
     refusals = await check_terms(runtime, book, items, now)
+    refused = {r.index for r in refusals}
     refused_values = {r.index for r in refusals if r.field == "value"}
-    values = [
+    values = [  # a refused value may be 1e999999999: never spelled out
         "" if i in refused_values else door.value_text(item.value) for i, item in enumerate(items)
     ]
     event_ids = [event_id_of(item) for item in items]
@@ -60,11 +61,14 @@ async def accept_batch(
                 headers=headers,
             )
             for event_id, i in new.items()
+            if i not in refused
         ]
         limit = runtime.settings.max_record_bytes
         refusals.extend(
             too_large(i, size, limit)
-            for message, i in zip(messages, new.values(), strict=True)
+            for message, i in zip(
+                messages, (i for i in new.values() if i not in refused), strict=True
+            )
             if (size := record_size(message)) > limit
         )
         if refusals:

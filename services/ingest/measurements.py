@@ -115,7 +115,7 @@ def event_json(
             "source": source,
             "data": {
                 "kpi": item.kpi,
-                "value": orjson.Fragment(value or value_text(item.value)),
+                "value": orjson.Fragment(value_text(item.value) if value is None else value),
                 "labels": item.labels,
                 "measurement_id": item.measurement_id,
             },
@@ -128,7 +128,8 @@ def content_digest(item: MeasurementIn, value: str | None = None) -> str:
     digest is a conflict, with the same one a duplicate (1.0 and 1 are the same value).
     `value` is `value_text(item.value)`, if the caller has it already."""
     labels = jsonutil.dumps(sorted(item.labels.items())) if item.labels else b""
-    said = f"{item.kpi}\x1f{value or value_text(item.value)}\x1f{item.observed_at.isoformat()}\x1f"
+    text = value_text(item.value) if value is None else value
+    said = f"{item.kpi}\x1f{text}\x1f{item.observed_at.isoformat()}\x1f"
     return hashlib.blake2b(said.encode() + labels, digest_size=16).hexdigest()
 
 

@@ -59,8 +59,19 @@ def bus() -> InMemoryBus:
         ({"observed_at": "0001-01-01T00:00:00Z"}, "observed_at", "before_effective_from"),
         ({"value": 1e16}, "value", "value_out_of_range"),
         ({"value": -1.5e15}, "value", "value_out_of_range"),
+        ({"value": "1e999999999"}, "value", "value_out_of_range"),
+        ({"value": "1e-999999999"}, "value", "too_many_decimal_places"),
     ],
-    ids=["unknown-contract", "kpi-typo", "before-effective-from", "year-1", "1e16", "-1.5e15"],
+    ids=[
+        "unknown-contract",
+        "kpi-typo",
+        "before-effective-from",
+        "year-1",
+        "1e16",
+        "-1.5e15",
+        "1e999999999",
+        "1e-999999999",
+    ],
 )
 async def test_an_item_that_can_never_count_is_named_and_nothing_is_published(
     tmp_path: Path, bus: InMemoryBus, bad: dict[str, Any], field: str, kind: str
