@@ -78,6 +78,7 @@ async def distributed_once(config: Config, turn: int) -> Rates:
     with broker() as bootstrap, tempfile.TemporaryDirectory(prefix="slapay-bench-") as tmp:
         async with postgres_database() as url:
             settings = {"bus": f"kafka://{bootstrap}", "database_url": url, "data_dir": tmp}
+            await data.agree_contracts(settings)
             async with server("ingest", settings, Path(tmp)) as base_url:
                 return await run_steps(
                     [

@@ -11,9 +11,12 @@ from typing import Any
 import orjson
 
 from bench.core import chunks
+from services.demo import demo_terms
 from services.ingest.measurements import MeasurementIn, event_id_of, event_json
 from shared.bus import Message
-from shared.events import MeasurementRecorded, utcnow
+from shared.bus.factory import create_bus
+from shared.events import TOPIC_CONTRACTS, MeasurementRecorded, TermsAgreed, make_event, utcnow
+from shared.settings import Settings
 from shared.terms import period_of
 
 CONTRACTS = tuple(f"bench-{i:02d}" for i in range(8))
@@ -39,6 +42,34 @@ def items(count: int, tag: str | None = None) -> list[Item]:
         }
         for i in range(count)
     ]
+
+
+async def agree_contracts(settings: dict[str, str]) -> None:
+    """Agree every bench contract on the bus these ingest settings name, as the ledger
+    would, so that ingest's door counts their measurements."""
+    bus = create_bus(Settings(**settings))  # type: ignore[arg-type]
+    await bus.start()
+    try:
+        events = [
+            make_event(
+                TermsAgreed(
+                    version=1,
+                    terms={**demo_terms("2026-01"), "contract_id": c, "late_events_months": 120},
+                ),
+                contract_id=c,
+                source="bench",
+            )
+            for c in CONTRACTS
+        ]
+        await bus.publish(
+            TOPIC_CONTRACTS,
+            [
+                Message(key=e.contract_id, value=e.to_json(), headers={"type": e.type})
+                for e in events
+            ],
+        )
+    finally:
+        await bus.stop()
 
 
 def instant(i: int, count: int, days: int = 28) -> str:
@@ -86,7 +117,7 @@ def copy_rows(batch: Sequence[Item]) -> list[CopyRow]:
                 item.contract_id,
                 period_of(item.observed_at, "UTC"),
                 item.kpi,
-                item.value,
+                float(item.value),  # the column the fold writes today (ledger store)
                 item.observed_at,
             )
         )

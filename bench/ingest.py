@@ -116,6 +116,7 @@ async def distributed_once(config: Config, turn: int) -> Rates:
     with broker() as bootstrap, tempfile.TemporaryDirectory(prefix="slapay-bench-") as tmp:
         async with postgres_database() as url:
             settings = {"bus": f"kafka://{bootstrap}", "database_url": url, "data_dir": tmp}
+            await data.agree_contracts(settings)
             async with server("ingest", settings, Path(tmp)) as base_url:
                 return await run_steps(
                     [
@@ -134,6 +135,7 @@ async def embedded_once(config: Config, turn: int) -> Rates:
         root = Path(tmp)
         raw_url = f"sqlite+aiosqlite:///{root / 'raw' / 'bus.db'}"
         settings = {"bus": "sqlite", "data_dir": str(root / "ingest")}
+        await data.agree_contracts(settings)
         async with server("ingest", settings, root) as base_url:
             return await run_steps(
                 [

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S  # how far ahead a timestamp may lie
     idempotency_lease_s: float = 30.0  # a key claimed this long with no response is free again
     idempotency_retention_hours: float = 24.0  # how long a kept response answers a repeat
+    max_decoded_bytes: int = 16 * 1024 * 1024  # an agent protocol's body, uncompressed
+    max_record_bytes: int = 512 * 1024  # one event on the bus (Kafka's default cap is 1 MiB)
+    ingest_dedupe_days: float = 30.0  # how long ingest remembers what it published
     signing_keys: Path | None = None  # PEM bundle of the statement-signing keys (shared/signing.py)
 
     @property

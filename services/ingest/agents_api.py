@@ -1,9 +1,11 @@
 """HTTP edge for monitoring agents: Prometheus remote write and OTLP/HTTP metrics.
 
-Both decode their protocol into `MeasurementIn` candidates and then take the same path as
-`POST /v1/measurements`: the whole request is validated first (any invalid measurement → 400
-naming it, nothing published), a contract the token does not list is 404, and the answer is
-a success only once the bus acknowledged every new event (else 503 + Retry-After, which both
+Both decode their protocol into `MeasurementIn` candidates, at most `MAX_BATCH` (413 beyond,
+counted while decoding), and then take the same path as `POST /v1/measurements`: the whole
+request is validated first (a malformed measurement → 400 naming it, nothing published), a
+contract the token does not list is 404, one that can never count by its contract's terms
+(or that reuses a measurement id for other content) → 422 naming it, and the answer is a
+success only once the bus acknowledged every new event (else 503 + Retry-After, which both
 protocols retry). Duplicates of earlier requests are counted, never published twice.
 """
 
@@ -17,12 +19,13 @@ from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
 from services.ingest import otlp, prometheus
-from services.ingest.handlers import accept_batch
+from services.ingest.api import BookDep
+from services.ingest.bounds import TooLarge
+from services.ingest.contracts import ContractBook
+from services.ingest.handlers import Refused, accept_batch
 from services.ingest.measurements import (
-    MAX_BATCH,
     Accepted,
     Decoded,
-    MeasurementBatch,
     MeasurementIn,
     UndecodablePayload,
     validation_context,
@@ -51,17 +54,24 @@ def _body_doc(*media_types: str) -> dict[str, Any]:
     openapi_extra=_body_doc("application/x-protobuf"),
     summary="Prometheus remote write 1.0 (snappy-compressed protobuf WriteRequest)",
 )
-async def prometheus_write(request: Request, runtime: RuntimeDep, principal: Writer) -> Response:
+async def prometheus_write(
+    request: Request, runtime: RuntimeDep, book: BookDep, principal: Writer
+) -> Response:
     """Samples of series labelled `slapay_kpi` (and `slapay_contract`) become measurements."""
     body = await _read_body(request)
     try:
         write_request = prometheus.decode_write_request(
-            body, request.headers.get("content-type"), request.headers.get("content-encoding")
+            body,
+            request.headers.get("content-type"),
+            request.headers.get("content-encoding"),
+            runtime.settings.max_decoded_bytes,
         )
         decoded = prometheus.to_measurements(write_request)
     except UndecodablePayload as exc:
         raise Problem(exc.status, exc.title, exc.detail) from exc
-    accepted = await accept_decoded(runtime, principal, decoded, "prometheus")
+    except TooLarge as exc:
+        raise Problem(413, "Content too large", str(exc)) from exc
+    accepted = await accept_decoded(runtime, book, principal, decoded, "prometheus")
     headers = _counts(accepted, decoded)
     headers["X-Prometheus-Remote-Write-Version"] = REMOTE_WRITE_VERSION
     return Response(status_code=204, headers=headers)
@@ -73,25 +83,35 @@ async def prometheus_write(request: Request, runtime: RuntimeDep, principal: Wri
     openapi_extra=_body_doc(otlp.PROTOBUF, otlp.JSON),
     summary="OTLP/HTTP metrics (protobuf or JSON ExportMetricsServiceRequest)",
 )
-async def otlp_metrics(request: Request, runtime: RuntimeDep, principal: Writer) -> Response:
+async def otlp_metrics(
+    request: Request, runtime: RuntimeDep, book: BookDep, principal: Writer
+) -> Response:
     """Gauge and sum points naming a `slapay.kpi` become measurements; other kinds are refused."""
     body = await _read_body(request)
     content_type = request.headers.get("content-type")
     try:
         media = otlp.media_type(content_type)
-        export = otlp.decode_request(body, content_type, request.headers.get("content-encoding"))
+        export = otlp.decode_request(
+            body,
+            content_type,
+            request.headers.get("content-encoding"),
+            runtime.settings.max_decoded_bytes,
+        )
         decoded = otlp.to_measurements(export)
     except UndecodablePayload as exc:
         raise Problem(exc.status, exc.title, exc.detail) from exc
-    accepted = await accept_decoded(runtime, principal, decoded, "otlp")
+    except TooLarge as exc:
+        raise Problem(413, "Content too large", str(exc)) from exc
+    accepted = await accept_decoded(runtime, book, principal, decoded, "otlp")
     headers = {**_counts(accepted, decoded), "X-Slapay-Rejected": str(len(decoded.rejected))}
     return Response(otlp.response_body(decoded, media), 200, headers, media_type=media)
 
 
 async def accept_decoded(
-    runtime: Runtime, principal: Principal, decoded: Decoded, protocol: str
+    runtime: Runtime, book: ContractBook, principal: Principal, decoded: Decoded, protocol: str
 ) -> Accepted:
-    """Validate every candidate, check the token reaches each contract, then publish."""
+    """Validate every candidate, check the token reaches each contract and the door's rules,
+    then publish."""
     metrics = runtime.telemetry.metrics
     metrics.count_measurements(protocol, rejected=len(decoded.rejected))
     try:
@@ -101,22 +121,34 @@ async def accept_decoded(
         raise
     for contract_id in sorted({item.contract_id for item in items}):
         ensure_visible(principal, contract_id)
-    accepted, duplicates = 0, 0
     try:
-        for start in range(0, len(items), MAX_BATCH):
-            batch = MeasurementBatch(measurements=items[start : start + MAX_BATCH])
-            result = await accept_batch(
-                runtime.engine, runtime.bus, batch, f"agent:{principal.subject}"
-            )
-            accepted, duplicates = accepted + result.accepted, duplicates + result.duplicates
+        accepted = await accept_batch(runtime, book, items, f"agent:{principal.subject}")
+    except Refused as exc:
+        metrics.count_measurements(protocol, rejected=len(items))
+        raise refused(decoded, exc) from exc
     except BusUnavailable as exc:
         raise Problem(503, "Bus unavailable", str(exc), headers={"Retry-After": "5"}) from exc
     except OperationalError as exc:  # e.g. a locked or unreachable database: worth a retry
         raise Problem(
             503, "Database unavailable", type(exc.orig).__name__, headers={"Retry-After": "5"}
         ) from exc
-    metrics.count_measurements(protocol, accepted, duplicates)
-    return Accepted(accepted=accepted, duplicates=duplicates)
+    metrics.count_measurements(protocol, accepted.accepted, accepted.duplicates)
+    return accepted
+
+
+def refused(decoded: Decoded, exc: Refused) -> Problem:
+    """422 naming each refused measurement as the protocol describes it; `loc` gives its
+    index among the request's measurements."""
+    where = [decoded.items[r.index][0] for r in exc.refusals]
+    return Problem(
+        422,
+        "Measurements that can never count",
+        f"{len(set(where))} refused measurement(s); nothing was published",
+        invalid_items=list(dict.fromkeys(where))[:MAX_REPORTED],
+        errors=[{"item": w, **r.error()} for w, r in zip(where, exc.refusals, strict=True)][
+            :MAX_REPORTED
+        ],
+    )
 
 
 def validate(

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from services.ingest.handlers import accept_batch
-from services.ingest.measurements import Accepted, MeasurementBatch, validation_context
-from shared import jsonutil
+from services.ingest.bounds import TooLarge
+from services.ingest.contracts import ContractBook
+from services.ingest.handlers import Refused, accept_batch
+from services.ingest.measurements import (
+    Accepted,
+    MeasurementBatch,
+    decode_batch,
+    validation_context,
+)
 from shared.auth import Principal
 from shared.bus import BusUnavailable
 from shared.runtime import RuntimeDep
@@ -18,6 +24,14 @@ from shared.web import Problem, ensure_visible, inline_schema, require, validati
 
 router = APIRouter(prefix="/v1", tags=["measurements"])
 Writer = Annotated[Principal, Depends(require("agent", "admin"))]
+
+
+def get_book(request: Request) -> ContractBook:
+    book: ContractBook = request.app.state.contracts
+    return book
+
+
+BookDep = Annotated[ContractBook, Depends(get_book)]
 
 
 @router.post(
@@ -32,46 +46,56 @@ Writer = Annotated[Principal, Depends(require("agent", "admin"))]
     },
 )
 async def post_measurements(
-    request: Request, runtime: RuntimeDep, principal: Writer
+    request: Request, runtime: RuntimeDep, book: BookDep, principal: Writer
 ) -> JSONResponse:
     """Validate the whole batch first; any bad item → 422 naming every bad index."""
-    body = await request.body()
     metrics = runtime.telemetry.metrics
     try:
-        batch = MeasurementBatch.model_validate_json(
-            body, context=validation_context(runtime.settings)
-        )
-    except ValidationError as exc:
+        body = decode_batch(await request.body())
+        batch = MeasurementBatch.model_validate(body, context=validation_context(runtime.settings))
+    except TooLarge as exc:
+        raise Problem(413, "Content too large", str(exc)) from exc
+    except ValueError as exc:
+        if not isinstance(exc, ValidationError):
+            errors = [{"loc": [], "msg": str(exc), "type": "json_invalid"}]
+            raise Problem(400, "Malformed JSON", errors=errors) from exc
         metrics.count_measurements("json", rejected=_item_count(body))
         errors = validation_errors(exc.errors())
-        if any(e["type"] == "json_invalid" for e in errors):
-            raise Problem(400, "Malformed JSON", errors=errors) from exc
-        bad = sorted(
-            {e["loc"][1] for e in errors if len(e["loc"]) > 1 and e["loc"][0] == "measurements"}
+        named: list[int] = sorted(
+            {
+                int(e["loc"][1])
+                for e in errors
+                if len(e["loc"]) > 1 and e["loc"][0] == "measurements"
+            }
         )
-        raise Problem(
-            422,
-            "Invalid measurements",
-            f"{len(bad)} invalid item(s); nothing was published",
-            invalid_items=bad,
-            errors=errors,
-        ) from exc
+        raise invalid(named, errors) from exc
     for contract_id in {m.contract_id for m in batch.measurements}:
         ensure_visible(principal, contract_id)
     try:
         accepted = await accept_batch(
-            runtime.engine, runtime.bus, batch, f"agent:{principal.subject}"
+            runtime, book, batch.measurements, f"agent:{principal.subject}"
         )
+    except Refused as exc:
+        metrics.count_measurements("json", rejected=len(batch.measurements))
+        refused = sorted({r.index for r in exc.refusals})
+        raise invalid(refused, [r.error() for r in exc.refusals]) from exc
     except BusUnavailable as exc:
         raise Problem(503, "Bus unavailable", str(exc), headers={"Retry-After": "5"}) from exc
     metrics.count_measurements("json", accepted.accepted, accepted.duplicates)
     return JSONResponse(accepted.model_dump(), status_code=202)
 
 
-def _item_count(body: bytes) -> int:
+def invalid(bad: list[int], errors: list[dict[str, Any]]) -> Problem:
+    return Problem(
+        422,
+        "Invalid measurements",
+        f"{len(bad)} invalid item(s); nothing was published",
+        invalid_items=bad,
+        errors=errors,
+    )
+
+
+def _item_count(body: Any) -> int:
     """How many measurements a refused body held (for the `rejected` metric)."""
-    try:
-        items = jsonutil.loads(body).get("measurements")
-    except (ValueError, AttributeError):
-        return 0
+    items = body.get("measurements") if isinstance(body, dict) else None
     return len(items) if isinstance(items, list) else 0

@@ -1,36 +1,132 @@
-"""Accept a batch: drop what was already published, publish the rest, remember it."""
+"""Accept a batch: refuse what can never count, drop what was already published, publish
+the rest, remember it. A refused batch publishes nothing."""
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from collections.abc import Sequence
+from datetime import datetime
 
-from services.ingest import store
-from services.ingest.measurements import Accepted, MeasurementBatch, event_id_of, event_json
-from shared.bus import Bus, Message
+from services.ingest import door, store
+from services.ingest.contracts import ContractBook
+from services.ingest.measurements import (
+    Accepted,
+    MeasurementIn,
+    content_digest,
+    event_id_of,
+    event_json,
+)
+from shared.bus import Message
 from shared.events import TOPIC_MEASUREMENTS, MeasurementRecorded, utcnow
+from shared.runtime import Runtime
 from shared.telemetry import inject_headers, tracer
+from shared.terms import PeriodFinder, period_of
+
+
+class Refused(Exception):
+    """Items that can never count; nothing of their batch was published."""
+
+    def __init__(self, refusals: Sequence[door.Refusal]) -> None:
+        super().__init__(f"{len(refusals)} refusal(s)")
+        self.refusals = sorted(refusals, key=lambda r: r.index)
 
 
 async def accept_batch(
-    engine: AsyncEngine, bus: Bus, batch: MeasurementBatch, source: str
+    runtime: Runtime, book: ContractBook, items: Sequence[MeasurementIn], source: str
 ) -> Accepted:
-    """Reply only after the bus acknowledged every new event (raises `BusUnavailable`)."""
-    fresh: dict[str, int] = {}
-    for index, item in enumerate(batch.measurements):
-        fresh.setdefault(event_id_of(item), index)
-    seen = await store.already_published(engine, fresh.keys())
-    new = {event_id: index for event_id, index in fresh.items() if event_id not in seen}
+    """Reply only after the bus acknowledged every new event (raises `BusUnavailable`), or
+    raise `Refused` naming every item that can never count."""
+    now = utcnow()
+    refusals = await check_terms(runtime, book, items, now)
+    refused = {r.index for r in refusals}
+    refused_values = {r.index for r in refusals if r.field == "value"}
+    values = [  # a refused value may be 1e999999999: never spelled out
+        "" if i in refused_values else door.value_text(item.value) for i, item in enumerate(items)
+    ]
+    event_ids = [event_id_of(item) for item in items]
+    digests = [content_digest(item, value) for item, value in zip(items, values, strict=True)]
+    seen = await store.already_published(runtime.engine, set(event_ids))
+    new: dict[str, int] = {}
+    for index, event_id in enumerate(event_ids):
+        first = seen.get(event_id) or (digests[new[event_id]] if event_id in new else None)
+        if first is None:
+            new[event_id] = index
+        elif first != digests[index]:
+            refusals.append(conflict(index, items[index]))
     with tracer(__name__).start_as_current_span("ingest.publish"):
         headers = {"type": MeasurementRecorded.TYPE, **inject_headers()}
-        now = utcnow()
         messages = [
             Message(
-                key=batch.measurements[i].contract_id,
-                value=event_json(batch.measurements[i], event_id, source, now),
+                key=items[i].contract_id,
+                value=event_json(items[i], event_id, source, now, values[i]),
                 headers=headers,
             )
             for event_id, i in new.items()
+            if i not in refused
         ]
-        await bus.publish(TOPIC_MEASUREMENTS, messages)
-    await store.remember_published(engine, new.keys())
-    return Accepted(accepted=len(new), duplicates=len(batch.measurements) - len(new))
+        limit = runtime.settings.max_record_bytes
+        refusals.extend(
+            too_large(i, size, limit)
+            for message, i in zip(
+                messages, (i for i in new.values() if i not in refused), strict=True
+            )
+            if (size := record_size(message)) > limit
+        )
+        if refusals:
+            raise Refused(refusals)
+        await runtime.bus.publish(TOPIC_MEASUREMENTS, messages)
+    await store.remember_published(runtime.engine, {e: digests[i] for e, i in new.items()})
+    return Accepted(accepted=len(new), duplicates=len(items) - len(new))
+
+
+async def check_terms(
+    runtime: Runtime, book: ContractBook, items: Sequence[MeasurementIn], now: datetime
+) -> list[door.Refusal]:
+    """Each item against its contract's terms (catching up on the contracts topic once if
+    one is not known here yet) and the bounds on values."""
+    contract_ids = {item.contract_id for item in items}
+    if any(book.get(c) is None for c in contract_ids):
+        await book.catch_up(runtime.bus, runtime.settings.publish_timeout_s)
+    contracts = {c: book.get(c) for c in contract_ids}
+    timezones = {c: found.timezone if found else "UTC" for c, found in contracts.items()}
+    finders = {c: PeriodFinder(tz) for c, tz in timezones.items()}
+    current = {c: period_of(now, tz) for c, tz in timezones.items()}
+    refusals = []
+    for index, item in enumerate(items):
+        contract_id = item.contract_id
+        try:
+            period: str | None = finders[contract_id](item.observed_at)
+        except (OverflowError, ValueError):  # year 1 west of UTC has no local period
+            period = None
+        for refusal in (
+            door.terms_refusal(
+                index, contracts[contract_id], item.kpi, period, current[contract_id]
+            ),
+            door.value_refusal(index, item.value),
+        ):
+            if refusal is not None:
+                refusals.append(refusal)
+    return refusals
+
+
+def conflict(index: int, item: MeasurementIn) -> door.Refusal:
+    return door.Refusal(
+        index,
+        "measurement_id",
+        "conflict",
+        f"conflict: measurement_id {item.measurement_id!r} was published with other content "
+        "(kpi, value, observed_at or labels); a measurement, once published, stays as it is",
+    )
+
+
+def too_large(index: int, size: int, limit: int) -> door.Refusal:
+    return door.Refusal(
+        index,
+        "labels",
+        "record_too_large",
+        f"this measurement's event would take {size} bytes on the bus; at most {limit}",
+    )
+
+
+def record_size(message: Message) -> int:
+    headers = sum(len(k) + len(v.encode()) for k, v in message.headers.items())
+    return len(message.value) + len(message.key.encode()) + headers

@@ -8,10 +8,15 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
+import msgspec
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from services.ingest.bounds import MAX_BATCH, TooLarge, check_json_elements
+from services.ingest.door import value_text
 from shared import jsonutil
 from shared.events import (
     AwareDatetime,
@@ -22,8 +27,6 @@ from shared.events import (
 )
 from shared.settings import DEFAULT_MAX_CLOCK_SKEW_S, Settings
 
-MAX_BATCH = 10_000
-
 
 class MeasurementIn(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -31,7 +34,9 @@ class MeasurementIn(BaseModel):
     measurement_id: str | None = Field(default=None, min_length=1, max_length=200)
     contract_id: ContractId
     kpi: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
-    value: float = Field(allow_inf_nan=False)
+    value: Decimal = Field(allow_inf_nan=False)
+    """The decimal the agent's JSON number spells (`decode_batch` reads it exactly); a
+    protocol's float64 becomes the shortest decimal that reads back as that float."""
     observed_at: AwareDatetime
     labels: dict[str, str] = Field(default_factory=dict, max_length=50)
 
@@ -60,15 +65,45 @@ class Accepted(BaseModel):
     duplicates: int
 
 
+_DECODER = msgspec.json.Decoder(float_hook=Decimal)
+
+
+def decode_batch(body: bytes) -> Any:
+    """The JSON body, numbers with a fraction or exponent read as the exact `Decimal` they
+    spell; raises `TooLarge` past `MAX_BATCH` measurements (counted before anything is
+    built for them) and `ValueError` for a body that is not JSON."""
+    check_json_elements(body)
+    try:
+        decoded = _DECODER.decode(body)
+    except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: nested too deep
+        raise ValueError(str(exc) or "JSON nested too deeply") from exc
+    items = decoded.get("measurements") if isinstance(decoded, dict) else None
+    if isinstance(items, list) and len(items) > MAX_BATCH:
+        raise TooLarge(f"{len(items)} measurements; at most {MAX_BATCH} per request")
+    return decoded
+
+
+def from_float(value: float) -> Decimal:
+    """The shortest decimal that reads back as `value` (what Prometheus and OTLP send)."""
+    return Decimal(repr(value))
+
+
 def event_id_of(item: MeasurementIn) -> str:
     if item.measurement_id is None:
         return str(uuid.uuid4())
     return str(deterministic_event_id(item.contract_id, item.measurement_id))
 
 
-def event_json(item: MeasurementIn, event_id: str, source: str, recorded_at: datetime) -> bytes:
+def event_json(
+    item: MeasurementIn,
+    event_id: str,
+    source: str,
+    recorded_at: datetime,
+    value: str | None = None,
+) -> bytes:
     """The `sla.measurement.recorded` envelope, built straight to JSON (this is the hot path;
-    a unit test checks it parses back as an `Envelope`)."""
+    a unit test checks it parses back as an `Envelope`). `value` is `value_text(item.value)`,
+    if the caller has it already."""
     return jsonutil.dumps(
         {
             "event_id": event_id,
@@ -80,12 +115,22 @@ def event_json(item: MeasurementIn, event_id: str, source: str, recorded_at: dat
             "source": source,
             "data": {
                 "kpi": item.kpi,
-                "value": item.value,
+                "value": orjson.Fragment(value_text(item.value) if value is None else value),
                 "labels": item.labels,
                 "measurement_id": item.measurement_id,
             },
         }
     )
+
+
+def content_digest(item: MeasurementIn, value: str | None = None) -> str:
+    """What a measurement says, in 32 hex digits: a `measurement_id` posted again with another
+    digest is a conflict, with the same one a duplicate (1.0 and 1 are the same value).
+    `value` is `value_text(item.value)`, if the caller has it already."""
+    labels = jsonutil.dumps(sorted(item.labels.items())) if item.labels else b""
+    text = value_text(item.value) if value is None else value
+    said = f"{item.kpi}\x1f{text}\x1f{item.observed_at.isoformat()}\x1f"
+    return hashlib.blake2b(said.encode() + labels, digest_size=16).hexdigest()
 
 
 class UndecodablePayload(ValueError):

@@ -5,15 +5,18 @@ Gauge and sum data points whose attributes (the point's, else its resource's) na
 invalid); points without `slapay.kpi` are counted and ignored, so a contract set on a whole
 resource only marks the points that also name a KPI. Histogram, exponential-histogram and
 summary points that name a KPI are refused one by one (OTLP partial success): they hold
-distributions, not one value to bill by.
+distributions, not one value to bill by. A request holds at most `MAX_BATCH` data points of
+any kind, counted while the body is decoded (413 beyond).
 """
 
 from __future__ import annotations
 
 import zlib
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
+import orjson
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -23,14 +26,63 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric, NumberDataPoint
 
-from services.ingest.measurements import Decoded, UndecodablePayload, label_digest
+from services.ingest import bounds
+from services.ingest.measurements import Decoded, UndecodablePayload, from_float, label_digest
 
 CONTRACT_ATTRIBUTE = "slapay.contract"
 KPI_ATTRIBUTE = "slapay.kpi"
 SLAPAY_ATTRIBUTES = (CONTRACT_ATTRIBUTE, KPI_ATTRIBUTE)
 LABELLED_RESOURCE_ATTRIBUTES = ("service.name", "service.instance.id", "host.name")
 PROTOBUF, JSON = "application/x-protobuf", "application/json"
-MAX_DECODED_BYTES = 64 * 1024 * 1024
+MAX_DECODED_BYTES = 16 * 1024 * 1024
+_M = bounds.Message
+_POINTS = frozenset({1})
+_SCHEMA: dict[str, bounds.Message] = {
+    "KeyValue": _M({2: "AnyValue"}),
+    "AnyValue": _M({5: _M({1: "AnyValue"}), 6: _M({1: "KeyValue"})}),
+}
+_ATTRIBUTES = "KeyValue"
+_EXEMPLAR = _M({7: _ATTRIBUTES})
+_NUMBER_POINT = _M({7: _ATTRIBUTES, 5: _EXEMPLAR})
+_BUCKETS = _M({})
+EXPORT_REQUEST = _M(
+    {
+        1: _M(  # ResourceMetrics
+            {
+                1: _M({1: _ATTRIBUTES}),  # Resource
+                2: _M(  # ScopeMetrics
+                    {
+                        1: _M({3: _ATTRIBUTES}),  # InstrumentationScope
+                        2: _M(  # Metric
+                            {
+                                5: _M({1: _NUMBER_POINT}, _POINTS),  # gauge
+                                7: _M({1: _NUMBER_POINT}, _POINTS),  # sum
+                                9: _M({1: _M({9: _ATTRIBUTES, 8: _EXEMPLAR})}, _POINTS),
+                                10: _M(
+                                    {
+                                        1: _M(
+                                            {
+                                                1: _ATTRIBUTES,
+                                                8: _BUCKETS,
+                                                9: _BUCKETS,
+                                                11: _EXEMPLAR,
+                                            }
+                                        )
+                                    },
+                                    _POINTS,
+                                ),
+                                11: _M({1: _M({7: _ATTRIBUTES, 6: _M({})})}, _POINTS),
+                                12: _ATTRIBUTES,  # metadata
+                            }
+                        ),
+                    }
+                ),
+            }
+        )
+    }
+)
+"""Every embedded message of an `ExportMetricsServiceRequest` that the parser would build;
+the data points of each metric kind are the points counted."""
 NO_RECORDED_VALUE = 1  # DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -47,20 +99,59 @@ def media_type(content_type: str | None) -> str:
 
 
 def decode_request(
-    body: bytes, content_type: str | None, content_encoding: str | None
+    body: bytes,
+    content_type: str | None,
+    content_encoding: str | None,
+    max_decoded_bytes: int = MAX_DECODED_BYTES,
 ) -> ExportMetricsServiceRequest:
-    """Uncompress (gzip, deflate or none) and parse either encoding."""
+    """Uncompress (gzip, deflate or none), count and parse either encoding; raises
+    `bounds.TooLarge` past `MAX_BATCH` data points."""
     media = media_type(content_type)
-    raw = _uncompress(body, content_encoding)
+    raw = _uncompress(body, content_encoding, max_decoded_bytes)
     request = ExportMetricsServiceRequest()
     try:
         if media == PROTOBUF:
+            bounds.count_protobuf(raw, EXPORT_REQUEST, _SCHEMA)
             request.ParseFromString(raw)
         else:
-            json_format.Parse(raw, request, ignore_unknown_fields=True)
-    except (DecodeError, json_format.ParseError, ValueError, RecursionError) as exc:
+            bounds.check_json_elements(raw)
+            document = orjson.loads(raw)
+            if not isinstance(document, dict):
+                raise ValueError("an OTLP/JSON export is a JSON object")
+            _count_json_points(document)
+            json_format.ParseDict(document, request, ignore_unknown_fields=True)
+    except bounds.TooLarge:
+        raise
+    except (DecodeError, json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
         raise UndecodablePayload(400, "Not an OTLP metrics request", str(exc)[:500]) from exc
     return request
+
+
+def _count_json_points(document: Any) -> None:
+    """Raise `bounds.TooLarge` if the JSON export holds more than `MAX_BATCH` data points."""
+    points = 0
+    for resource in _list(document, "resourceMetrics", "resource_metrics"):
+        for scope in _list(resource, "scopeMetrics", "scope_metrics"):
+            for metric in _list(scope, "metrics"):
+                if not isinstance(metric, dict):
+                    continue
+                for kind in _KINDS:
+                    points += len(_list(metric.get(kind), "dataPoints", "data_points"))
+    if points > bounds.MAX_BATCH:
+        raise bounds.TooLarge(f"{points} data points; at most {bounds.MAX_BATCH} per request")
+
+
+_KINDS = ("gauge", "sum", "histogram", "exponentialHistogram", "exponential_histogram", "summary")
+
+
+def _list(node: Any, *names: str) -> list[Any]:
+    if not isinstance(node, dict):
+        return []
+    for name in names:
+        found = node.get(name)
+        if isinstance(found, list):
+            return found
+    return []
 
 
 def to_measurements(request: ExportMetricsServiceRequest) -> Decoded:
@@ -134,7 +225,8 @@ def _fields(
     if kind is None and point.flags & NO_RECORDED_VALUE:
         return None
     if kind is not None:
-        fields["value"] = float(getattr(point, kind))
+        number = getattr(point, kind)
+        fields["value"] = from_float(number) if kind == "as_double" else Decimal(number)
     if point.time_unix_nano:
         fields["observed_at"] = _EPOCH + timedelta(microseconds=point.time_unix_nano // 1000)
     for name, field in ((CONTRACT_ATTRIBUTE, "contract_id"), (KPI_ATTRIBUTE, "kpi")):
@@ -172,7 +264,7 @@ def _text(value: AnyValue) -> str:
     return json_format.MessageToJson(getattr(value, kind), indent=None)
 
 
-def _uncompress(body: bytes, content_encoding: str | None) -> bytes:
+def _uncompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
     encoding = (content_encoding or "identity").strip().lower()
     if encoding in ("identity", "none", ""):
         return body
@@ -182,13 +274,11 @@ def _uncompress(body: bytes, content_encoding: str | None) -> bytes:
         )
     inflater = zlib.decompressobj(_WBITS[encoding])
     try:
-        raw = inflater.decompress(body, MAX_DECODED_BYTES + 1)
+        raw = inflater.decompress(body, limit + 1)
     except zlib.error as exc:
         raise UndecodablePayload(400, f"Corrupt {encoding} data", str(exc)) from exc
-    if len(raw) > MAX_DECODED_BYTES:
-        raise UndecodablePayload(
-            413, "Payload too large", f"more than {MAX_DECODED_BYTES} bytes uncompressed"
-        )
+    if len(raw) > limit:
+        raise UndecodablePayload(413, "Content too large", f"more than {limit} bytes uncompressed")
     if not inflater.eof:
         raise UndecodablePayload(400, f"Corrupt {encoding} data", "the stream is truncated")
     return raw

@@ -1,10 +1,14 @@
-"""Ingest remembers which event ids it published, to report retried batches as duplicates."""
+"""Ingest remembers the event ids it published, each with a digest of what its measurement
+said, to tell a retried batch (duplicates) from a `measurement_id` reused for other content
+(a conflict). The memory is kept for `ingest_dedupe_days`; past that the ledger's dedupe
+by event id still keeps a retry from counting twice."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from datetime import datetime
 
-from sqlalchemy import Column, MetaData, String, Table, func, select, text
+from sqlalchemy import Column, Index, MetaData, String, Table, delete, func, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -13,42 +17,61 @@ from shared.db import UtcDateTime
 
 metadata = MetaData()
 published = Table(
-    "published_events",
+    "published_measurements",
     metadata,
     Column("event_id", String(36), primary_key=True),
+    Column("digest", String(64), nullable=False),
     Column("published_at", UtcDateTime, server_default=func.now(), nullable=False),
+    Index("published_measurements_by_time", "published_at"),
 )
 
 
 # On Postgres one array parameter replaces hundreds of bound values (much less CPU per batch).
-_SEEN_PG = text("SELECT event_id FROM published_events WHERE event_id = ANY(CAST(:ids AS text[]))")
+_SEEN_PG = text(
+    "SELECT event_id, digest FROM published_measurements WHERE event_id = ANY(CAST(:ids AS text[]))"
+)
 _REMEMBER_PG = text(
-    "INSERT INTO published_events (event_id) SELECT unnest(CAST(:ids AS text[])) "
+    "INSERT INTO published_measurements (event_id, digest) "
+    "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:digests AS text[])) "
     "ON CONFLICT (event_id) DO NOTHING"
 )
 
 
-async def already_published(engine: AsyncEngine, event_ids: Collection[str]) -> set[str]:
+async def already_published(engine: AsyncEngine, event_ids: Collection[str]) -> dict[str, str]:
+    """The digest of each of `event_ids` published before (those not remembered are absent)."""
     if not event_ids:
-        return set()
+        return {}
     async with engine.connect() as conn:
         if db.is_postgres(engine):
             result = await conn.execute(_SEEN_PG, {"ids": list(event_ids)})
         else:
             result = await conn.execute(
-                select(published.c.event_id).where(published.c.event_id.in_(list(event_ids)))
+                select(published.c.event_id, published.c.digest).where(
+                    published.c.event_id.in_(list(event_ids))
+                )
             )
-        return {row[0] for row in result}
+        return {row[0]: row[1] for row in result}
 
 
-async def remember_published(engine: AsyncEngine, event_ids: Collection[str]) -> None:
-    if not event_ids:
+async def remember_published(engine: AsyncEngine, digests: Mapping[str, str]) -> None:
+    """Remember `{event_id: digest}` as published."""
+    if not digests:
         return
     if db.is_postgres(engine):
         async with engine.begin() as conn:
-            await conn.execute(_REMEMBER_PG, {"ids": list(event_ids)})
+            await conn.execute(
+                _REMEMBER_PG, {"ids": list(digests), "digests": list(digests.values())}
+            )
         return
-    insert = sqlite_insert
-    statement = insert(published).on_conflict_do_nothing(index_elements=[published.c.event_id])
+    statement = sqlite_insert(published).on_conflict_do_nothing(
+        index_elements=[published.c.event_id]
+    )
     async with engine.begin() as conn:
-        await conn.execute(statement, [{"event_id": e} for e in event_ids])
+        await conn.execute(statement, [{"event_id": e, "digest": d} for e, d in digests.items()])
+
+
+async def forget_before(engine: AsyncEngine, cutoff: datetime) -> int:
+    """Forget what was published before `cutoff`; returns how many were forgotten."""
+    async with engine.begin() as conn:
+        result = await conn.execute(delete(published).where(published.c.published_at < cutoff))
+        return int(result.rowcount or 0)

@@ -59,10 +59,10 @@ M = ("ingest", "POST", "/v1/measurements")
 CASES: dict[str, tuple[tuple[str, str, str], int, dict[str, Any]]] = {
     "body over the bulk limit": (M, 413, {"content": b" " * (BULK_LIMIT + 1)}),
     "chunked body over the limit": (M, 413, {"content": chunks(BULK_LIMIT + 1)}),
-    "too many items": (M, 422, {"content": json.dumps({"measurements": [GOOD] * 10_001})}),
+    "too many items": (M, 413, {"content": json.dumps({"measurements": [GOOD] * 10_001})}),
     "no items": (M, 422, {"content": b'{"measurements": []}'}),
-    "NaN": (M, 422, {"content": value("NaN")}),
-    "Infinity": (M, 422, {"content": value("-Infinity")}),
+    "NaN": (M, 400, {"content": value("NaN")}),  # no JSON number
+    "Infinity": (M, 400, {"content": value("-Infinity")}),
     "a number past float": (M, 422, {"content": value("1e999")}),
     "a huge integer": (M, 422, {"content": value("1" + "0" * 400)}),
     "a naive timestamp": (M, 422, {"content": items(observed_at="2026-10-05T12:00:00")}),

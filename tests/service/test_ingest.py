@@ -10,18 +10,52 @@ from typing import Any
 import httpx
 import pytest
 
+from services.demo import demo_terms
 from services.ingest.bootstrap import bootstrap
 from shared.auth import issue_token
-from shared.events import TOPIC_MEASUREMENTS, Envelope
+from shared.bus import Message
+from shared.events import TOPIC_CONTRACTS, TOPIC_MEASUREMENTS, Envelope, TermsAgreed, make_event
 from tests.fakes import InMemoryBus
 from tests.system import SECRET, make_settings
 
 AGENT = {"Authorization": f"Bearer {issue_token(SECRET, 'agent', ['acme-2026'])}"}
+KNOWN = ("acme-2026", "other-co")
+
+
+def agreed_terms(contract_id: str, **changes: Any) -> dict[str, Any]:
+    """The demo terms (KPIs availability, latency_ms, resolution_hours) and a `resolved` sum,
+    from 2020-01, taking late events for 120 months."""
+    terms = demo_terms("2020-01")
+    resolved = {**terms["kpis"][0], "name": "resolved", "aggregation": "sum"}
+    return {
+        **terms,
+        "contract_id": contract_id,
+        "kpis": [*terms["kpis"], resolved],
+        "late_events_months": 120,
+        **changes,
+    }
+
+
+async def agree(bus: InMemoryBus, contract_id: str, version: int = 1, **changes: Any) -> None:
+    """Put a terms version on the fake bus as the ledger would (see `agreed_terms`)."""
+    terms = agreed_terms(contract_id, **changes)
+    event = make_event(
+        TermsAgreed(version=version, terms=terms), contract_id=contract_id, source="ledger"
+    )
+    await bus.publish(
+        TOPIC_CONTRACTS,
+        [Message(key=contract_id, value=event.to_json(), headers={"type": event.type})],
+    )
 
 
 @contextlib.asynccontextmanager
-async def ingest(tmp_path: Path, bus: InMemoryBus) -> AsyncIterator[httpx.AsyncClient]:
-    app = bootstrap(make_settings(data_dir=tmp_path), bus=bus)
+async def ingest(
+    tmp_path: Path, bus: InMemoryBus, contracts: tuple[str, ...] = KNOWN, **settings: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Ingest on `bus`, with `contracts` agreed there first."""
+    for contract_id in contracts:
+        await agree(bus, contract_id)
+    app = bootstrap(make_settings(data_dir=tmp_path, **settings), bus=bus)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
@@ -96,7 +130,7 @@ async def test_duplicates_within_and_across_batches_are_counted(
         (
             b'{"measurements": [{"contract_id": "acme-2026", "kpi": "a", "value": NaN, '
             b'"observed_at": "2026-10-05T12:00:00Z"}]}',
-            422,
+            400,  # NaN is no JSON number
         ),
         (b'{"measurements": [', 400),
         (b"\xff\xfe", 400),

@@ -112,16 +112,23 @@ async def test_an_admin_writes_any_contract_and_an_empty_request_is_fine(
     assert [e.contract_id for e in published(bus)] == ["other-co"]
 
 
-async def test_requests_larger_than_one_batch_are_published_whole(
+async def test_a_full_request_is_published_whole_and_one_sample_more_is_refused(
     tmp_path: Path, bus: InMemoryBus
 ) -> None:
-    values = [1.0] * (MAX_BATCH + 5)
+    values = [1.0] * MAX_BATCH
     async with ingest(tmp_path, bus) as client:
         response = await client.post(
             PATH, content=body(series("availability", values)), headers={**token(), **PROTOBUF}
         )
+        too_many = await client.post(
+            PATH,
+            content=body(series("availability", [*values, 1.0])),
+            headers={**token(), **PROTOBUF},
+        )
     assert response.status_code == 204, response.text
     assert response.headers["x-slapay-accepted"] == str(len(values))
+    assert too_many.status_code == 413, too_many.text
+    assert too_many.headers["content-type"] == "application/problem+json"
     assert len(bus.topics[TOPIC_MEASUREMENTS]) == len(values)
 
 
