@@ -5,7 +5,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-PURE_MODULES = ["shared.payment", "shared.terms", "shared.money", "shared.aggregates"]
+PURE_MODULES = [
+    "shared.payment",
+    "shared.terms",
+    "shared.money",
+    "shared.aggregates",
+    "shared.calendars",
+    "shared.clock",
+    "shared.tickets",
+]
 FORBIDDEN = ["fastapi", "sqlalchemy", "aiokafka", "opentelemetry"]
 ROOT = Path(__file__).resolve().parents[2]
 
