@@ -129,7 +129,7 @@ async def test_a_customer_signs_in_sees_charts_and_total_and_downloads_the_csv(
             await page.click(f"a[href='/contracts/{CONTRACT}']")
             await page.wait_for_selector("svg.chart")
             assert await page.locator("svg.chart").count() >= 3  # compliance, 2 KPIs, money
-            latest = page.locator("article.statement").first
+            latest = page.locator("article.statement#period-2026-09")  # the final one
             assert await latest.locator(".total").inner_text() == f"{september['total']} EUR"
             assert "valid, signed by key" in await latest.locator(".check").inner_text()
             assert "announced maintenance" in await page.content()
