@@ -1,19 +1,25 @@
-"""HTTP edge of the ledger: contracts and tokens."""
+"""HTTP edge of the ledger: contracts, tokens, period closes, disputes, dead letters.
+
+Each route validates its request, calls one handler (`handlers.py`) and maps what it
+refuses to problem+json."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+import uuid
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.ledger import contracts, deadletter_store
+from services.ledger import deadletter_store, handlers
 from shared import revocation
 from shared.auth import READER_ROLES, Principal, Role, issue_token
 from shared.bus import BusUnavailable
 from shared.catalogue import catalogue
-from shared.events import CONTRACT_ID_PATTERN
+from shared.events import CONTRACT_ID_PATTERN, Period
 from shared.runtime import RuntimeDep
 from shared.terms import Terms
 from shared.web import Problem, ensure_visible, inline_schema, require, validation_errors
@@ -21,8 +27,11 @@ from shared.web import Problem, ensure_visible, inline_schema, require, validati
 router = APIRouter(prefix="/v1")
 Admin = Annotated[Principal, Depends(require("admin"))]
 Reader = Annotated[Principal, Depends(require(*READER_ROLES))]
-TermsBody = Annotated[dict[str, Any], Body(description="Contract terms (DESIGN.md)")]
+Closer = Annotated[Principal, Depends(require("admin", "provider"))]
+Party = Annotated[Principal, Depends(require("customer", "provider"))]
+TermsBody = Annotated[dict[str, Any], Body(description="Contract terms (docs/architecture.md)")]
 TERMS_DOC = {"requestBody": {"content": {"application/json": {"schema": inline_schema(Terms)}}}}
+T = TypeVar("T")
 
 
 class Created(BaseModel):
@@ -48,6 +57,51 @@ class TokenIssued(BaseModel):
     token: str
 
 
+class DisputeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    period: Period
+    line_id: str = Field(min_length=1, max_length=200)
+    reason: str = Field(min_length=1, max_length=5000)
+    evidence_event_ids: list[uuid.UUID] = Field(default_factory=list, max_length=1000)
+
+
+class DisputeCreated(BaseModel):
+    dispute_id: str
+
+
+class ResolutionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["accepted", "rejected"]
+    amount: str | None = Field(
+        default=None, description="decimal string; the adjustment if accepted"
+    )
+    note: str = Field(default="", max_length=5000)
+
+
+class DeadLetterView(BaseModel):
+    event_id: str | None
+    topic: str
+    contract_id: str
+    reason: str
+    kind: str
+    group: str | None
+    dead_lettered_at: datetime
+    measurement_id: str | None = None
+
+
+async def _handled(step: Awaitable[T]) -> T:
+    """The handler's result, or the problem it was refused with."""
+    try:
+        return await step
+    except handlers.Refused as exc:
+        if exc.field is None:
+            raise Problem(exc.status, exc.title, exc.detail) from exc
+        errors = [{"loc": [exc.field], "msg": exc.detail}]
+        raise Problem(exc.status, exc.title, exc.detail, errors=errors) from exc
+    except BusUnavailable as exc:
+        raise Problem(503, "Bus unavailable", str(exc), headers={"Retry-After": "5"}) from exc
+
+
 def _terms(document: dict[str, Any]) -> Terms:
     try:
         return Terms.model_validate(document)
@@ -55,24 +109,8 @@ def _terms(document: dict[str, Any]) -> Terms:
         raise Problem(422, "Invalid terms", errors=validation_errors(exc.errors())) from exc
 
 
-async def _agree(runtime: RuntimeDep, terms: Terms, principal: Principal, revision: bool) -> int:
-    try:
-        return await contracts.agree(
-            runtime.engine, runtime.bus, terms, f"admin:{principal.subject}", revision=revision
-        )
-    except contracts.ContractExists as exc:
-        raise Problem(409, "Contract exists", f"contract {exc} already exists") from exc
-    except contracts.UnknownContract as exc:
-        raise Problem(404, "Not found", f"no contract {exc}") from exc
-    except contracts.RevisionNotLater as exc:
-        raise Problem(
-            422,
-            "Revision must start later",
-            f"effective_from must be after {exc}",
-            errors=[{"loc": ["effective_from"]}],
-        ) from exc
-    except BusUnavailable as exc:
-        raise Problem(503, "Bus unavailable", str(exc), headers={"Retry-After": "5"}) from exc
+def _by(principal: Principal) -> str:
+    return f"{principal.role}:{principal.subject}"
 
 
 @router.post(
@@ -84,8 +122,9 @@ async def _agree(runtime: RuntimeDep, terms: Terms, principal: Principal, revisi
 )
 async def create_contract(document: TermsBody, runtime: RuntimeDep, principal: Admin) -> Created:
     terms = _terms(document)
-    version = await _agree(runtime, terms, principal, revision=False)
-    return Created(contract_id=terms.contract_id, version=version)
+    by = f"admin:{principal.subject}"
+    agreeing = handlers.agree(runtime.engine, runtime.bus, terms, by, revision=False)
+    return Created(contract_id=terms.contract_id, version=await _handled(agreeing))
 
 
 @router.put(
@@ -101,14 +140,15 @@ async def revise_terms(
     terms = _terms({**document, "contract_id": document.get("contract_id", contract_id)})
     if terms.contract_id != contract_id:
         raise Problem(422, "contract_id does not match the URL", errors=[{"loc": ["contract_id"]}])
-    version = await _agree(runtime, terms, principal, revision=True)
-    return Created(contract_id=contract_id, version=version)
+    by = f"admin:{principal.subject}"
+    revising = handlers.agree(runtime.engine, runtime.bus, terms, by, revision=True)
+    return Created(contract_id=contract_id, version=await _handled(revising))
 
 
 @router.get("/contracts/{contract_id}", response_model=ContractView, tags=["contracts"])
 async def get_contract(contract_id: str, runtime: RuntimeDep, principal: Reader) -> ContractView:
     ensure_visible(principal, contract_id)
-    found = await contracts.versions(runtime.engine, contract_id)
+    found = await handlers.versions(runtime.engine, contract_id)
     if not found:
         raise Problem(404, "Not found", f"no contract {contract_id!r}")
     return ContractView(contract_id=contract_id, versions=found)
@@ -131,22 +171,66 @@ async def revoke_token(
     principal: Admin,
 ) -> Response:
     """Every service refuses the token within seconds (401); revoking again changes nothing."""
-    try:
-        await revocation.revoke(runtime, jti, f"admin:{principal.subject}")
-    except BusUnavailable as exc:
-        raise Problem(503, "Bus unavailable", str(exc), headers={"Retry-After": "5"}) from exc
+    await _handled(revocation.revoke(runtime, jti, f"admin:{principal.subject}"))
     return Response(status_code=204)
 
 
-class DeadLetterView(BaseModel):
-    event_id: str | None
-    topic: str
-    contract_id: str
-    reason: str
-    kind: str
-    group: str | None
-    dead_lettered_at: datetime
-    measurement_id: str | None = None
+@router.post("/contracts/{contract_id}/periods/{period}/close", status_code=202, tags=["periods"])
+async def close_period(
+    contract_id: str, period: Period, runtime: RuntimeDep, principal: Closer
+) -> JSONResponse:
+    ensure_visible(principal, contract_id)
+    now = datetime.now(UTC)
+    closing = handlers.request_close(
+        runtime.engine, runtime.bus, contract_id, period, _by(principal), now
+    )
+    await _handled(closing)
+    return JSONResponse({"contract_id": contract_id, "period": period, "status": "closing"}, 202)
+
+
+@router.post(
+    "/contracts/{contract_id}/disputes",
+    status_code=201,
+    response_model=DisputeCreated,
+    tags=["disputes"],
+)
+async def open_dispute(
+    contract_id: str, body: DisputeIn, runtime: RuntimeDep, principal: Party
+) -> DisputeCreated:
+    ensure_visible(principal, contract_id)
+    opening = handlers.open_dispute(
+        runtime.engine,
+        runtime.bus,
+        contract_id,
+        body.period,
+        body.line_id,
+        body.reason,
+        body.evidence_event_ids,
+        _by(principal),
+    )
+    return DisputeCreated(dispute_id=await _handled(opening))
+
+
+@router.post(
+    "/contracts/{contract_id}/disputes/{dispute_id}/resolve", status_code=202, tags=["disputes"]
+)
+async def resolve_dispute(
+    contract_id: str, dispute_id: str, body: ResolutionIn, runtime: RuntimeDep, principal: Admin
+) -> JSONResponse:
+    ensure_visible(principal, contract_id)
+    resolving = handlers.resolve_dispute(
+        runtime.engine, runtime.bus, contract_id, dispute_id, body.decision, body.amount, body.note
+    )
+    await _handled(resolving)
+    return JSONResponse({"dispute_id": dispute_id, "status": "resolving"}, 202)
+
+
+@router.get("/contracts/{contract_id}/disputes", tags=["disputes"])
+async def list_disputes(
+    contract_id: str, runtime: RuntimeDep, principal: Reader
+) -> list[dict[str, object]]:
+    ensure_visible(principal, contract_id)
+    return await _handled(handlers.disputes(runtime.engine, contract_id))
 
 
 @router.get("/deadletter", response_model=list[DeadLetterView], tags=["operations"])

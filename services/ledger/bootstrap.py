@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.ledger import api, periods_api, store
+from services.ledger import api, store
 from services.ledger.provisional import provisional_loop
 from services.ledger.workers import autoclose_loop, deadletter_loop, fold_loop, outbox_loop
 from shared import signing
@@ -21,7 +21,7 @@ def bootstrap(settings: Settings | None = None, bus: Bus | None = None) -> FastA
         "ledger",
         settings,
         store.metadata,
-        [api.router, periods_api.router, signing.router],
+        [api.router, signing.router],
         workers=[
             signing.signing_worker(keyring, fold_loop),
             outbox_loop,
