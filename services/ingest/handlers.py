@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ingest import store
 from services.ingest.measurements import Accepted, MeasurementBatch, event_id_of, event_json
+from shared import cloudevents
 from shared.bus import Bus, Message
 from shared.events import TOPIC_MEASUREMENTS, MeasurementRecorded, utcnow
 from shared.telemetry import inject_headers, tracer
@@ -27,7 +28,13 @@ async def accept_batch(
             Message(
                 key=batch.measurements[i].contract_id,
                 value=event_json(batch.measurements[i], event_id, source, now),
-                headers=headers,
+                headers=cloudevents.headers(
+                    headers,
+                    event_id,
+                    MeasurementRecorded.TYPE,
+                    batch.measurements[i].contract_id,
+                    batch.measurements[i].observed_at,
+                ),
             )
             for event_id, i in new.items()
         ]
