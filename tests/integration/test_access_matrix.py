@@ -44,6 +44,7 @@ NOT_GUARDED = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-re
 NOT_GUARDED |= {"/redoc", "/metrics"}
 PUBLIC = {  # describe no one's data, or are the sign-in itself
     ("ledger", "GET", "/v1/events/catalogue"),
+    ("ledger", "GET", "/v1/events/asyncapi.json"),
     ("ledger", "GET", "/.well-known/slapay-keys.json"),
     ("statements", "GET", "/.well-known/slapay-keys.json"),
     ("statements", "GET", "/"),
