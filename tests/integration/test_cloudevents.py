@@ -4,7 +4,11 @@ embedded log through the bus port."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -19,8 +23,9 @@ from shared.events import (
     Envelope,
     StatementProvisional,
 )
+from tests.doc_snippets import defined_by
 from tests.integration.seeded import agree, measurements, period_back
-from tests.system import System, eventually
+from tests.system import System, eventually, make_settings, running_system
 
 pytestmark = pytest.mark.integration
 CONTRACT = "cloud-co"
@@ -98,3 +103,40 @@ async def test_every_record_is_a_cloudevent(system: System) -> None:
         assert event.get_time() == envelope.occurred_at
         assert event.get_datacontenttype() == "application/json"
         assert "traceparent" in message.headers
+
+
+@pytest.fixture
+async def on_kafka(tmp_path: Path, postgres_url: str, fresh_kafka: str) -> AsyncIterator[System]:
+    settings = make_settings(
+        data_dir=tmp_path, bus=f"kafka://{fresh_kafka}", database_url=postgres_url
+    )
+    async with running_system(settings) as running:
+        yield running
+
+
+async def test_the_documented_kafka_consumer_reads_the_journal(on_kafka: System) -> None:
+    """docs/subscribers.md's consumer, as written, against slapay on Kafka."""
+    got: list[BaseCloudEvent] = []
+    follow = defined_by("kafka-consumer", handle=got.append)["follow"]
+    await agree(on_kafka, CONTRACT, period_back(1))
+    moment = datetime.now(UTC) - timedelta(minutes=5)
+    posted = await on_kafka.ingest.post(
+        "/v1/measurements",
+        json=measurements(CONTRACT, 3, "doc", moment),
+        headers=on_kafka.token("agent", [CONTRACT]),
+    )
+    assert posted.status_code == 202, posted.text
+    following = asyncio.create_task(follow(on_kafka.settings.kafka_bootstrap(), "doc-reader"))
+    try:
+        await eventually(lambda: _types_of(got), lambda t: StatementProvisional.TYPE in t)
+    finally:
+        following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
+    event = next(e for e in got if e.get_type() == StatementProvisional.TYPE)
+    data: Any = event.get_data()
+    assert event.get_subject() == CONTRACT == Envelope.model_validate(data).contract_id
+    assert data["data"]["statement"]["contract_id"] == CONTRACT
+
+
+async def _types_of(events: list[BaseCloudEvent]) -> set[str]:
+    return {e.get_type() for e in events}

@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import threading
 from collections.abc import AsyncIterator
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from services.statements import webhooks
 from services.statements.bootstrap import bootstrap
 from shared.auth import issue_token
 from shared.events import DisputeOpened, PeriodCloseRequested, make_event
 from shared.publishing import publish_events
+from tests.doc_snippets import defined_by
 from tests.fakes import InMemoryBus
 from tests.system import SECRET, eventually, make_settings
 from tests.webhook_receiver import Receiver, receiving
@@ -245,3 +249,38 @@ async def test_a_failing_delivery_holds_the_next_until_its_retries_run_out(
             assert by_event[failing]["attempts"] == len(by_event[failing]["log"]) >= 3
             assert {a["status_code"] for a in by_event[failing]["log"]} == {500}
             assert by_event[str(second.event_id)]["status"] == "delivered"
+
+
+async def test_the_documented_receiver_verifies_and_reads_deliveries(
+    tmp_path: Path, bus: InMemoryBus
+) -> None:
+    got: list[Any] = []
+    snippet = defined_by("webhook-receiver", handle=got.append)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), snippet["Receiver"])
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    try:
+        async with statements(tmp_path, bus) as client:
+            body = {"url": url, "types": ["dispute.opened"], "contracts": [A]}
+            made = await client.post("/v1/webhooks", json=body, headers=ADMIN)
+            path = f"/v1/webhooks/{made.json()['webhook_id']}/deliveries"
+            snippet["SECRET"] = webhooks.serialised(b"not the secret" * 3)
+            await publish_events(bus, [dispute(A)])
+            await eventually(
+                lambda: client.get(path, headers=ADMIN),
+                lambda r: (
+                    [a["status_code"] for d in r.json()["deliveries"] for a in d["log"]][:1]
+                    == [401]
+                ),
+            )
+            assert got == []
+            snippet["SECRET"] = made.json()["secret"]
+            await eventually(lambda: _count(got), lambda n: n == 1)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert got[0].get_type() == "dispute.opened" and got[0].get_subject() == A
+
+
+async def _count(items: list[Any]) -> int:
+    return len(items)
