@@ -44,9 +44,13 @@ SOURCES = {type_: f"/slapay/{PRODUCERS[cls.TOPIC]}" for type_, cls in EVENT_TYPE
 
 
 def rfc3339(moment: datetime) -> str:
-    """An instant as CloudEvents writes `time`: RFC 3339 in UTC, `Z` for the offset (the same
-    text the envelope's JSON holds)."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    """An instant as CloudEvents writes `time`: RFC 3339 in UTC, `Z` for the offset, the same
+    text as in the envelope's JSON (written by the same serialiser, which is also the fastest
+    way: ingest calls this for every measurement)."""
+    if moment.utcoffset():
+        moment = moment.astimezone(UTC)
+    text: str = jsonutil.dumps(moment)[1:-1].decode()
+    return text
 
 
 def headers(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings import http, kafka
@@ -72,6 +72,12 @@ def test_ingest_hot_path_headers_match_the_envelope() -> None:
     assert headers == cloudevents.envelope_headers(envelope, {"type": MeasurementRecorded.TYPE})
     assert headers["ce_time"] == jsonutil.loads(value)["occurred_at"]
     assert headers["ce_source"] == "/slapay/ingest"
+
+
+def test_time_is_rfc3339_in_utc() -> None:
+    moment = datetime(2026, 10, 5, 14, 0, 0, 5, tzinfo=timezone(timedelta(hours=2)))
+    assert cloudevents.rfc3339(moment) == "2026-10-05T12:00:00.000005Z"
+    assert cloudevents.rfc3339(datetime(2026, 10, 5, tzinfo=UTC)) == "2026-10-05T00:00:00Z"
 
 
 def test_an_event_about_no_contract_has_no_subject() -> None:
