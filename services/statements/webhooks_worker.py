@@ -1,9 +1,9 @@
 """The webhooks' two loops: queue deliveries from the bus, and send what is due.
 
 Queueing runs in its own consumer group, so a slow or failing endpoint never holds the
-statements fold; it only writes rows to the queue, in the same transaction as nothing else,
-and its offsets move once they are durable. Sending reads the queue: at least once, in bus
-order per endpoint and contract, retried with back-off (`webhooks.Schedule`).
+statements fold: it only writes rows to the queue, and its offsets move once they are
+durable. Sending reads the queue: at least once, in bus order per endpoint and contract,
+retried with back-off (`webhooks.Schedule`).
 """
 
 from __future__ import annotations
