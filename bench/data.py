@@ -13,6 +13,7 @@ import orjson
 from bench.core import chunks
 from services.demo import demo_terms
 from services.ingest.measurements import MeasurementIn, event_id_of, event_json
+from shared import cloudevents
 from shared.bus import Message
 from shared.bus.factory import create_bus
 from shared.events import TOPIC_CONTRACTS, MeasurementRecorded, TermsAgreed, make_event, utcnow
@@ -92,7 +93,8 @@ def request_bodies(batch: Sequence[Item], size: int) -> list[tuple[bytes, int]]:
 
 
 def messages(batch: Sequence[Item]) -> list[Message]:
-    """The `sla.measurement.recorded` envelopes ingest publishes, built by its own builder."""
+    """The `sla.measurement.recorded` records ingest publishes, built by its own builders
+    (the envelope, and the CloudEvents headers each record carries)."""
     now = utcnow()
     headers = {
         "type": MeasurementRecorded.TYPE,
@@ -101,8 +103,12 @@ def messages(batch: Sequence[Item]) -> list[Message]:
     result = []
     for raw in batch:
         item = MeasurementIn.model_validate(raw)
-        value = event_json(item, event_id_of(item), SOURCE, now)
-        result.append(Message(key=item.contract_id, value=value, headers=headers))
+        event_id = event_id_of(item)
+        value = event_json(item, event_id, SOURCE, now)
+        record_headers = cloudevents.headers(
+            headers, event_id, MeasurementRecorded.TYPE, item.contract_id, item.observed_at
+        )
+        result.append(Message(key=item.contract_id, value=value, headers=record_headers))
     return result
 
 

@@ -1,10 +1,12 @@
-"""Put events on the bus: key = contract_id; headers carry `type` and `traceparent`."""
+"""Put events on the bus: key = contract_id; headers carry `type`, `traceparent` and the
+CloudEvents binary-mode attributes (`shared/cloudevents.py`)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
 
+from shared import cloudevents
 from shared.bus import Bus, Message
 from shared.events import Envelope
 from shared.telemetry import inject_headers, tracer
@@ -14,7 +16,7 @@ def to_message(event: Envelope, trace_headers: dict[str, str]) -> Message:
     return Message(
         key=event.contract_id,
         value=event.to_json(),
-        headers={"type": event.type, **trace_headers},
+        headers=cloudevents.envelope_headers(event, {"type": event.type, **trace_headers}),
     )
 
 

@@ -55,10 +55,26 @@ class Settings(BaseSettings):
     max_record_bytes: int = 512 * 1024  # one event on the bus (Kafka's default cap is 1 MiB)
     ingest_dedupe_days: float = 30.0  # how long ingest remembers what it published
     signing_keys: Path | None = None  # PEM bundle of the statement-signing keys (shared/signing.py)
+    webhook_allow_private: bool | None = (
+        None  # webhooks to private/loopback hosts; default: embedded
+    )
+    webhook_timeout_s: float = 15.0  # one delivery attempt, connect to last byte
+    webhook_retry_base_s: float = 5.0  # the first retry's delay; each next one doubles
+    webhook_retry_max_s: float = 12 * 3600.0  # the longest delay between two attempts
+    webhook_retry_window_s: float = 3 * 86400.0  # how long a delivery is retried before it fails
+    webhook_poll_interval_s: float = 0.5  # how often the sender looks for due deliveries
 
     @property
     def embedded(self) -> bool:
         return not self.bus.startswith("kafka://")
+
+    @property
+    def webhooks_may_reach_private(self) -> bool:
+        """`SLAPAY_WEBHOOK_ALLOW_PRIVATE`, by default on in embedded mode only (one machine:
+        the subscriber is likely local) and off in distributed mode (SSRF)."""
+        if self.webhook_allow_private is None:
+            return self.embedded
+        return self.webhook_allow_private
 
     def database_url_for(self, service: str) -> str:
         if self.database_url:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any
 
@@ -36,6 +36,21 @@ class System:
     settings: Settings
     clients: dict[str, httpx.AsyncClient]
     apps: dict[str, Any]
+    running: dict[str, contextlib.AsyncExitStack] = field(default_factory=dict)
+
+    async def start(self, name: str) -> None:
+        """Start service `name` anew (its lifespan and a client for it)."""
+        app = import_module(f"services.{name}.bootstrap").bootstrap(self.settings)
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            self.clients[name] = await stack.enter_async_context(
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{name}")
+            )
+            self.apps[name], self.running[name] = app, stack.pop_all()
+
+    async def stop(self, name: str) -> None:
+        """Stop service `name` as a shutdown does (its consumers leave their groups)."""
+        await self.running.pop(name).aclose()
 
     def token(self, role: str = "admin", contracts: list[str] | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {issue_token(SECRET, role, contracts or [])}"}
@@ -55,17 +70,15 @@ class System:
 
 @contextlib.asynccontextmanager
 async def running_system(settings: Settings) -> AsyncIterator[System]:
-    apps = {
-        name: import_module(f"services.{name}.bootstrap").bootstrap(settings) for name in SERVICES
-    }
-    async with contextlib.AsyncExitStack() as stack:
-        clients = {}
-        for name, app in apps.items():
-            await stack.enter_async_context(app.router.lifespan_context(app))
-            clients[name] = await stack.enter_async_context(
-                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{name}")
-            )
-        yield System(settings, clients, apps)
+    system = System(settings, {}, {})
+    try:
+        for name in SERVICES:
+            await system.start(name)
+        yield system
+    finally:
+        async with contextlib.AsyncExitStack() as stopping:  # in reverse, each even if one fails
+            for name in list(system.running):
+                stopping.push_async_callback(system.stop, name)
 
 
 async def eventually(

@@ -15,6 +15,7 @@ from services.ingest.measurements import (
     event_id_of,
     event_json,
 )
+from shared import cloudevents
 from shared.bus import Message
 from shared.events import TOPIC_MEASUREMENTS, MeasurementRecorded, utcnow
 from shared.runtime import Runtime
@@ -58,7 +59,13 @@ async def accept_batch(
             Message(
                 key=items[i].contract_id,
                 value=event_json(items[i], event_id, source, now, values[i]),
-                headers=headers,
+                headers=cloudevents.headers(
+                    headers,
+                    event_id,
+                    MeasurementRecorded.TYPE,
+                    items[i].contract_id,
+                    items[i].observed_at,
+                ),
             )
             for event_id, i in new.items()
             if i not in refused

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.ledger import deadletter_store, handlers
-from shared import revocation
+from shared import asyncapi, revocation
 from shared.auth import READER_ROLES, Principal, Role, issue_token
 from shared.bus import BusUnavailable
 from shared.catalogue import catalogue
@@ -249,3 +249,10 @@ async def list_dead_letters(
 async def event_catalogue() -> dict[str, Any]:
     """JSON Schema of every event type on the bus (public: it describes no data)."""
     return catalogue()
+
+
+@router.get("/events/asyncapi.json", tags=["events"])
+async def event_asyncapi() -> dict[str, Any]:
+    """The AsyncAPI 3.0 document of every topic, event type, key and header (public: it
+    describes no data; `docs/asyncapi.yaml` is the same document)."""
+    return asyncapi.document()

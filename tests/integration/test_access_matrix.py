@@ -44,6 +44,7 @@ NOT_GUARDED = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-re
 NOT_GUARDED |= {"/redoc", "/metrics"}
 PUBLIC = {  # describe no one's data, or are the sign-in itself
     ("ledger", "GET", "/v1/events/catalogue"),
+    ("ledger", "GET", "/v1/events/asyncapi.json"),
     ("ledger", "GET", "/.well-known/slapay-keys.json"),
     ("statements", "GET", "/.well-known/slapay-keys.json"),
     ("statements", "GET", "/"),
@@ -61,6 +62,7 @@ class Seeded:
     line_id: str
     dispute_id: str
     pseudonym: str  # a reviewer the admin may erase
+    webhooks: dict[str, str]  # one for each role to delete, and "read" to read
 
 
 Request = Callable[[Seeded, str], dict[str, Any]]
@@ -83,6 +85,8 @@ class Row:
         period = closing if self.path.endswith("/close") else s.closed
         values = {"contract_id": CONTRACT, "period": period, "dispute_id": s.dispute_id}
         values |= {"reviewer_pseudonym": s.pseudonym, "jti": uuid.uuid4().hex}
+        hook = role if self.method == "DELETE" and role in s.webhooks else "read"
+        values["webhook_id"] = s.webhooks[hook]
         return self.path.format(**values) + self.query
 
     def expected(self, principal: str) -> int:
@@ -111,6 +115,8 @@ def dispute(s: Seeded, role: str) -> dict[str, Any]:
 
 C = "/v1/contracts/{contract_id}"
 WRITERS, ADMIN = frozenset({"agent", "admin"}), frozenset({"admin"})
+PARTIES = frozenset({"admin", "customer", "provider"})
+HOOK = {"url": "http://127.0.0.1:9/hook", "types": ["statement.finalized"], "contracts": [CONTRACT]}
 # fmt: off
 ROWS = (
     Row("ingest", "POST", "/v1/measurements", WRITERS, 202,
@@ -144,6 +150,9 @@ ROWS = (
     Row("statements", "GET", C + "/statements/{period}/verify", READERS, 200),
     Row("statements", "GET", C + "/balance", READERS, 200),
     Row("statements", "GET", "/contracts/{contract_id}", READERS, 200, cookie=True),
+    Row("statements", "POST", "/v1/webhooks", PARTIES, 201, lambda s, r: {"json": HOOK}),
+    Row("statements", "GET", "/v1/webhooks/{webhook_id}/deliveries", PARTIES, 200),
+    Row("statements", "DELETE", "/v1/webhooks/{webhook_id}", PARTIES, 204),
 )
 # fmt: on
 
@@ -215,7 +224,12 @@ async def seeded(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Seed
         tokens = {p: credentials(p) for p in PRINCIPALS if p != "revoked"}
         tokens["revoked"] = await revoked_admin(system)
         dispute_id = opened.json()["dispute_id"]
-        yield Seeded(system, tokens, closed, line_id, dispute_id, pseudonyms["bob"])
+        hooks = {}
+        for name in ("read", "admin", "customer", "provider"):
+            made = await system.statements.post("/v1/webhooks", json=HOOK, headers=system.token())
+            assert made.status_code == 201, made.text
+            hooks[name] = made.json()["webhook_id"]
+        yield Seeded(system, tokens, closed, line_id, dispute_id, pseudonyms["bob"], hooks)
 
 
 async def revoked_admin(system: System) -> dict[str, str]:
