@@ -1,4 +1,5 @@
-"""Bus edge of statements: statement snapshots, journal entries and disputes."""
+"""Bus edge of statements: statement snapshots, journal entries, terms versions and
+disputes."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from shared.events import (
     JournalEntryPosted,
     StatementFinalized,
     StatementProvisional,
+    TermsAgreed,
 )
 from shared.runtime import Runtime
 
@@ -46,6 +48,10 @@ async def apply_event(conn: AsyncConnection, event: Envelope) -> None:
         await store.put_statement(conn, event.data["statement"], event.recorded_at)
     elif event.type == JournalEntryPosted.TYPE:
         await store.put_entry(conn, event.data["entry"], event.occurred_at)
+    elif event.type == TermsAgreed.TYPE:
+        agreed = event.payload()
+        assert isinstance(agreed, TermsAgreed)
+        await store.put_terms_version(conn, event.contract_id, agreed.version, agreed.terms)
     elif event.type == DisputeOpened.TYPE:
         opened = {
             **event.data,
