@@ -3,8 +3,10 @@ disputes."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
+from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.statements import store
@@ -24,6 +26,16 @@ from shared.runtime import Runtime
 
 GROUP = "statements"
 SNAPSHOTS = {StatementProvisional.TYPE, StatementFinalized.TYPE}
+log = logging.getLogger(__name__)
+
+
+class Parties(BaseModel):
+    """What `GET /v1/contracts` shows of a terms version."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    provider: str
+    customer: str
+    currency: str
 
 
 async def journal_loop(runtime: Runtime) -> None:
@@ -51,7 +63,13 @@ async def apply_event(conn: AsyncConnection, event: Envelope) -> None:
     elif event.type == TermsAgreed.TYPE:
         agreed = event.payload()
         assert isinstance(agreed, TermsAgreed)
-        await store.put_terms_version(conn, event.contract_id, agreed.version, agreed.terms)
+        try:
+            parties = Parties.model_validate(agreed.terms)
+        except ValidationError as exc:
+            # Not terms the ledger agreed (it sets such a record aside itself): nothing to list.
+            log.warning("unreadable terms on slapay.contracts: %s", str(exc)[:200])
+            return
+        await store.put_terms_version(conn, event.contract_id, agreed.version, parties.model_dump())
     elif event.type == DisputeOpened.TYPE:
         opened = {
             **event.data,

@@ -188,9 +188,10 @@ async def list_disputes(
 
 
 async def put_terms_version(
-    conn: AsyncConnection, contract_id: str, version: int, terms: dict[str, Any]
+    conn: AsyncConnection, contract_id: str, version: int, terms: dict[str, str]
 ) -> None:
-    """Remember who the parties of a terms version are (a redelivery changes nothing)."""
+    """Remember a terms version's provider, customer and currency (a redelivery changes
+    nothing)."""
     await conn.execute(
         db.upsert(conn, contract_versions)
         .values(
