@@ -98,10 +98,14 @@ def run() -> None:
         admin = issue_token(secret, "admin", ttl_days=1)
         if fresh and settings.demo:
             typer.echo(
-                "Seeding the demo contract (last month of synthetic measurements, closed)..."
+                "Seeding the demo contract (last month of measurements and reviews, closed)..."
             )
             period = import_module("services.demo").seed_demo(
-                urls["ledger"], urls["ingest"], admin, statements_url=urls["statements"]
+                urls["ledger"],
+                urls["ingest"],
+                admin,
+                statements_url=urls["statements"],
+                reviews_url=urls["reviews"],
             )
             typer.echo(
                 f'  curl -H "Authorization: Bearer $TOKEN" '

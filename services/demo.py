@@ -1,6 +1,6 @@
-"""The demo contract a newcomer sees on a fresh `make run`: last month of synthetic data,
-posted through the public API like any agent would, and that month closed, so its final,
-signed statement is there to read and verify at once."""
+"""The demo contract a newcomer sees on a fresh `make run`: last month of synthetic data and
+a few customer reviews, posted through the public API like any agent or customer would, and
+that month closed, so its final, signed statement is there to read and verify at once."""
 
 from __future__ import annotations
 
@@ -15,6 +15,14 @@ import httpx
 
 DEMO_CONTRACT = "demo-hosting"
 BATCH = 5000
+# (reviewer, day of the month, rating, communication, usefulness, reliability, comment):
+# a mean of 2.75 against neutral 3, so the review line shows a penalty at work
+DEMO_REVIEWS = (
+    ("ops-lead@acme.example", 3, 4, 4, 4, 4, "Quick answers on the tickets we opened."),
+    ("cto@acme.example", 16, 2, 2, 3, 1, "The night outage hit our checkout for two hours."),
+    ("support@acme.example", 18, 3, 3, 3, 3, "Resolution times were fine, latency less so."),
+    ("finance@acme.example", 24, 2, 3, 2, 2, "Credits are right, but we had to ask twice."),
+)
 
 
 def previous_month(now: datetime) -> tuple[str, datetime, datetime]:
@@ -91,6 +99,23 @@ def demo_measurements(start: datetime, end: datetime, seed: int = 7) -> list[dic
     return items
 
 
+def demo_reviews(start: datetime) -> list[dict[str, Any]]:
+    """`POST /v1/reviews` bodies, dated in the month starting at `start`."""
+    return [
+        {
+            "contract_id": DEMO_CONTRACT,
+            "reviewer": reviewer,
+            "rating": rating,
+            "dimensions": {"communication": c, "usefulness": u, "reliability": r},
+            "comment": comment,
+            "occurred_at": (start + timedelta(days=day - 1, hours=10))
+            .isoformat()
+            .replace("+00:00", "Z"),
+        }
+        for reviewer, day, rating, c, u, r, comment in DEMO_REVIEWS
+    ]
+
+
 def _item(mid: str, kpi: str, value: float, at: str, probe: str) -> dict[str, Any]:
     return {
         "measurement_id": mid,
@@ -109,12 +134,14 @@ def seed_demo(
     now: datetime | None = None,
     statements_url: str | None = None,
     timeout_s: float = 120.0,
+    reviews_url: str | None = None,
 ) -> str:
     """Create the demo contract and post its month of data; return the period.
 
-    With `statements_url`, the month is then closed once the ledger has folded all of it
-    (the provisional statement counts every measurement), and its final, signed statement
-    awaited: a newcomer has a statement to verify at once."""
+    With `reviews_url`, a customer also reviews the month. With `statements_url`, the month
+    is then closed once the ledger has folded all of it (the provisional statement counts
+    every measurement and review), and its final, signed statement awaited: a newcomer has
+    a statement to verify at once."""
     period, start, end = previous_month(now or datetime.now(UTC))
     headers = {"Authorization": f"Bearer {admin_token}"}
     with httpx.Client(timeout=60, headers=headers) as client:
@@ -128,10 +155,17 @@ def seed_demo(
             )
             if posted.status_code != 202:
                 raise RuntimeError(f"demo measurements: {posted.status_code} {posted.text}")
+        deadline = time.monotonic() + timeout_s
+        reviews = 0
+        if reviews_url is not None:
+            reviews = _post_reviews(client, ledger_url, reviews_url, start, deadline)
         if statements_url is not None:
             statement = f"{statements_url}/v1/contracts/{DEMO_CONTRACT}/statements/{period}"
-            deadline = time.monotonic() + timeout_s
-            _await(client, statement, lambda s: _counted(s) == len(items), deadline)
+
+            def folded(s: dict[str, Any]) -> bool:
+                return _counted(s) == len(items) and _reviewers(s) == reviews
+
+            _await(client, statement, folded, deadline)
             closed = client.post(
                 f"{ledger_url}/v1/contracts/{DEMO_CONTRACT}/periods/{period}/close"
             )
@@ -139,6 +173,38 @@ def seed_demo(
                 raise RuntimeError(f"demo close: {closed.status_code} {closed.text}")
             _await(client, statement, lambda s: s["status"] == "final", deadline)
     return period
+
+
+def _post_reviews(
+    client: httpx.Client, ledger_url: str, reviews_url: str, start: datetime, deadline: float
+) -> int:
+    """Post the demo reviews with a customer's token (reviews come from the customer side);
+    the reviews service may not have heard of the new contract yet (404): ask again."""
+    minted = client.post(
+        f"{ledger_url}/v1/tokens",
+        json={"role": "customer", "contracts": [DEMO_CONTRACT], "ttl_days": 1},
+    )
+    if minted.status_code != 201:
+        raise RuntimeError(f"demo customer token: {minted.status_code} {minted.text}")
+    customer = {"Authorization": f"Bearer {minted.json()['token']}"}
+    for review in demo_reviews(start):
+        while True:
+            sent = client.post(f"{reviews_url}/v1/reviews", json=review, headers=customer)
+            if sent.status_code == 202:
+                break
+            if sent.status_code != 404 or time.monotonic() > deadline:
+                raise RuntimeError(f"demo review: {sent.status_code} {sent.text}")
+            time.sleep(0.25)
+    return len(DEMO_REVIEWS)
+
+
+def _reviewers(statement: dict[str, Any]) -> int:
+    """How many reviewers the statement's review line counted."""
+    return sum(
+        int(line["derivation"].get("reviews") or 0)
+        for line in statement["lines"]
+        if line["kind"] == "review_adjustment"
+    )
 
 
 def _counted(statement: dict[str, Any]) -> int:

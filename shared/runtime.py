@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared import db, idempotency, limits, parameters, revocation
+from shared import db, docs, idempotency, limits, parameters, revocation
 from shared.bus import Bus
 from shared.bus.factory import create_bus
 from shared.consuming import Isolation
@@ -102,6 +102,8 @@ def build_app(
         version="0.1.0",
         lifespan=lifespan,
         dependencies=[Depends(parameters.refuse_malformed)],
+        docs_url=None,  # served by shared/docs.py without a CDN, and ReDoc not at all
+        redoc_url=None,
     )
     install_problem_handlers(app)
     parameters.install(app)
@@ -116,6 +118,7 @@ def build_app(
     add_metrics_route(app, telemetry.metrics)
     instrument_http(app, telemetry.metrics)
     app.state.telemetry = telemetry
+    app.include_router(docs.router(app.title, app.openapi_url or "/openapi.json"))
     for router in routers:
         app.include_router(router)
     return app

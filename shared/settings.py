@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     max_decoded_bytes: int = 16 * 1024 * 1024  # an agent protocol's body, uncompressed
     max_record_bytes: int = 512 * 1024  # one event on the bus (Kafka's default cap is 1 MiB)
     ingest_dedupe_days: float = 30.0  # how long ingest remembers what it published
+    public_url: str | None = None  # e.g. https://statements.example.com, for printed links
     signing_keys: Path | None = None  # PEM bundle of the statement-signing keys (shared/signing.py)
     webhook_allow_private: bool | None = (
         None  # webhooks to private/loopback hosts; default: embedded

@@ -23,6 +23,7 @@ from shared.runtime import RuntimeDep
 from shared.web import Problem, ensure_visible, inline_schema, require, validation_errors
 
 router = APIRouter(prefix="/v1", tags=["measurements"])
+SHAPE = 'expected an object {"measurements": [...]} with 1 to 10,000 items; nothing was published'
 Writer = Annotated[Principal, Depends(require("agent", "admin"))]
 
 
@@ -86,10 +87,12 @@ async def post_measurements(
 
 
 def invalid(bad: list[int], errors: list[dict[str, Any]]) -> Problem:
+    """422 naming every bad item, or (no item to name: a bare list, no `measurements`) the
+    shape the body should have."""
     return Problem(
         422,
         "Invalid measurements",
-        f"{len(bad)} invalid item(s); nothing was published",
+        f"{len(bad)} invalid item(s); nothing was published" if bad else SHAPE,
         invalid_items=bad,
         errors=errors,
     )

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
 from services.statements import exports, store
@@ -16,8 +16,23 @@ from shared.events import AwareDatetime, Period
 from shared.runtime import RuntimeDep
 from shared.web import Problem, ensure_visible
 
-router = APIRouter(prefix="/v1", tags=["statements"])
+
+def no_store(response: Response) -> None:
+    """What a party pays is nobody else's business: no cache keeps a copy (the CSV and
+    printable exports set the same header themselves, services/statements/exports.py)."""
+    response.headers["Cache-Control"] = exports.NO_STORE
+
+
+router = APIRouter(prefix="/v1", tags=["statements"], dependencies=[Depends(no_store)])
 CREDIT_KINDS = {"sla_credit", "credit_cap", "review_adjustment"}
+
+
+class ContractSummary(BaseModel):
+    contract_id: str
+    provider: str
+    customer: str
+    currency: str
+    versions: int
 
 
 class StatementSummary(BaseModel):
@@ -35,6 +50,14 @@ class Balance(BaseModel):
     net: str
     as_of: datetime
     entries: int
+
+
+@router.get("/contracts", response_model=list[ContractSummary])
+async def list_contracts(runtime: RuntimeDep, principal: Reader) -> list[ContractSummary]:
+    """The contracts this token may see: every one for an admin, else those it lists."""
+    only = None if principal.role == "admin" else principal.contracts
+    found = await store.list_contracts(runtime.engine, only)
+    return [ContractSummary.model_validate(c) for c in found]
 
 
 @router.get("/contracts/{contract_id}/statements", response_model=list[StatementSummary])

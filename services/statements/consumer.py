@@ -1,9 +1,12 @@
-"""Bus edge of statements: statement snapshots, journal entries and disputes."""
+"""Bus edge of statements: statement snapshots, journal entries, terms versions and
+disputes."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
+from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.statements import store
@@ -17,11 +20,22 @@ from shared.events import (
     JournalEntryPosted,
     StatementFinalized,
     StatementProvisional,
+    TermsAgreed,
 )
 from shared.runtime import Runtime
 
 GROUP = "statements"
 SNAPSHOTS = {StatementProvisional.TYPE, StatementFinalized.TYPE}
+log = logging.getLogger(__name__)
+
+
+class Parties(BaseModel):
+    """What `GET /v1/contracts` shows of a terms version."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    provider: str
+    customer: str
+    currency: str
 
 
 async def journal_loop(runtime: Runtime) -> None:
@@ -46,6 +60,16 @@ async def apply_event(conn: AsyncConnection, event: Envelope) -> None:
         await store.put_statement(conn, event.data["statement"], event.recorded_at)
     elif event.type == JournalEntryPosted.TYPE:
         await store.put_entry(conn, event.data["entry"], event.occurred_at)
+    elif event.type == TermsAgreed.TYPE:
+        agreed = event.payload()
+        assert isinstance(agreed, TermsAgreed)
+        try:
+            parties = Parties.model_validate(agreed.terms)
+        except ValidationError as exc:
+            # Not terms the ledger agreed (it sets such a record aside itself): nothing to list.
+            log.warning("unreadable terms on slapay.contracts: %s", str(exc)[:200])
+            return
+        await store.put_terms_version(conn, event.contract_id, agreed.version, parties.model_dump())
     elif event.type == DisputeOpened.TYPE:
         opened = {
             **event.data,

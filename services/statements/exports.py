@@ -23,6 +23,7 @@ from shared import signing
 from shared.web import Problem
 
 Format = Literal["json", "csv", "html"]
+NO_STORE = "no-store"  # a statement is private: no browser or proxy cache keeps it
 MEDIA_TYPES: dict[str, Format] = {
     "application/json": "json",
     "text/html": "html",
@@ -166,6 +167,7 @@ def respond(request: Request, statement: Mapping[str, Any], wanted: Format | Non
             media_type="text/csv; charset=utf-8",
             headers={
                 "Content-Disposition": f'attachment; filename="{filename(statement, "csv")}"',
+                "Cache-Control": NO_STORE,
                 "Vary": "Accept",
             },
         )
@@ -173,7 +175,7 @@ def respond(request: Request, statement: Mapping[str, Any], wanted: Format | Non
     page = printable.to_html(
         statement,
         signature_check=signature_check(keyring, statement),
-        keys_url=str(request.base_url).rstrip("/") + signing.KEYS_PATH,
+        keys_url=keys_url(request.app.state.runtime.settings.public_url),
         generated_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     )
     return HTMLResponse(
@@ -183,9 +185,16 @@ def respond(request: Request, statement: Mapping[str, Any], wanted: Format | Non
             "Content-Disposition": f'inline; filename="{filename(statement, "html")}"',
             "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "no-referrer",
+            "Cache-Control": NO_STORE,
             "Vary": "Accept",
         },
     )
+
+
+def keys_url(public_url: str | None) -> str:
+    """Where the public keys are: under `SLAPAY_PUBLIC_URL` when it is set, else the path on
+    this service; never built from the request's Host header, which the client chooses."""
+    return (public_url.rstrip("/") if public_url else "") + signing.KEYS_PATH
 
 
 def signature_check(keyring: signing.Keyring, statement: Mapping[str, Any]) -> str:

@@ -79,6 +79,9 @@ def line_rows(statement: Mapping[str, Any]) -> tuple[Html, Html]:
     return join(lines), join(derivations)
 
 
+STATEMENTS_URL = "$STATEMENTS_URL"  # stands for this service's address when none is configured
+
+
 def to_html(
     statement: Mapping[str, Any], signature_check: str, keys_url: str, generated_at: str
 ) -> Html:
@@ -137,6 +140,9 @@ def to_html(
             ]
         ),
         keys_url=keys_url,
+        keys_arg=keys_url
+        if keys_url.startswith(("https://", "http://"))
+        else STATEMENTS_URL + keys_url,
         disputes=html(DISPUTES, rows=disputes) if disputes else "",
         generated_at=generated_at,
     )
@@ -163,8 +169,8 @@ PAGE = """<!doctype html>
 <h2>Signature</h2><dl>{signature}</dl>
 <p class="note">The signature is Ed25519 over the RFC 8785 canonical JSON of the statement
 without its <code>signature</code> and <code>disputes</code> members. Public keys:
-{keys_url}. Verify a downloaded statement JSON offline with
-<code>slapay audit verify-signature statement.json --keys {keys_url}</code>.</p>
+<a href="{keys_url}">{keys_url}</a>. Verify a downloaded statement JSON offline with
+<code>slapay audit verify-signature statement.json --keys {keys_arg}</code>.</p>
 {disputes}
 <p class="note">Generated {generated_at} by slapay.</p></body></html>
 """

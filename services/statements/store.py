@@ -1,11 +1,24 @@
-"""Read model of statements, fed by `slapay.journal`."""
+"""Read model of statements, fed by `slapay.journal` (statements, entries) and
+`slapay.contracts` (terms versions, disputes)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, MetaData, String, Table, Text, and_, or_, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    or_,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import db, jsonutil
@@ -34,6 +47,15 @@ entries = Table(
     Column("posted_at", UtcDateTime, nullable=False),
     Column("body", Text, nullable=False),
     Index("ix_entries_contract_seq", "contract_id", "seq", unique=True),
+)
+contract_versions = Table(
+    "contract_versions",
+    metadata,
+    Column("contract_id", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("provider", Text, nullable=False),
+    Column("customer", Text, nullable=False),
+    Column("currency", String(3), nullable=False),
 )
 disputes = Table(
     "disputes",
@@ -163,3 +185,44 @@ async def list_disputes(
         query = query.where(d.period == period)
     async with engine.connect() as conn:
         return [jsonutil.loads(r.body) for r in await conn.execute(query)]
+
+
+async def put_terms_version(
+    conn: AsyncConnection, contract_id: str, version: int, terms: dict[str, str]
+) -> None:
+    """Remember a terms version's provider, customer and currency (a redelivery changes
+    nothing)."""
+    await conn.execute(
+        db.upsert(conn, contract_versions)
+        .values(
+            contract_id=contract_id,
+            version=version,
+            provider=terms["provider"],
+            customer=terms["customer"],
+            currency=terms["currency"],
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+async def list_contracts(
+    engine: AsyncEngine, only: frozenset[str] | None = None
+) -> list[dict[str, Any]]:
+    """Each contract (all, or those in `only`) as its latest terms name it, with how many
+    terms versions it has, by contract id."""
+    c = contract_versions.c
+    query = select(contract_versions).order_by(c.contract_id, c.version)
+    if only is not None:
+        query = query.where(c.contract_id.in_(sorted(only)))
+    found: dict[str, dict[str, Any]] = {}
+    async with engine.connect() as conn:
+        for row in await conn.execute(query):
+            held = found.get(row.contract_id)
+            found[row.contract_id] = {
+                "contract_id": row.contract_id,
+                "provider": row.provider,
+                "customer": row.customer,
+                "currency": row.currency,
+                "versions": (held["versions"] if held else 0) + 1,
+            }
+    return list(found.values())

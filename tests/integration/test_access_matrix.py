@@ -41,7 +41,7 @@ READERS = frozenset({"admin", "customer", "provider", "auditor"})
 UNAUTHENTICATED = ("none", "expired", "forged", "revoked")
 PRINCIPALS = (*ROLES, *(f"{r}@other" for r in ROLES[1:]), *UNAUTHENTICATED)
 NOT_GUARDED = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect"}
-NOT_GUARDED |= {"/redoc", "/metrics"}
+NOT_GUARDED |= {"/redoc", "/metrics", "/docs/assets/{name}"}
 PUBLIC = {  # describe no one's data, or are the sign-in itself
     ("ledger", "GET", "/v1/events/catalogue"),
     ("ledger", "GET", "/v1/events/asyncapi.json"),
@@ -78,6 +78,7 @@ class Row:
     request: Request = lambda s, role: {}
     query: str = ""
     cookie: bool = False  # the portal: a session cookie, and a redirect to sign in
+    listing: bool = False  # names no contract: a token for another one gets its own list
 
     def url(self, s: Seeded, role: str) -> str:
         # Each closer closes a period of its own, so both get 202.
@@ -95,7 +96,7 @@ class Row:
             return 303 if self.cookie else 401
         if role not in self.allowed:
             return 303 if self.cookie else 403
-        return 404 if other else self.ok
+        return 404 if other and not self.listing else self.ok
 
 
 def review_body(reviewer: str) -> dict[str, Any]:
@@ -145,6 +146,7 @@ ROWS = (
         lambda s, r: {"json": {"decision": "rejected", "note": "as agreed"}}),
     Row("ledger", "GET", C + "/disputes", READERS, 200),
     Row("ledger", "GET", "/v1/deadletter", ADMIN, 200, query=f"?contract={CONTRACT}"),
+    Row("statements", "GET", "/v1/contracts", READERS, 200, listing=True),
     Row("statements", "GET", C + "/statements", READERS, 200),
     Row("statements", "GET", C + "/statements/{period}", READERS, 200),
     Row("statements", "GET", C + "/statements/{period}/verify", READERS, 200),

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.demo import DEMO_CONTRACT, previous_month
+from services.demo import DEMO_CONTRACT, DEMO_REVIEWS, previous_month
 from shared.settings import DEFAULT_PORTS
 
 pytestmark = pytest.mark.integration
@@ -84,6 +84,9 @@ def test_run_serves_the_demo_statement(tmp_path: Path) -> None:
             pytest.fail(f"no final demo statement; slapay run said:\n{process.communicate()[0]}")
         assert statement["signature"]
         assert [line["kind"] for line in statement["lines"]][:2] == ["base_fee", "sla_credit"]
+        (reviewed,) = [line for line in statement["lines"] if line["kind"] == "review_adjustment"]
+        assert reviewed["derivation"]["reviews"] == len(DEMO_REVIEWS)
+        assert reviewed["amount"] == "-62.50"  # mean 2.75 against neutral 3: a 0.625% penalty
         for port in DEFAULT_PORTS.values():
             assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
         audit = subprocess.run(
