@@ -3,6 +3,7 @@ copy of the journal.
 
 - The contract's whole hash chain as published, and that no entry id was published twice
   with different content or without an entry's fields.
+- That every record the entries' cuts name was read (see `shared.audit.completeness`).
 - P's final entries against their recomputation from the events on the bus before P closed,
   and the published `statement.finalized` of P against the chain.
 - Every adjustment correcting P, and every adjustment posted into P (whatever it corrects),
@@ -21,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 from shared.audit.causes import adjustment_differences
+from shared.audit.completeness import unread_cuts
 from shared.audit.finals import Difference, final_differences, final_entries
 from shared.audit.reading import History, read_journal
 from shared.audit.stored import Row, stored_differences, stored_ids
@@ -65,6 +67,7 @@ def verify(
         {"check": "malformed_entry", "problem": "published as an entry without its fields"}
         for _ in h.journal.malformed
     ]
+    differences += unread_cuts(h)
     differences += final_differences(h, period)
     differences += adjustment_differences(h, period)
     if stored is not None:
