@@ -6,7 +6,7 @@ import os
 import secrets
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MAX_CLOCK_SKEW_S = 300.0
@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     max_record_bytes: int = 512 * 1024  # one event on the bus (Kafka's default cap is 1 MiB)
     ingest_dedupe_days: float = 30.0  # how long ingest remembers what it published
     signing_keys: Path | None = None  # PEM bundle of the statement-signing keys (shared/signing.py)
+    verify_concurrency: int = Field(3, ge=1)  # verifications a statements replica runs at once
 
     @property
     def embedded(self) -> bool:
