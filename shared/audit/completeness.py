@@ -19,8 +19,10 @@ from shared.events import TOPIC_MEASUREMENTS, TOPIC_REVIEWS
 Difference = dict[str, Any]
 
 
-def unread_cuts(h: History) -> list[Difference]:
-    """A difference for each position an entry's cut names beyond the records read."""
+def unread_cuts(h: History, period: str) -> list[Difference]:
+    """A difference for each position beyond the records read that is named by the cut of
+    an entry the check of `period` rests on: its final entries, and the adjustments posted
+    into it or correcting it."""
     read = {
         TOPIC_MEASUREMENTS: _last_offsets(h.measurements),
         TOPIC_REVIEWS: _last_offsets(h.ratings),
@@ -35,6 +37,7 @@ def unread_cuts(h: History) -> list[Difference]:
             "found": read[topic].get(partition),
         }
         for entry in h.entries
+        if period in (entry["period"], entry.get("corrects_period"))
         for topic in read
         for partition, offset in _cut(entry.get("inputs"), topic)
         if offset > read[topic].get(partition, -1)

@@ -3,9 +3,9 @@ copy of the journal.
 
 - The contract's whole hash chain as published, and that no entry id was published twice
   with different content or without an entry's fields.
-- That every record the entries' cuts name was read (see `shared.audit.completeness`).
 - P's final entries against their recomputation from the events on the bus before P closed,
   and the published `statement.finalized` of P against the chain.
+- That every record the cuts of those entries name was read (`shared.audit.completeness`).
 - Every adjustment correcting P, and every adjustment posted into P (whatever it corrects),
   against its cause (see `shared.audit.causes`).
 - With a stored journal: every entry on both sides, each stored body as published, the
@@ -67,7 +67,7 @@ def verify(
         {"check": "malformed_entry", "problem": "published as an entry without its fields"}
         for _ in h.journal.malformed
     ]
-    differences += unread_cuts(h)
+    differences += unread_cuts(h, period)
     differences += final_differences(h, period)
     differences += adjustment_differences(h, period)
     if stored is not None:
