@@ -10,7 +10,17 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import agents, audit, compute, eventsourcing_peer, fold, ingest, replay, replicas
+from bench import (
+    agents,
+    audit,
+    compute,
+    eventsourcing_peer,
+    fold,
+    ingest,
+    replay,
+    replicas,
+    verification,
+)
 from bench.core import (
     DISTRIBUTED,
     EMBEDDED,
@@ -31,6 +41,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     *compute.SCENARIOS,
     *replay.SCENARIOS,
     *audit.SCENARIOS,
+    *verification.SCENARIOS,
     *eventsourcing_peer.SCENARIOS,
 )
 QUICK_RECORDS = 5_000

@@ -72,13 +72,13 @@ class Built:
     apply_delivered), the close excluded."""
 
 
-def measurement_messages(n: int) -> list[Message]:
+def measurement_messages(n: int, contract: str = CONTRACT) -> list[Message]:
     """N `sla.measurement.recorded` envelopes for the contract, spread over the period, two
     KPIs, built by ingest's own builder; one availability sample in 1,999 fails."""
     items = [
         {
             "measurement_id": f"m-{i}",
-            "contract_id": CONTRACT,
+            "contract_id": contract,
             "kpi": data.KPIS[i % 2],
             "value": float(40 + (i * 7919) % 400) if i % 2 else float(i % 1999 != 0),
             "observed_at": data.instant(i, n, days=30),
@@ -90,15 +90,23 @@ def measurement_messages(n: int) -> list[Message]:
 
 
 async def build(
-    settings: Settings, bus: Bus, engine: AsyncEngine, messages: Sequence[Message]
+    settings: Settings,
+    bus: Bus,
+    engine: AsyncEngine,
+    messages: Sequence[Message],
+    contract: str = CONTRACT,
+    beside_others: bool = False,
 ) -> Built:
     """Publish terms and measurements, fold them, publish a close request, fold it, relay
-    the journal; check the live chain. `bus` started, `engine` empty."""
+    the journal; check the live chain. `bus` started, `engine` empty; `beside_others`: the
+    bus and `engine` hold other contracts too, and only this one's records are folded (read
+    by its key, not the whole topics as the fold worker reads them)."""
+    key = contract if beside_others else None
     await create_schema(engine, store.metadata)
-    terms = Terms.model_validate({**demo_terms(PERIOD), "contract_id": CONTRACT})
+    terms = Terms.model_validate({**demo_terms(PERIOD), "contract_id": contract})
     agreed = make_event(
         TermsAgreed(version=1, terms=terms.model_dump(mode="json")),
-        contract_id=CONTRACT,
+        contract_id=contract,
         source="bench",
         producer_id="terms:v1",
     )
@@ -107,23 +115,25 @@ async def build(
     for chunk in chunks(messages, PUBLISH_BATCH):
         await bus.publish(TOPIC_MEASUREMENTS, chunk)
     published = time.perf_counter()
-    await _fold(bus, engine, TOPIC_CONTRACTS)
-    await _fold(bus, engine, TOPIC_MEASUREMENTS)
+    await _fold(bus, engine, TOPIC_CONTRACTS, key)
+    await _fold(bus, engine, TOPIC_MEASUREMENTS, key)
     folded = time.perf_counter()
     close = make_event(
         PeriodCloseRequested(period=PERIOD, requested_by="admin:bench"),
-        contract_id=CONTRACT,
+        contract_id=contract,
         source="bench",
         producer_id=f"close:{PERIOD}",
     )
     await publish_events(bus, [close])
     closes = [
-        d for d in decode(await bus.read_all(TOPIC_CONTRACTS)).delivered if d.type == close.type
+        d
+        for d in decode(await bus.read_all(TOPIC_CONTRACTS, key)).delivered
+        if d.type == close.type and d.contract_id == contract
     ]
     await apply_delivered(engine, closes)
     await relay_outbox(Runtime("ledger", settings, engine, bus, SECRET))
     closed = time.perf_counter()
-    entries = await journal_store.entries(engine, CONTRACT)
+    entries = await journal_store.entries(engine, contract)
     if not entries or chain_breaks(entries):
         raise BenchError(
             f"the live journal is wrong: {len(entries)} entries, {chain_breaks(entries)}"
@@ -133,7 +143,7 @@ async def build(
     if counted != len(messages):
         raise BenchError(f"the close of {PERIOD} counted {counted:,} of {len(messages):,} events")
     records = len(messages) + sum(
-        [len(await bus.read_all(t)) for t in TOPICS if t != TOPIC_MEASUREMENTS]
+        [len(await bus.read_all(t, key)) for t in TOPICS if t != TOPIC_MEASUREMENTS]
     )
     fold_s = folded - published
     progress(
@@ -144,9 +154,10 @@ async def build(
     return Built(len(messages), records, len(entries), entries[-1]["hash"], fold_s)
 
 
-async def _fold(bus: Bus, engine: AsyncEngine, topic: str) -> None:
-    """Decode and apply a topic in bus order, a batch at a time, as the fold worker does."""
-    for chunk in chunks(await bus.read_all(topic), FOLD_BATCH):
+async def _fold(bus: Bus, engine: AsyncEngine, topic: str, key: str | None) -> None:
+    """Decode and apply a topic in bus order (only `key`'s records, given one), a batch at
+    a time, as the fold worker does."""
+    for chunk in chunks(await bus.read_all(topic, key), FOLD_BATCH):
         decoded = decode(chunk, measurements=True)
         if decoded.failures:
             raise BenchError(f"{len(decoded.failures)} undecodable records on {topic}")

@@ -8,20 +8,17 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
-from aiokafka.errors import KafkaError
-from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared import audit, db, eventloop, heap
-from shared.bus import BusUnavailable
-from shared.bus.factory import create_bus
-from shared.settings import ConfigurationError, Settings
-from shared.terms import PERIOD_PATTERN
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from shared import audit
+
+# Each command imports what it needs when it runs (as services/cli.py does): `slapay --help`
+# loads neither the audit nor the database and broker clients.
 
 app = typer.Typer(help="Verify statements against the raw events.", no_args_is_help=True)
 
@@ -50,6 +47,13 @@ def verify(
     """Recompute from the bus, check the hash chain and every adjustment's cause (and the
     ledger's database, if given). Exit 0: all matches; 1: differences; 2: nothing final to
     verify; 3: the bus or the database could not be read."""
+    from aiokafka.errors import KafkaError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from shared import eventloop
+    from shared.bus import BusUnavailable
+    from shared.terms import PERIOD_PATTERN
+
     if not re.fullmatch(PERIOD_PATTERN, period):
         typer.echo(f"slapay: --period {period!r} is not YYYY-MM", err=True)
         raise typer.Exit(EXIT_NOTHING_FINAL)
@@ -72,6 +76,10 @@ def verify(
 
 
 async def _verify(contract: str, period: str, database_url: str | None) -> Outcome:
+    from shared import audit, db, heap
+    from shared.bus.factory import create_bus
+    from shared.settings import Settings
+
     bus = create_bus(Settings())
     await bus.start()
     try:
@@ -100,6 +108,8 @@ async def _verify(contract: str, period: str, database_url: str | None) -> Outco
 
 async def _database_rows(engine: AsyncEngine, contract: str) -> list[audit.Row]:
     """The contract's journal rows, every column, in the ledger's chain order."""
+    from sqlalchemy import select
+
     from services.ledger.journal_store import journal
 
     async with engine.connect() as conn:
@@ -121,7 +131,10 @@ def verify_signature(
     ] = None,
 ) -> None:
     """Check a final statement's Ed25519 signature offline; exit 0 only when it is valid."""
+    import httpx
+
     from shared import signing
+    from shared.settings import ConfigurationError
 
     try:
         text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
@@ -143,7 +156,10 @@ def verify_signature(
 
 
 def _signature_keys(source: str | None) -> dict[str, Any]:
+    import httpx
+
     from shared import signing
+    from shared.settings import Settings
 
     if source is None:
         return signing.load_keyring(Settings(), create=False).keys

@@ -6,7 +6,7 @@ import os
 import secrets
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MAX_CLOCK_SKEW_S = 300.0
@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     webhook_retry_max_s: float = 12 * 3600.0  # the longest delay between two attempts
     webhook_retry_window_s: float = 3 * 86400.0  # how long a delivery is retried before it fails
     webhook_poll_interval_s: float = 0.5  # how often the sender looks for due deliveries
+    verify_concurrency: int = Field(3, ge=1)  # verifications a statements replica runs at once
 
     @property
     def embedded(self) -> bool:

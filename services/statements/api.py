@@ -11,7 +11,8 @@ from pydantic import BaseModel
 
 from services.statements import exports, store
 from services.statements.session import Reader
-from shared import audit, money
+from services.statements.verification import Refused, Verifications
+from shared import money
 from shared.events import AwareDatetime, Period
 from shared.runtime import RuntimeDep
 from shared.web import Problem, ensure_visible
@@ -122,6 +123,14 @@ async def get_balance(
     return Balance(currency=currency, net=net, as_of=moment, entries=len(entries), **text)
 
 
+def get_verifications(request: Request) -> Verifications:
+    found: Verifications = request.app.state.verifications
+    return found
+
+
+VerificationsDep = Annotated[Verifications, Depends(get_verifications)]
+
+
 class Verification(BaseModel):
     contract_id: str
     period: str
@@ -134,29 +143,31 @@ class Verification(BaseModel):
 @router.get(
     "/contracts/{contract_id}/statements/{period}/verify",
     response_model=Verification,
-    responses={409: {"description": "nothing final to verify: the period is still open"}},
+    responses={
+        409: {"description": "nothing final to verify: the period is still open"},
+        429: {"description": "too many verifications running; see Retry-After"},
+        503: {"description": "the bus or the database could not be read; see Retry-After"},
+    },
 )
 async def verify_statement(
-    contract_id: str, period: Period, runtime: RuntimeDep, principal: Reader
+    contract_id: str,
+    period: Period,
+    runtime: RuntimeDep,
+    principal: Reader,
+    verifications: VerificationsDep,
 ) -> Verification:
     """Recompute the final statement from the raw events on the bus, check the chain and
-    every adjustment's cause, and the entries this service serves against the bus."""
+    every adjustment's cause, and the entries this service serves against the bus. Runs in
+    a process of its own; a verified result is kept until the contract's chain moves on."""
     ensure_visible(principal, contract_id)
-    history = await audit.read_history(runtime.bus, contract_id)
-    if not history.terms:
-        raise Problem(404, "Not found", f"no contract {contract_id!r}")
-    reason = audit.nothing_final(history, period)
-    if reason is not None:
-        raise Problem(409, "Nothing final to verify", reason)
-    history, served = await audit.in_step(
-        runtime.bus, history, lambda: store.entry_rows(runtime.engine, contract_id)
-    )
-    differences = audit.verify(history, period, served, store="statements read model")
+    outcome = await verifications.verify(runtime.engine, contract_id, period)
+    if isinstance(outcome, Refused):
+        raise Problem(outcome.status, outcome.title, outcome.detail, outcome.headers)
     return Verification(
         contract_id=contract_id,
         period=period,
-        verified=not differences,
-        differences=differences,
-        entries_checked=len(served),
-        events_on_bus=len(history.measurements),
+        verified=not outcome.differences,
+        differences=outcome.differences,
+        entries_checked=outcome.entries_checked,
+        events_on_bus=outcome.events_on_bus,
     )

@@ -5,6 +5,8 @@ and its disputes as the ledger settled them.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import operator
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -237,23 +239,32 @@ def is_entry(entry: Any) -> TypeGuard[dict[str, Any]]:
 
 async def read_journal(bus: Bus, contract_id: str) -> Journal:
     """The contract's journal as the bus holds it now."""
-    return read_journal_records(await bus.read_all(TOPIC_JOURNAL), contract_id)
+    return read_journal_records(await bus.read_all(TOPIC_JOURNAL, contract_id), contract_id)
 
 
 async def read_history(bus: Bus, contract_id: str) -> History:
-    """Read the contract's history from the beginning of the bus. Measurements are parsed a
-    chunk at a time as they arrive, so the next chunk is on its way meanwhile and the
-    records read are freed once parsed."""
+    """Read the contract's history from the beginning of the bus: only its own records (its
+    key; on Kafka, the one partition the key maps to), so the cost follows the contract, not
+    the bus.
+
+    The journal is read first: every entry read then names (in its cut) only events already
+    on the bus, which the reads that follow see. Those run at once; measurements are parsed
+    a chunk at a time as they arrive, so the records read are freed once parsed."""
     with heap.paused_collector():
-        placed: list[Placed[Observation]] = []
-        async for chunk in bus.read_chunks(TOPIC_MEASUREMENTS):
-            placed += _observations(chunk, contract_id)
-        found = history(
-            contract_id,
-            await bus.read_all(TOPIC_CONTRACTS),
-            (),
-            await bus.read_all(TOPIC_JOURNAL),
-            await bus.read_all(TOPIC_REVIEWS),
+        journal = await bus.read_all(TOPIC_JOURNAL, contract_id)
+        others = asyncio.gather(
+            bus.read_all(TOPIC_CONTRACTS, contract_id), bus.read_all(TOPIC_REVIEWS, contract_id)
         )
+        placed: list[Placed[Observation]] = []
+        try:
+            async for chunk in bus.read_chunks(TOPIC_MEASUREMENTS, contract_id):
+                placed += _observations(chunk, contract_id)
+        except BaseException:
+            others.cancel()  # the measurements could not be read: nor is the rest wanted
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await others
+            raise
+        contracts, reviews = await others
+        found = history(contract_id, contracts, (), journal, reviews)
         found.measurements = _first_in_bus_order(placed)
         return found

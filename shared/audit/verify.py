@@ -5,6 +5,7 @@ copy of the journal.
   with different content or without an entry's fields.
 - P's final entries against their recomputation from the events on the bus before P closed,
   and the published `statement.finalized` of P against the chain.
+- That every record the cuts of those entries name was read (`shared.audit.completeness`).
 - Every adjustment correcting P, and every adjustment posted into P (whatever it corrects),
   against its cause (see `shared.audit.causes`).
 - With a stored journal: every entry on both sides, each stored body as published, the
@@ -21,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 from shared.audit.causes import adjustment_differences
+from shared.audit.completeness import unread_cuts
 from shared.audit.finals import Difference, final_differences, final_entries
 from shared.audit.reading import History, read_journal
 from shared.audit.stored import Row, stored_differences, stored_ids
@@ -65,6 +67,7 @@ def verify(
         {"check": "malformed_entry", "problem": "published as an entry without its fields"}
         for _ in h.journal.malformed
     ]
+    differences += unread_cuts(h, period)
     differences += final_differences(h, period)
     differences += adjustment_differences(h, period)
     if stored is not None:
