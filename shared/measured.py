@@ -13,13 +13,14 @@ readers side by side on each kind of deviation.
 from __future__ import annotations
 
 import functools
-import math
 import re
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Literal, NamedTuple
 
 import msgspec
 
+from shared import decimals
 from shared.bus import Record
 from shared.events import Envelope, MeasurementRecorded
 
@@ -43,7 +44,7 @@ class DeliveredMeasurement(NamedTuple):
     occurred_at: datetime
     recorded_at: datetime
     kpi: str
-    value: float
+    value: Decimal
     topic: str
     partition: int
     offset: int
@@ -65,7 +66,7 @@ class DeliveredMeasurement(NamedTuple):
             event.occurred_at,
             event.recorded_at,
             data["kpi"],
-            float(data["value"]),
+            decimals.measurement_value(data["value"]),
             topic,
             partition,
             offset,
@@ -77,7 +78,7 @@ class DeliveredMeasurement(NamedTuple):
 # collector need not track one per record read
 class _Data(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     kpi: str
-    value: float
+    value: Decimal  # read from the number's digits: exactly the decimal it spells
     labels: dict[str, str] = {}
     measurement_id: str | None = None
 
@@ -109,7 +110,8 @@ def read(record: Record) -> DeliveredMeasurement | None:
         _UUID.fullmatch(event.event_id) is None
         or occurred_at is None
         or recorded_at is None
-        or not math.isfinite(value)
+        or not value.is_finite()
+        or not decimals.in_bounds(value, digits_at_most=len(record.value))
     ):
         return None
     return _new_tuple(

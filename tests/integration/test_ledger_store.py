@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -42,13 +43,13 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
             await infra.drop_database(admin, name)
 
 
-def row(n: int, value: float = 1.0) -> store.MeasurementRow:
+def row(n: int, value: float | str = 1.0) -> store.MeasurementRow:
     return store.MeasurementRow(
         event_id=f"00000000-0000-0000-0000-{n:012d}",
         contract_id="acme-hosting",
         period="2026-10",
         kpi="latency_ms",
-        value=value,
+        value=Decimal(str(value)),
         occurred_at=datetime(2026, 10, 1, tzinfo=UTC),
         bus_partition=0,
         bus_offset=n,
