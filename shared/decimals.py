@@ -65,15 +65,9 @@ def measurement_value(value: object) -> Decimal:
     return found
 
 
-def in_bounds(value: Decimal, digits_at_most: int | None = None) -> bool:
-    """Whether a finite decimal is a measurement value that every reader holds. Given a
-    bound on its digits (the length of the text it was read from), its places are bounded
-    by that less its exponent, and need not be counted (the fold's hot path)."""
-    if abs(value) > MAX_DOUBLE:
-        return False
-    if digits_at_most is not None and digits_at_most - value.adjusted() <= MAX_PLACES:
-        return True
-    return places(value) <= MAX_PLACES
+def in_bounds(value: Decimal) -> bool:
+    """Whether a finite decimal is a measurement value that every reader holds."""
+    return abs(value) <= MAX_DOUBLE and places(value) <= MAX_PLACES
 
 
 def places(value: Decimal) -> int:

@@ -16,7 +16,7 @@ import functools
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 
@@ -44,7 +44,9 @@ class DeliveredMeasurement(NamedTuple):
     occurred_at: datetime
     recorded_at: datetime
     kpi: str
-    value: Decimal
+    value: str
+    """The decimal as its JSON number spelled it ("41.5", "1e308"): stored as that text, so
+    the fold never parses it; `number` is the decimal."""
     topic: str
     partition: int
     offset: int
@@ -53,6 +55,10 @@ class DeliveredMeasurement(NamedTuple):
     @property
     def type(self) -> str:
         return TYPE
+
+    @property
+    def number(self) -> Decimal:
+        return Decimal(self.value)
 
     @classmethod
     def of(
@@ -66,7 +72,7 @@ class DeliveredMeasurement(NamedTuple):
             event.occurred_at,
             event.recorded_at,
             data["kpi"],
-            decimals.measurement_value(data["value"]),
+            _spelled_in(raw) or str(decimals.measurement_value(data["value"])),
             topic,
             partition,
             offset,
@@ -78,7 +84,7 @@ class DeliveredMeasurement(NamedTuple):
 # collector need not track one per record read
 class _Data(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     kpi: str
-    value: Decimal  # read from the number's digits: exactly the decimal it spells
+    value: Any  # a JSON number with a fraction or exponent: (its text,), see `_as_text`
     labels: dict[str, str] = {}
     measurement_id: str | None = None
 
@@ -94,7 +100,23 @@ class _Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     schema_version: int = 1
 
 
-_decoder = msgspec.json.Decoder(_Envelope)
+def _as_text(text: str) -> tuple[str]:
+    """msgspec's `float_hook`: keep a number's own digits (a tuple, so that a JSON string,
+    which pydantic reads too, is told apart)."""
+    return (text,)
+
+
+class _SpelledData(msgspec.Struct, gc=False):
+    value: Any = None
+
+
+class _Spelled(msgspec.Struct, gc=False):
+    data: _SpelledData
+
+
+_decoder = msgspec.json.Decoder(_Envelope, float_hook=_as_text)
+_spelled = msgspec.json.Decoder(_Spelled, float_hook=_as_text)
+_LARGEST = int(decimals.MAX_DOUBLE)
 _new_tuple = tuple.__new__  # as `shared.bus.kafka._record`: made for every measurement read
 
 
@@ -105,13 +127,12 @@ def read(record: Record) -> DeliveredMeasurement | None:
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
     occurred_at, recorded_at = _instant(event.occurred_at), _recorded(event.recorded_at)
-    value = event.data.value
+    value = _number_text(event.data.value)
     if (
         _UUID.fullmatch(event.event_id) is None
         or occurred_at is None
         or recorded_at is None
-        or not value.is_finite()
-        or not decimals.in_bounds(value, digits_at_most=len(record.value))
+        or value is None
     ):
         return None
     return _new_tuple(
@@ -129,6 +150,31 @@ def read(record: Record) -> DeliveredMeasurement | None:
             record.value,
         ),
     )
+
+
+def _number_text(value: object) -> str | None:
+    """A JSON number's text if it is a measurement value every reader holds, else None (a
+    string or a bool, which pydantic reads, or a number out of bounds, which it refuses)."""
+    kind = type(value)
+    if kind is tuple:
+        text: str = value[0]  # type: ignore[index]
+        if len(text) <= 17 and "e" not in text and "E" not in text:
+            return text  # a number of under 17 digits and no exponent: within bounds
+        return text if decimals.in_bounds(Decimal(text)) else None
+    if kind is int:
+        return str(value) if -_LARGEST <= value <= _LARGEST else None  # type: ignore[operator]
+    return None
+
+
+def _spelled_in(raw: bytes) -> str | None:
+    """The text of `data.value` as `raw` spells it, if it is a JSON number."""
+    try:
+        value = _spelled.decode(raw).data.value
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    if type(value) is tuple:
+        return str(value[0])
+    return str(value) if type(value) is int else None
 
 
 def _instant(text: str) -> datetime | None:

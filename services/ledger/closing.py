@@ -113,7 +113,7 @@ async def correct_late(
     states = {kpi.name: KpiState() for kpi in terms.kpis}
     for row in earlier:
         if row.kpi in states:
-            states[row.kpi].add(row.event_id, row.value)
+            states[row.kpi].add(row.event_id, row.number)
     posted = posting.effective_amounts(await journal_store.entries(conn, book.contract_id), period)
     rated = ratings_of(await store.period_ratings(conn, book.contract_id, period))
     base_inputs = await book_inputs(conn, book.contract_id)
@@ -130,7 +130,7 @@ async def correct_late(
             continue
         state = states[kpi.name]
         before = kpi_credit(kpi, state).percent
-        state.add(row.event_id, row.value)
+        state.add(row.event_id, row.number)
         if kpi_credit(kpi, state).percent == before:
             continue
         recomputed = statement_from_states(terms, period, states, rated, terms_version=version)
@@ -192,7 +192,7 @@ async def correct_late_reviews(
     states = {kpi.name: KpiState() for kpi in terms.kpis}
     for m in await store.period_measurements(conn, book.contract_id, period):
         if m.kpi in states:
-            states[m.kpi].add(m.event_id, m.value)
+            states[m.kpi].add(m.event_id, m.number)
     rows = [
         r
         for r in await store.period_ratings(conn, book.contract_id, period)

@@ -70,7 +70,7 @@ measurements = Table(
     Column("contract_id", String(64), nullable=False),
     Column("period", String(7), nullable=False),
     Column("kpi", String(100), nullable=False),
-    Column("value", Exact, nullable=False),
+    Column("value", Text, nullable=False),
     Column("occurred_at", UtcDateTime, nullable=False),
     Column("bus_partition", Integer, nullable=False),
     Column("bus_offset", BigInteger, nullable=False),
@@ -111,16 +111,21 @@ dirty_periods = Table(
 
 
 class MeasurementRow(NamedTuple):
-    """A row of `measurements`, fields in column order (it is the record COPY sends)."""
+    """A row of `measurements`, fields in column order (it is the record COPY sends).
+    `value` is the decimal as its JSON number spelled it; `number` is that decimal."""
 
     event_id: str
     contract_id: str
     period: str
     kpi: str
-    value: Decimal
+    value: str
     occurred_at: datetime
     bus_partition: int
     bus_offset: int
+
+    @property
+    def number(self) -> Decimal:
+        return Decimal(self.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +278,7 @@ _EVENT_ID = operator.attrgetter("event_id")
 _UNNEST = (
     f"INSERT INTO measurements ({', '.join(_COLUMNS)}) "
     "SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], "
-    "$5::numeric[], $6::timestamptz[], $7::int[], $8::bigint[]) "
+    "$5::text[], $6::timestamptz[], $7::int[], $8::bigint[]) "
     "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
 )
 
@@ -281,24 +286,16 @@ _UNNEST = (
 async def fold_aggregates(
     conn: AsyncConnection, new_rows: Sequence[MeasurementRow]
 ) -> set[tuple[str, str]]:
-    """Add new measurements to the running per-(contract, period, KPI) aggregates, exactly."""
-    groups: dict[tuple[str, str, str], list[Decimal]] = {}
-    for row in new_rows:
-        groups.setdefault((row.contract_id, row.period, row.kpi), []).append(row.value)
-    if not groups:
+    """Add new measurements to the running per-(contract, period, KPI) aggregates, exactly.
+    Postgres reads the values' text as `numeric` and adds them up itself."""
+    if not new_rows:
         return set()
-    ordered = [  # rows locked in one order by every replica
-        (key, Aggregate(len(v), decimals.exact_sum(v), min(v), max(v)))
-        for key, v in sorted(groups.items())
-    ]
     if conn.dialect.name == "postgresql":
-        columns = zip(
-            *((*key, a.count, a.total, a.minimum, a.maximum) for key, a in ordered), strict=True
-        )
+        columns = (list(map(get, new_rows)) for get in _AGGREGATED)
         await (await _driver(conn)).execute(_ADD_AGGREGATES, *columns)
     else:
-        await _add_aggregates_sqlite(conn, dict(ordered))
-    return {(c, p) for c, p, _ in groups}
+        await _add_aggregates_sqlite(conn, new_rows)
+    return set(map(_CONTRACT_PERIOD, new_rows))
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,18 +316,24 @@ class Aggregate:
         )
 
 
-async def _add_aggregates_sqlite(
-    conn: AsyncConnection, added: dict[tuple[str, str, str], Aggregate]
-) -> None:
+async def _add_aggregates_sqlite(conn: AsyncConnection, rows: Sequence[MeasurementRow]) -> None:
     """SQLite has no exact arithmetic on the text it keeps decimals in: read, add, write
     (one writer at a time, inside the fold's transaction)."""
+    groups: dict[tuple[str, str, str], list[Decimal]] = {}
+    for measured in rows:
+        key = (measured.contract_id, measured.period, measured.kpi)
+        groups.setdefault(key, []).append(measured.number)
+    added = {
+        key: Aggregate(len(v), decimals.exact_sum(v), min(v), max(v))
+        for key, v in sorted(groups.items())  # rows locked in one order by every writer
+    }
     t = kpi_aggregates.c
     keys = tuple_(t.contract_id, t.period, t.kpi)
     found = await conn.execute(select(kpi_aggregates).where(keys.in_(list(added))))
     for row in found.mappings():
-        key = (row["contract_id"], row["period"], row["kpi"])
+        at = (row["contract_id"], row["period"], row["kpi"])
         stored = Aggregate(row["count"], row["total"], row["minimum"], row["maximum"])
-        added[key] = stored.merged(added[key])
+        added[at] = stored.merged(added[at])
     values = [
         {"contract_id": c, "period": p, "kpi": k, "count": a.count, "total": a.total}
         | {"minimum": a.minimum, "maximum": a.maximum}
@@ -346,10 +349,14 @@ async def _add_aggregates_sqlite(
     )
 
 
+_AGGREGATED = [operator.attrgetter(name) for name in ("contract_id", "period", "kpi", "value")]
+_CONTRACT_PERIOD = operator.attrgetter("contract_id", "period")
 _ADD_AGGREGATES = """
 INSERT INTO kpi_aggregates AS t (contract_id, period, kpi, count, total, minimum, maximum)
-SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::bigint[],
-                     $5::numeric[], $6::numeric[], $7::numeric[])
+SELECT c, p, k, count(*), sum(v::numeric), min(v::numeric), max(v::numeric)
+FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::text[]) AS u (c, p, k, v)
+GROUP BY c, p, k
+ORDER BY c, p, k
 ON CONFLICT (contract_id, period, kpi) DO UPDATE SET
     count = t.count + excluded.count,
     total = t.total + excluded.total,

@@ -175,7 +175,8 @@ async def test_values_and_aggregates_are_kept_exactly(
     async with engine.connect() as conn:
         stored = await store.period_measurements(conn, CONTRACT, "2026-09")
     values = [Decimal(n) for n in numbers]
-    assert [r.value for r in stored] == values
+    assert [r.value for r in stored] == numbers  # the very digits the JSON spelled
+    assert [r.number for r in stored] == values
     (aggregate,) = await store.aggregates(engine, CONTRACT, "2026-09")
     assert aggregate["count"] == len(numbers)
     assert Fraction(aggregate["total"]) == sum(map(Fraction, values), Fraction(0))

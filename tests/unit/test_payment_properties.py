@@ -178,7 +178,7 @@ def read_off_the_bus(measured: Sequence[tuple[str, str, str, datetime]]) -> list
     found = []
     for m in decoded.delivered:
         assert isinstance(m, DeliveredMeasurement)
-        found.append(Observation(m.event_id, m.kpi, m.value, m.occurred_at))
+        found.append(Observation(m.event_id, m.kpi, m.number, m.occurred_at))
     return found
 
 
