@@ -84,7 +84,7 @@ class DeliveredMeasurement(NamedTuple):
 # collector need not track one per record read
 class _Data(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     kpi: str
-    value: Any  # a JSON number with a fraction or exponent: (its text,), see `_as_text`
+    value: Any  # an int, or a number with a fraction or exponent as its digits (bytes)
     labels: dict[str, str] = {}
     measurement_id: str | None = None
 
@@ -100,12 +100,6 @@ class _Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     schema_version: int = 1
 
 
-def _as_text(text: str) -> tuple[str]:
-    """msgspec's `float_hook`: keep a number's own digits (a tuple, so that a JSON string,
-    which pydantic reads too, is told apart)."""
-    return (text,)
-
-
 class _SpelledData(msgspec.Struct, gc=False):
     value: Any = None
 
@@ -114,8 +108,10 @@ class _Spelled(msgspec.Struct, gc=False):
     data: _SpelledData
 
 
-_decoder = msgspec.json.Decoder(_Envelope, float_hook=_as_text)
-_spelled = msgspec.json.Decoder(_Spelled, float_hook=_as_text)
+# float_hook: a JSON number with a fraction or an exponent comes as its own digits, in
+# bytes (so that a JSON string, a str, is told apart: pydantic reads that too)
+_decoder = msgspec.json.Decoder(_Envelope, float_hook=str.encode)
+_spelled = msgspec.json.Decoder(_Spelled, float_hook=str.encode)
 _LARGEST = int(decimals.MAX_DOUBLE)
 _new_tuple = tuple.__new__  # as `shared.bus.kafka._record`: made for every measurement read
 
@@ -127,7 +123,16 @@ def read(record: Record) -> DeliveredMeasurement | None:
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
     occurred_at, recorded_at = _instant(event.occurred_at), _recorded(event.recorded_at)
-    value = _number_text(event.data.value)
+    spelled = event.data.value
+    if (
+        type(spelled) is bytes
+        and len(spelled) <= 17
+        and b"e" not in spelled
+        and b"E" not in spelled
+    ):
+        value: str | None = spelled.decode()  # under 17 digits, no exponent: within bounds
+    else:
+        value = _number_text(spelled)
     if (
         _UUID.fullmatch(event.event_id) is None
         or occurred_at is None
@@ -155,14 +160,11 @@ def read(record: Record) -> DeliveredMeasurement | None:
 def _number_text(value: object) -> str | None:
     """A JSON number's text if it is a measurement value every reader holds, else None (a
     string or a bool, which pydantic reads, or a number out of bounds, which it refuses)."""
-    kind = type(value)
-    if kind is tuple:
-        text: str = value[0]  # type: ignore[index]
-        if len(text) <= 17 and "e" not in text and "E" not in text:
-            return text  # a number of under 17 digits and no exponent: within bounds
+    if type(value) is bytes:
+        text = value.decode()
         return text if decimals.in_bounds(Decimal(text)) else None
-    if kind is int:
-        return str(value) if -_LARGEST <= value <= _LARGEST else None  # type: ignore[operator]
+    if type(value) is int:
+        return str(value) if -_LARGEST <= value <= _LARGEST else None
     return None
 
 
@@ -172,8 +174,8 @@ def _spelled_in(raw: bytes) -> str | None:
         value = _spelled.decode(raw).data.value
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
-    if type(value) is tuple:
-        return str(value[0])
+    if type(value) is bytes:
+        return value.decode()
     return str(value) if type(value) is int else None
 
 

@@ -286,16 +286,21 @@ _UNNEST = (
 async def fold_aggregates(
     conn: AsyncConnection, new_rows: Sequence[MeasurementRow]
 ) -> set[tuple[str, str]]:
-    """Add new measurements to the running per-(contract, period, KPI) aggregates, exactly.
-    Postgres reads the values' text as `numeric` and adds them up itself."""
-    if not new_rows:
+    """Add new measurements to the running per-(contract, period, KPI) aggregates, exactly."""
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for row in new_rows:
+        groups.setdefault((row.contract_id, row.period, row.kpi), []).append(row.value)
+    if not groups:
         return set()
+    ordered = sorted(groups.items())  # rows locked in one order by every replica
     if conn.dialect.name == "postgresql":
-        columns = (list(map(get, new_rows)) for get in _AGGREGATED)
+        # Postgres reads the values' text as numeric and adds them up itself; a JSON
+        # number has no comma, so one string per group carries its values
+        columns = zip(*((c, p, k, ",".join(v)) for (c, p, k), v in ordered), strict=True)
         await (await _driver(conn)).execute(_ADD_AGGREGATES, *columns)
     else:
-        await _add_aggregates_sqlite(conn, new_rows)
-    return set(map(_CONTRACT_PERIOD, new_rows))
+        await _add_aggregates_sqlite(conn, ordered)
+    return {(c, p) for c, p, _ in groups}
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,17 +321,17 @@ class Aggregate:
         )
 
 
-async def _add_aggregates_sqlite(conn: AsyncConnection, rows: Sequence[MeasurementRow]) -> None:
+async def _add_aggregates_sqlite(
+    conn: AsyncConnection, groups: Sequence[tuple[tuple[str, str, str], list[str]]]
+) -> None:
     """SQLite has no exact arithmetic on the text it keeps decimals in: read, add, write
     (one writer at a time, inside the fold's transaction)."""
-    groups: dict[tuple[str, str, str], list[Decimal]] = {}
-    for measured in rows:
-        key = (measured.contract_id, measured.period, measured.kpi)
-        groups.setdefault(key, []).append(measured.number)
-    added = {
-        key: Aggregate(len(v), decimals.exact_sum(v), min(v), max(v))
-        for key, v in sorted(groups.items())  # rows locked in one order by every writer
-    }
+    added = {}
+    for key, texts in groups:
+        numbers = list(map(Decimal, texts))
+        added[key] = Aggregate(
+            len(numbers), decimals.exact_sum(numbers), min(numbers), max(numbers)
+        )
     t = kpi_aggregates.c
     keys = tuple_(t.contract_id, t.period, t.kpi)
     found = await conn.execute(select(kpi_aggregates).where(keys.in_(list(added))))
@@ -334,12 +339,13 @@ async def _add_aggregates_sqlite(conn: AsyncConnection, rows: Sequence[Measureme
         at = (row["contract_id"], row["period"], row["kpi"])
         stored = Aggregate(row["count"], row["total"], row["minimum"], row["maximum"])
         added[at] = stored.merged(added[at])
-    values = [
-        {"contract_id": c, "period": p, "kpi": k, "count": a.count, "total": a.total}
-        | {"minimum": a.minimum, "maximum": a.maximum}
-        for (c, p, k), a in sorted(added.items())
-    ]
-    statement = db.upsert(conn, kpi_aggregates).values(values)
+    statement = db.upsert(conn, kpi_aggregates).values(
+        [
+            {"contract_id": c, "period": p, "kpi": k, "count": a.count, "total": a.total}
+            | {"minimum": a.minimum, "maximum": a.maximum}
+            for (c, p, k), a in sorted(added.items())
+        ]
+    )
     x = statement.excluded
     await conn.execute(
         statement.on_conflict_do_update(
@@ -349,12 +355,11 @@ async def _add_aggregates_sqlite(conn: AsyncConnection, rows: Sequence[Measureme
     )
 
 
-_AGGREGATED = [operator.attrgetter(name) for name in ("contract_id", "period", "kpi", "value")]
-_CONTRACT_PERIOD = operator.attrgetter("contract_id", "period")
 _ADD_AGGREGATES = """
 INSERT INTO kpi_aggregates AS t (contract_id, period, kpi, count, total, minimum, maximum)
-SELECT c, p, k, count(*), sum(v::numeric), min(v::numeric), max(v::numeric)
-FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::text[]) AS u (c, p, k, v)
+SELECT c, p, k, count(*), sum(x::numeric), min(x::numeric), max(x::numeric)
+FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::text[]) AS u (c, p, k, v),
+     unnest(string_to_array(v, ',')) AS x
 GROUP BY c, p, k
 ORDER BY c, p, k
 ON CONFLICT (contract_id, period, kpi) DO UPDATE SET
