@@ -124,13 +124,11 @@ def read(record: Record) -> DeliveredMeasurement | None:
         return None
     occurred_at, recorded_at = _instant(event.occurred_at), _recorded(event.recorded_at)
     spelled = event.data.value
-    if (
-        type(spelled) is bytes
-        and len(spelled) <= 17
-        and b"e" not in spelled
-        and b"E" not in spelled
-    ):
-        value: str | None = spelled.decode()  # under 17 digits, no exponent: within bounds
+    value: str | None
+    if type(spelled) is bytes:
+        text = spelled.decode()
+        # past 17 characters, or with an exponent, it may be out of bounds: check
+        value = _within_bounds(text) if len(text) > 17 or "e" in text or "E" in text else text
     else:
         value = _number_text(spelled)
     if (
@@ -158,14 +156,17 @@ def read(record: Record) -> DeliveredMeasurement | None:
 
 
 def _number_text(value: object) -> str | None:
-    """A JSON number's text if it is a measurement value every reader holds, else None (a
+    """An integer's text if it is a measurement value every reader holds, else None (a
     string or a bool, which pydantic reads, or a number out of bounds, which it refuses)."""
-    if type(value) is bytes:
-        text = value.decode()
-        return text if decimals.in_bounds(Decimal(text)) else None
     if type(value) is int:
         return str(value) if -_LARGEST <= value <= _LARGEST else None
     return None
+
+
+def _within_bounds(text: str) -> str | None:
+    """A JSON number's text if every reader holds it (under 18 characters and without an
+    exponent, any number is)."""
+    return text if decimals.in_bounds(Decimal(text)) else None
 
 
 def _spelled_in(raw: bytes) -> str | None:
