@@ -64,7 +64,8 @@ class DeliveredMeasurement(NamedTuple):
     def of(
         cls, event: Envelope, topic: str, partition: int, offset: int, raw: bytes
     ) -> DeliveredMeasurement:
-        """From an envelope pydantic has parsed, its payload valid."""
+        """From an envelope pydantic has parsed, its payload valid; the value's text is
+        read from `raw`, as the fold's reader reads it."""
         data = event.data
         return cls(
             str(event.event_id),
