@@ -190,9 +190,10 @@ def app_env(url: str) -> dict[str, str]:
 
 
 def _measured(d: DeliveredMeasurement) -> Measured:
-    return Measured(
-        d.event_id, d.contract_id, period_of(d.occurred_at, "UTC"), d.kpi, d.value, d.occurred_at
-    )
+    """The peer adds doubles, as it always did (the bench's values are whole numbers, which
+    doubles add exactly, so it reaches the ledger's exact totals)."""
+    period = period_of(d.occurred_at, "UTC")
+    return Measured(d.event_id, d.contract_id, period, d.kpi, float(d.value), d.occurred_at)
 
 
 async def peer_fold(bus: Bus, url: str, total: int, snapshots: bool = True) -> tuple[float, Totals]:

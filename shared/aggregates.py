@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from decimal import Decimal
 from fractions import Fraction
 
-_SCALE_BITS = 1074  # every finite float is an integer multiple of 2**-1074
+from shared import decimals
+
 SIMPLE_AGGREGATIONS = frozenset({"mean", "min", "max", "sum", "count", "share_within"})
 _PERCENTILE = re.compile(r"^p((?:[1-9]\d?|0)(?:\.\d*[1-9])?)$")
 
@@ -54,53 +55,51 @@ class KpiState:
     """The measurements of one KPI in one period, folded one at a time.
 
     `add` is idempotent per event id: the first value seen for an id counts, a repeat
-    changes nothing. The sum is exact (an integer in units of 2**-1074, the finest step a
-    float has), so the mean does not depend on the order of arrival; values are sorted
-    lazily, so folding a million measurements is linear and percentiles stay exact.
+    changes nothing. Values are the decimals their JSON spells and the sum is exact, so
+    0.1 + 0.2 is 0.3 and the mean does not depend on the order of arrival; values are
+    sorted lazily, so folding a million measurements is linear and percentiles stay exact.
     """
 
-    __slots__ = ("_scaled_sum", "_sorted", "_unsorted", "_values")
+    __slots__ = ("_sorted", "_sum", "_unsorted", "_values")
 
     def __init__(self) -> None:
-        self._values: dict[str, float] = {}
-        self._sorted: list[float] = []
+        self._values: dict[str, Decimal] = {}
+        self._sorted: list[Decimal] = []
         self._unsorted = False
-        self._scaled_sum = 0
+        self._sum = Decimal(0)
 
     @classmethod
-    def from_items(cls, items: Iterable[tuple[str, float]]) -> KpiState:
+    def from_items(cls, items: Iterable[tuple[str, Decimal]]) -> KpiState:
         """A state holding these (event_id, value) pairs, e.g. reloaded from storage."""
         state = cls()
         for event_id, value in items:
             state.add(event_id, value)
         return state
 
-    def add(self, event_id: str, value: float) -> bool:
+    def add(self, event_id: str, value: Decimal) -> bool:
         """Fold one measurement in; False if this event id was already counted."""
         if event_id in self._values:
             return False
-        if not math.isfinite(value):
-            raise ValueError(f"measurement {event_id} has a non-finite value {value!r}")
-        value = float(value)
+        if not (isinstance(value, Decimal) and value.is_finite()):
+            raise ValueError(f"measurement {event_id} has no finite decimal value: {value!r}")
         self._values[event_id] = value
         if self._sorted and value < self._sorted[-1]:
             self._unsorted = True
         self._sorted.append(value)
-        numerator, denominator = value.as_integer_ratio()
-        self._scaled_sum += numerator << (_SCALE_BITS - denominator.bit_length() + 1)
+        self._sum = decimals.add(self._sum, value)
         return True
 
-    def _ordered(self) -> list[float]:
+    def _ordered(self) -> list[Decimal]:
         if self._unsorted:
             self._sorted.sort()
             self._unsorted = False
         return self._sorted
 
     @property
-    def exact_sum(self) -> Fraction:
-        return Fraction(self._scaled_sum, 1 << _SCALE_BITS)
+    def exact_sum(self) -> Decimal:
+        return self._sum
 
-    def items(self) -> tuple[tuple[str, float], ...]:
+    def items(self) -> tuple[tuple[str, Decimal], ...]:
         """Every counted (event_id, value) pair, ordered by event id."""
         return tuple(sorted(self._values.items()))
 
@@ -116,27 +115,27 @@ class KpiState:
         """The `events_digest` of the measurements counted."""
         return events_digest(self._values)
 
-    def value(self, aggregation: str, threshold: float | None = None) -> float | None:
-        """The KPI value under `aggregation`, or None when there are no measurements."""
+    def value(self, aggregation: str, threshold: Decimal | None = None) -> Fraction | None:
+        """The KPI value under `aggregation`, exactly, or None when there are no measurements."""
         count = len(self._sorted)
         if count == 0:
             return None
         if aggregation == "mean":
-            return float(self.exact_sum / count)
+            return Fraction(self._sum) / count
         if aggregation == "sum":
-            return float(self.exact_sum)
+            return Fraction(self._sum)
         if aggregation == "count":
-            return float(count)
+            return Fraction(count)
         values = self._ordered()
         if aggregation == "min":
-            return values[0]
+            return Fraction(values[0])
         if aggregation == "max":
-            return values[-1]
+            return Fraction(values[-1])
         if aggregation == "share_within":
             if threshold is None:
                 raise ValueError("share_within needs a threshold")
-            return float(Fraction(bisect.bisect_right(values, threshold), count))
+            return Fraction(bisect.bisect_right(values, threshold), count)
         percent = percentile_of(aggregation)
         if percent is None:
             raise ValueError(f"unknown aggregation {aggregation!r}")
-        return values[nearest_rank(percent, count) - 1]
+        return Fraction(values[nearest_rank(percent, count) - 1])

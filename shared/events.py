@@ -12,10 +12,20 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
+import msgspec
 import pydantic
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+)
 
 from shared import jsonutil
+from shared.decimals import measurement_value
 
 TOPIC_CONTRACTS = "slapay.contracts"
 TOPIC_MEASUREMENTS = "slapay.measurements"
@@ -69,11 +79,27 @@ class EventData(BaseModel):
     TOPIC: ClassVar[str]
 
 
+def _value_json(value: Decimal) -> float | str:
+    """A JSON number where a double holds the decimal (its shortest repr spells it), else
+    the decimal's text, which every reader takes as exactly that decimal."""
+    as_float = float(value)
+    return as_float if Decimal(repr(as_float)) == value else str(value)
+
+
+MeasurementValue = Annotated[
+    Decimal,
+    BeforeValidator(measurement_value),
+    PlainSerializer(_value_json, when_used="json"),
+    WithJsonSchema({"type": "number"}),
+]
+"""The decimal the JSON number spells (0.1 is 1/10), within what every reader holds."""
+
+
 class MeasurementRecorded(EventData):
     TYPE: ClassVar[str] = "sla.measurement.recorded"
     TOPIC: ClassVar[str] = TOPIC_MEASUREMENTS
     kpi: str
-    value: float = Field(allow_inf_nan=False)
+    value: MeasurementValue
     labels: dict[str, str] = Field(default_factory=dict)
     measurement_id: str | None = None
 
@@ -208,7 +234,30 @@ class Envelope(BaseModel):
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Envelope:
-        return cls.model_validate_json(raw)
+        """Parse an envelope; a measurement's value is the decimal its JSON spells (pydantic
+        alone reads a JSON number as the nearest double)."""
+        event = cls.model_validate_json(raw)
+        if event.type != MeasurementRecorded.TYPE or not isinstance(event.data.get("value"), float):
+            return event
+        try:
+            spelled = _spelled_value.decode(raw).data.value
+        except msgspec.DecodeError:  # unreachable: pydantic has read the same JSON
+            return event
+        if isinstance(spelled, Decimal) and Decimal(repr(event.data["value"])) != spelled:
+            return event.model_copy(update={"data": {**event.data, "value": spelled}})
+        return event
+
+
+class _SpelledData(msgspec.Struct):
+    value: Any = None
+
+
+class _Spelled(msgspec.Struct):
+    data: _SpelledData
+
+
+_spelled_value = msgspec.json.Decoder(_Spelled, float_hook=Decimal)
+"""Reads just `data.value`, a JSON number with a fraction or exponent read as a `Decimal`."""
 
 
 def event_class(type_: str) -> type[EventData]:

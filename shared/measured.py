@@ -13,13 +13,14 @@ readers side by side on each kind of deviation.
 from __future__ import annotations
 
 import functools
-import math
 import re
 from datetime import UTC, datetime
-from typing import Literal, NamedTuple
+from decimal import Decimal
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 
+from shared import decimals
 from shared.bus import Record
 from shared.events import Envelope, MeasurementRecorded
 
@@ -43,7 +44,9 @@ class DeliveredMeasurement(NamedTuple):
     occurred_at: datetime
     recorded_at: datetime
     kpi: str
-    value: float
+    value: str
+    """The decimal as its JSON number spelled it ("41.5", "1e308"): stored as that text, so
+    the fold never parses it; `number` is the decimal."""
     topic: str
     partition: int
     offset: int
@@ -53,11 +56,16 @@ class DeliveredMeasurement(NamedTuple):
     def type(self) -> str:
         return TYPE
 
+    @property
+    def number(self) -> Decimal:
+        return Decimal(self.value)
+
     @classmethod
     def of(
         cls, event: Envelope, topic: str, partition: int, offset: int, raw: bytes
     ) -> DeliveredMeasurement:
-        """From an envelope pydantic has parsed, its payload valid."""
+        """From an envelope pydantic has parsed, its payload valid; the value's text is
+        read from `raw`, as the fold's reader reads it."""
         data = event.data
         return cls(
             str(event.event_id),
@@ -65,7 +73,7 @@ class DeliveredMeasurement(NamedTuple):
             event.occurred_at,
             event.recorded_at,
             data["kpi"],
-            float(data["value"]),
+            _spelled_in(raw) or str(decimals.measurement_value(data["value"])),
             topic,
             partition,
             offset,
@@ -77,7 +85,7 @@ class DeliveredMeasurement(NamedTuple):
 # collector need not track one per record read
 class _Data(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     kpi: str
-    value: float
+    value: Any  # an int, or a number with a fraction or exponent as its digits (bytes)
     labels: dict[str, str] = {}
     measurement_id: str | None = None
 
@@ -93,7 +101,19 @@ class _Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     schema_version: int = 1
 
 
-_decoder = msgspec.json.Decoder(_Envelope)
+class _SpelledData(msgspec.Struct, gc=False):
+    value: Any = None
+
+
+class _Spelled(msgspec.Struct, gc=False):
+    data: _SpelledData
+
+
+# float_hook: a JSON number with a fraction or an exponent comes as its own digits, in
+# bytes (so that a JSON string, a str, is told apart: pydantic reads that too)
+_decoder = msgspec.json.Decoder(_Envelope, float_hook=str.encode)
+_spelled = msgspec.json.Decoder(_Spelled, float_hook=str.encode)
+_LARGEST = int(decimals.MAX_DOUBLE)
 _new_tuple = tuple.__new__  # as `shared.bus.kafka._record`: made for every measurement read
 
 
@@ -104,12 +124,19 @@ def read(record: Record) -> DeliveredMeasurement | None:
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
     occurred_at, recorded_at = _instant(event.occurred_at), _recorded(event.recorded_at)
-    value = event.data.value
+    spelled = event.data.value
+    value: str | None
+    if type(spelled) is bytes:
+        text = spelled.decode()
+        # past 17 characters, or with an exponent, it may be out of bounds: check
+        value = _within_bounds(text) if len(text) > 17 or "e" in text or "E" in text else text
+    else:
+        value = _number_text(spelled)
     if (
         _UUID.fullmatch(event.event_id) is None
         or occurred_at is None
         or recorded_at is None
-        or not math.isfinite(value)
+        or value is None
     ):
         return None
     return _new_tuple(
@@ -127,6 +154,31 @@ def read(record: Record) -> DeliveredMeasurement | None:
             record.value,
         ),
     )
+
+
+def _number_text(value: object) -> str | None:
+    """An integer's text if it is a measurement value every reader holds, else None (a
+    string or a bool, which pydantic reads, or a number out of bounds, which it refuses)."""
+    if type(value) is int:
+        return str(value) if -_LARGEST <= value <= _LARGEST else None
+    return None
+
+
+def _within_bounds(text: str) -> str | None:
+    """A JSON number's text if every reader holds it (under 18 characters and without an
+    exponent, any number is)."""
+    return text if decimals.in_bounds(Decimal(text)) else None
+
+
+def _spelled_in(raw: bytes) -> str | None:
+    """The text of `data.value` as `raw` spells it, if it is a JSON number."""
+    try:
+        value = _spelled.decode(raw).data.value
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    if type(value) is bytes:
+        return value.decode()
+    return str(value) if type(value) is int else None
 
 
 def _instant(text: str) -> datetime | None:

@@ -7,6 +7,7 @@ to the currency's minor unit; the total is the sum of the rounded lines.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -15,6 +16,7 @@ from typing import TypeVar
 
 from shared import money
 from shared.aggregates import KpiState, events_digest
+from shared.decimals import shown
 from shared.review_score import review_line
 from shared.statement import (
     Derivation,
@@ -32,6 +34,7 @@ from shared.terms import CreditTier, Kpi, Terms, period_bounds
 __all__ = [
     "Derivation",
     "Entry",
+    "KpiCredit",
     "Line",
     "Observation",
     "Rating",
@@ -40,12 +43,14 @@ __all__ = [
     "compute_statement",
     "events_digest",
     "exact",
+    "kpi_credit",
     "line_id",
     "statement_from_states",
 ]
 
 
 _Event = TypeVar("_Event", Observation, Rating)
+_PERCENT = operator.attrgetter("percent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,91 +134,129 @@ def _base_fee_line(terms: Terms, period: str) -> Line:
     )
 
 
-def applying_tier(kpi: Kpi, value: float) -> CreditTier | None:
+def applying_tier(kpi: Kpi, value: Fraction) -> CreditTier | None:
     """The largest tier whose breach the value is strictly on the wrong side of, if any."""
     wrong_side = [
         tier
         for tier in kpi.credits
-        if (value < tier.breach if kpi.objective == ">=" else value > tier.breach)
+        if (value < exact(tier.breach) if kpi.objective == ">=" else value > exact(tier.breach))
     ]
-    return max(wrong_side, key=lambda tier: tier.percent, default=None)
+    return max(wrong_side, key=_PERCENT, default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class KpiCredit:
+    """What one KPI earns in a period: its exact value (None without measurements), the
+    tier that applies, and whether too few measurements arrived for the value to count."""
+
+    value: Fraction | None
+    tier: CreditTier | None
+    no_data: bool
+
+    @property
+    def percent(self) -> Fraction:
+        return Fraction(0) if self.tier is None else exact(self.tier.percent)
+
+
+def kpi_credit(kpi: Kpi, state: KpiState) -> KpiCredit:
+    """The KPI's credit from its folded measurements (payment formula steps 1 and 2): with
+    fewer than `min_count` (or none), its `no_data` rule decides, and "breach" applies
+    its largest tier, so withholding data never pays."""
+    value = state.value(kpi.aggregation, kpi.threshold)
+    if value is None or state.count < (kpi.min_count or 1):
+        tier = max(kpi.credits, key=_PERCENT, default=None) if kpi.no_data == "breach" else None
+        return KpiCredit(value, tier, no_data=True)
+    return KpiCredit(value, applying_tier(kpi, value), no_data=False)
 
 
 def _sla_credit(terms: Terms, period: str, kpi: Kpi, state: KpiState) -> _KpiOutcome:
-    value = state.value(kpi.aggregation, kpi.threshold)
-    tier = None if value is None else applying_tier(kpi, value)
-    percent = Fraction(0) if tier is None else exact(tier.percent)
+    credit = kpi_credit(kpi, state)
+    percent = credit.percent
     amount = money.to_minor_unit(-Fraction(terms.base_fee) * percent / 100, terms.currency)
     line = Line(
         line_id=line_id(terms.contract_id, period, "sla_credit", kpi.name),
         kind="sla_credit",
         kpi=kpi.name,
         amount=amount,
-        description=_sla_text(terms, period, kpi, value, tier, amount),
+        description=_sla_text(terms, period, kpi, state.count, credit, amount),
         derivation=Derivation(
             aggregation=kpi.aggregation,
-            value=value,
-            target=kpi.target,
+            value=None if credit.value is None else shown(credit.value),
+            target=float(kpi.target),
             tier_percent=float(percent),
             events=state.count,
             events_digest=state.digest(),
             objective=kpi.objective,
-            threshold=kpi.threshold,
-            breach=None if tier is None else tier.breach,
-            reason="no_data" if value is None else None,
+            threshold=None if kpi.threshold is None else float(kpi.threshold),
+            breach=None if credit.tier is None else float(credit.tier.breach),
+            reason="no_data" if credit.no_data else None,
         ),
     )
     return _KpiOutcome(line, percent, state.event_ids)
 
 
 def _sla_text(
-    terms: Terms,
-    period: str,
-    kpi: Kpi,
-    value: float | None,
-    tier: CreditTier | None,
-    amount: Decimal,
+    terms: Terms, period: str, kpi: Kpi, count: int, credit: KpiCredit, amount: Decimal
 ) -> str:
-    if value is None:
-        return f"{kpi.name}: no measurements in {period} (no_data); no credit."
     label = kpi.aggregation if kpi.threshold is None else f"share within {number(kpi.threshold)}"
-    met = value >= kpi.target if kpi.objective == ">=" else value <= kpi.target
+    tier = credit.tier
+    applies = (
+        ""
+        if tier is None
+        else f"tier {number(tier.percent)}% applies: credit of "
+        f"{money.format_money(-amount, terms.currency)} {terms.currency}."
+    )
+    if credit.no_data:
+        if credit.value is None:
+            text = f"{kpi.name}: no measurements in {period} (no_data"
+        else:
+            text = (
+                f"{kpi.name}: {count} measurement(s) in {period} ({label} "
+                f"{number(credit.value)}), fewer than the {kpi.min_count} required (no_data"
+            )
+        if kpi.no_data != "breach":
+            return text + "); no credit."
+        return text + ": breach); " + (applies or "no credit tier to apply.")
+    value = credit.value
+    assert value is not None
+    target = exact(kpi.target)
+    met = value >= target if kpi.objective == ">=" else value <= target
     side = "meets" if met else "is below" if kpi.objective == ">=" else "is above"
     text = f"{kpi.name} {label} of {number(value)} {side} the {number(kpi.target)} target; "
-    if tier is None:
-        return text + "no credit tier applies."
-    credit = money.format_money(-amount, terms.currency)
-    return text + f"tier {number(tier.percent)}% applies: credit of {credit} {terms.currency}."
+    return text + (applies or "no credit tier applies.")
 
 
 def _credit_cap_line(terms: Terms, period: str, outcomes: Sequence[_KpiOutcome]) -> Line | None:
-    """Give back what the KPI credits take past `max_credit_percent`.
-
-    The rounded credits are held to the rounded cap, so they never exceed it by a cent.
-    """
+    """Give back what the rounded KPI credits take past the rounded cap, so that they and
+    this line come to exactly -round_half_even(base_fee · max_credit_percent / 100); no
+    line when they are within it already."""
+    allowed = money.to_minor_unit(
+        Fraction(terms.base_fee) * exact(terms.max_credit_percent) / 100, terms.currency
+    )
+    credited = -sum((outcome.line.amount for outcome in outcomes), Decimal(0))
+    if credited <= allowed:
+        return None
+    amount = money.to_minor_unit(credited - allowed, terms.currency)
     total_percent = sum((outcome.percent for outcome in outcomes), Fraction(0))
     cap_percent = exact(terms.max_credit_percent)
-    if total_percent <= cap_percent:
-        return None
-    allowed = money.to_minor_unit(Fraction(terms.base_fee) * cap_percent / 100, terms.currency)
-    credited = -sum(Fraction(outcome.line.amount) for outcome in outcomes)
-    amount = money.to_minor_unit(max(credited - Fraction(allowed), Fraction(0)), terms.currency)
     used = frozenset().union(*(o.event_ids for o in outcomes if o.percent > 0))
-    back = money.format_money(amount, terms.currency)
+    currency = terms.currency
     return Line(
         line_id=line_id(terms.contract_id, period, "credit_cap"),
         kind="credit_cap",
         amount=amount,
         description=(
-            f"KPI credits add up to {number(total_percent)}% of the base fee, past the "
-            f"{number(cap_percent)}% cap: {back} {terms.currency} is given back."
+            f"KPI credits add up to {number(total_percent)}% of the base fee "
+            f"({money.format_money(credited, currency)} {currency}), past the "
+            f"{number(cap_percent)}% cap ({money.format_money(allowed, currency)} {currency}):"
+            f" {money.format_money(amount, currency)} {currency} is given back."
         ),
         derivation=Derivation(
             aggregation="sum",
-            value=float(total_percent),
+            value=shown(total_percent),
             target=float(cap_percent),
             events=len(used),
             events_digest=events_digest(used),
-            percent=float(total_percent - cap_percent),
+            percent=shown(max(total_percent - cap_percent, Fraction(0))),
         ),
     )

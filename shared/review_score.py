@@ -9,6 +9,7 @@ from fractions import Fraction
 
 from shared import money
 from shared.aggregates import events_digest
+from shared.decimals import shown
 from shared.statement import Derivation, Line, Rating, exact, line_id, number
 from shared.terms import ReviewTerms, Terms
 
@@ -30,7 +31,7 @@ def _recency(rating: Rating) -> tuple[datetime, int, str]:
     return rating.occurred_at, rating.seq, rating.event_id
 
 
-def trimmed_mean(scores: Sequence[int], trim_percent: float) -> tuple[Fraction, int]:
+def trimmed_mean(scores: Sequence[int], trim_percent: Decimal | float) -> tuple[Fraction, int]:
     """The mean after dropping ⌊n · trim_percent/100⌋ scores from each end, and that count."""
     ordered = sorted(scores)
     dropped = int(len(ordered) * exact(trim_percent) // 100)
@@ -58,7 +59,7 @@ def review_line(terms: Terms, period: str, ratings: Sequence[Rating], sla_breach
     count = len(counted)
     common = {
         "aggregation": "mean",
-        "target": rules.neutral,
+        "target": float(rules.neutral),
         "events": count,
         "events_digest": events_digest(used),
         "reviews": count,
@@ -74,20 +75,20 @@ def review_line(terms: Terms, period: str, ratings: Sequence[Rating], sla_breach
     reason = None
     if percent > 0 and rules.bonus_requires_sla_met and sla_breached:
         percent, reason = Fraction(0), "sla_not_met"
-    details = {**common, "value": float(score), "trimmed": dropped, "reason": reason}
+    details = {**common, "value": shown(score), "trimmed": dropped, "reason": reason}
     summary = (
         f"Mean rating {number(score)} from {count} reviewer(s)"
         f"{f' ({dropped} dropped at each end)' if dropped else ''} against neutral "
         f"{number(rules.neutral)}"
     )
     amount = _amount(terms, percent)
-    shown = f"{money.format_money(abs(amount), terms.currency)} {terms.currency}"
+    credited = f"{money.format_money(abs(amount), terms.currency)} {terms.currency}"
     if reason == "sla_not_met":
         text = f"{summary}; the bonus is withheld because an SLA credit applies."
     elif percent > 0:
-        text = f"{summary}; bonus of {number(percent)}%: {shown}."
+        text = f"{summary}; bonus of {number(percent)}%: {credited}."
     elif percent < 0:
-        text = f"{summary}; penalty of {number(-percent)}%: {shown}."
+        text = f"{summary}; penalty of {number(-percent)}%: {credited}."
     else:
         text = f"{summary}; no adjustment."
     return _line(terms, period, percent, text, details)
@@ -105,5 +106,5 @@ def _line(
         kind="review_adjustment",
         amount=_amount(terms, percent),
         description=text,
-        derivation=Derivation.model_validate({**details, "percent": float(percent)}),
+        derivation=Derivation.model_validate({**details, "percent": shown(percent)}),
     )

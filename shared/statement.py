@@ -6,7 +6,6 @@ with the currency's minor digits, every line with its derivation down to the eve
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -23,8 +22,9 @@ from pydantic import (
     model_validator,
 )
 
-from shared import money
+from shared import decimals, money
 from shared.aggregates import events_digest
+from shared.decimals import decimal_of, measurement_value
 from shared.terms import CONTRACT_ID_PATTERN, PERIOD_PATTERN
 
 LineKind = Literal["base_fee", "sla_credit", "credit_cap", "review_adjustment", "adjustment"]
@@ -32,14 +32,14 @@ Status = Literal["provisional", "final"]
 EMPTY_DIGEST = events_digest(())
 
 
-def exact(value: float) -> Fraction:
-    """The decimal a terms number was written as (0.1 is 1/10, not the nearest binary float)."""
-    return Fraction(repr(float(value)))
+def exact(value: Decimal | float) -> Fraction:
+    """A terms number as an exact rational (0.1 is 1/10, not the nearest binary float)."""
+    return Fraction(decimal_of(value) if isinstance(value, float) else value)
 
 
-def number(value: float | Fraction) -> str:
-    """A KPI value or percent as a short human-readable number."""
-    return f"{float(value):.10g}"
+def number(value: Decimal | Fraction | int) -> str:
+    """A KPI value or percent as a human-readable number of at most 15 significant digits."""
+    return decimals.text(value)
 
 
 def line_id(contract_id: str, period: str, kind: str, kpi: str | None = None) -> str:
@@ -54,17 +54,21 @@ def _aware(value: datetime, what: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Observation:
-    """One SLA measurement: the value of a KPI observed at an instant."""
+    """One SLA measurement: the value of a KPI observed at an instant. The value is the
+    decimal its JSON spells; a float given here means its shortest repr (0.1 is 1/10)."""
 
     event_id: str
     kpi: str
-    value: float
+    value: Decimal
     occurred_at: datetime
 
     def __post_init__(self) -> None:
         _aware(self.occurred_at, f"measurement {self.event_id}")
-        if not math.isfinite(self.value):
-            raise ValueError(f"measurement {self.event_id} has a non-finite value")
+        if type(self.value) is not Decimal or not self.value.is_finite():
+            try:
+                object.__setattr__(self, "value", measurement_value(self.value))
+            except ValueError as error:
+                raise ValueError(f"measurement {self.event_id}: {error}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,22 +18,53 @@ from zoneinfo import ZoneInfo, available_timezones
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     ValidationInfo,
+    WithJsonSchema,
     field_serializer,
     field_validator,
 )
 
 from shared import money
 from shared.aggregates import check_aggregation
+from shared.decimals import SHOWN_DIGITS, decimal_of, json_number, significant_digits
 
 CONTRACT_ID_PATTERN = r"^[a-z0-9-]{3,64}$"
 PERIOD_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 KPI_NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 
-Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
-Percent = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0, le=100)]
+FIRST_PERIOD, LAST_PERIOD = "2000-01", "9999-12"
+
+
+def _terms_number(value: object) -> Decimal:
+    """A terms number: a JSON number (not a string or a bool) with at most 15 significant
+    digits, so that it reads back the same from any JSON reader, doubles included."""
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON number")
+    found = decimal_of(value)
+    if significant_digits(found) > SHOWN_DIGITS:
+        raise ValueError(f"must have at most {SHOWN_DIGITS} significant digits")
+    return found
+
+
+Number = Annotated[
+    Decimal,
+    BeforeValidator(_terms_number),
+    PlainSerializer(json_number),
+    WithJsonSchema({"type": "number"}),
+]
+"""A target, breach, threshold or percent: the decimal its JSON number spells, compared
+exactly; written back as the same JSON number."""
+Percent = Annotated[
+    Decimal,
+    BeforeValidator(_terms_number),
+    Field(ge=0, le=100),
+    PlainSerializer(json_number),
+    WithJsonSchema({"type": "number", "minimum": 0, "maximum": 100}),
+]
 Count = Annotated[int, Field(strict=True)]
 
 
@@ -126,12 +157,15 @@ class Kpi(_Frozen):
     objective: Literal[">=", "<="]
     target: Number
     credits: tuple[CreditTier, ...]
+    no_data: Literal["no_credit", "breach"] = "no_credit"
+    """What fewer measurements than `min_count` (or none) earn: no credit, or the largest tier."""
+    min_count: Annotated[Count, Field(ge=1)] | None = None
 
     @field_validator("threshold")
     @classmethod
     def _threshold_only_for_share_within(
-        cls, value: float | None, info: ValidationInfo
-    ) -> float | None:
+        cls, value: Decimal | None, info: ValidationInfo
+    ) -> Decimal | None:
         aggregation = info.data.get("aggregation")
         if aggregation == "share_within" and value is None:
             raise ValueError("share_within needs a threshold")
@@ -141,7 +175,7 @@ class Kpi(_Frozen):
 
     @field_validator("target")
     @classmethod
-    def _share_target_is_a_share(cls, value: float, info: ValidationInfo) -> float:
+    def _share_target_is_a_share(cls, value: Decimal, info: ValidationInfo) -> Decimal:
         if info.data.get("aggregation") == "share_within" and not 0 <= value <= 1:
             raise ValueError("a share_within target is a share between 0 and 1")
         return value
@@ -169,11 +203,18 @@ class ReviewTerms(_Frozen):
     """How customer ratings move the payment (DESIGN.md payment formula step 4)."""
 
     min_reviews: Annotated[Count, Field(ge=1)] = 3
-    neutral: Annotated[Number, Field(gt=1, lt=5)] = 3.0
+    neutral: Annotated[Number, Field(gt=1, lt=5)] = Decimal(3)
     max_bonus_percent: Percent
     max_penalty_percent: Percent
-    trim_percent: Annotated[Number, Field(ge=0, lt=50)] = 0
+    trim_percent: Annotated[Number, Field(ge=0, lt=50)] = Decimal(0)
     bonus_requires_sla_met: Annotated[bool, Field(strict=True)] = True
+
+
+def _in_range(period: str) -> str:
+    """Terms take effect from 2000-01 to 9999-12, so every date computed from them exists."""
+    if not FIRST_PERIOD <= period <= LAST_PERIOD:
+        raise ValueError(f"must lie between {FIRST_PERIOD} and {LAST_PERIOD}")
+    return period
 
 
 class Terms(_Frozen):
@@ -184,13 +225,13 @@ class Terms(_Frozen):
     customer: Annotated[str, Field(min_length=1, max_length=200)]
     currency: Annotated[str, AfterValidator(money.check_currency)]
     base_fee: Annotated[Decimal, Field(ge=0, lt=Decimal("1e15"), allow_inf_nan=False)]
-    effective_from: Annotated[str, Field(pattern=PERIOD_PATTERN)]
+    effective_from: Annotated[str, Field(pattern=PERIOD_PATTERN), AfterValidator(_in_range)]
     timezone: Annotated[str, AfterValidator(check_timezone)] = "UTC"
     kpis: tuple[Kpi, ...]
     reviews: ReviewTerms | None = None
-    max_credit_percent: Percent = 100
-    grace_days: Annotated[Count, Field(ge=0)] = 3
-    late_events_months: Annotated[Count, Field(ge=1)] = 12
+    max_credit_percent: Percent = Decimal(100)
+    grace_days: Annotated[Count, Field(ge=0, le=366)] = 3
+    late_events_months: Annotated[Count, Field(ge=1, le=120)] = 12
 
     @field_validator("base_fee")
     @classmethod

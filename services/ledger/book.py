@@ -89,7 +89,7 @@ class RunningStates:
         states, seen = self._states.get(key) or ({k.name: KpiState() for k in terms.kpis}, -1)
         for row in await store.period_measurements(conn, contract_id, period, after=seen):
             if row.kpi in states:
-                states[row.kpi].add(row.event_id, row.value)
+                states[row.kpi].add(row.event_id, row.number)
             seen = max(seen, row.bus_offset)
         self._states[key] = (states, seen)
         return states
@@ -122,7 +122,7 @@ async def computed_statement(conn: AsyncConnection, book: Book, period: str) -> 
         return None
     terms, version = found
     rows = await store.period_measurements(conn, book.contract_id, period)
-    observations = [Observation(r.event_id, r.kpi, r.value, r.occurred_at) for r in rows]
+    observations = [Observation(r.event_id, r.kpi, r.number, r.occurred_at) for r in rows]
     rated = await store.period_ratings(conn, book.contract_id, period)
     statement = compute_statement(
         terms, period, observations, ratings_of(rated), terms_version=version

@@ -22,7 +22,7 @@ from shared import signing
 from shared.aggregates import KpiState
 from shared.bus import Message
 from shared.events import JournalEntryPosted, StatementFinalized
-from shared.payment import applying_tier, statement_from_states
+from shared.payment import kpi_credit, statement_from_states
 
 
 @dataclass
@@ -98,7 +98,8 @@ async def correct_late(
     fx: Effects,
 ) -> None:
     """Post adjustments for late measurements of a closed period, one event at a time in bus
-    order; a correction is posted each time the money changes (a tier is crossed)."""
+    order; a correction is posted each time the money changes (a tier is crossed, or enough
+    data arrives for the KPI's `no_data` rule to stop deciding)."""
     found = book.terms_for(period)
     if found is None:
         return
@@ -112,7 +113,7 @@ async def correct_late(
     states = {kpi.name: KpiState() for kpi in terms.kpis}
     for row in earlier:
         if row.kpi in states:
-            states[row.kpi].add(row.event_id, row.value)
+            states[row.kpi].add(row.event_id, row.number)
     posted = posting.effective_amounts(await journal_store.entries(conn, book.contract_id), period)
     rated = ratings_of(await store.period_ratings(conn, book.contract_id, period))
     base_inputs = await book_inputs(conn, book.contract_id)
@@ -128,9 +129,9 @@ async def correct_late(
         if kpi is None:
             continue
         state = states[kpi.name]
-        before = _tier(kpi, state)
-        state.add(row.event_id, row.value)
-        if _tier(kpi, state) == before:
+        before = kpi_credit(kpi, state).percent
+        state.add(row.event_id, row.number)
+        if kpi_credit(kpi, state).percent == before:
             continue
         recomputed = statement_from_states(terms, period, states, rated, terms_version=version)
         into = periods.first_open_after(period, set(book.closed))
@@ -149,12 +150,6 @@ async def correct_late(
 
 def _after(row: store.MeasurementRow, cut: dict[str, Any]) -> bool:
     return row.bus_offset > cut.get(str(row.bus_partition), {}).get("offset", -1)
-
-
-def _tier(kpi: Any, state: KpiState) -> float | None:
-    value = state.value(kpi.aggregation, kpi.threshold)
-    tier = None if value is None else applying_tier(kpi, value)
-    return None if tier is None else tier.percent
 
 
 async def resolve_dispute(
@@ -197,7 +192,7 @@ async def correct_late_reviews(
     states = {kpi.name: KpiState() for kpi in terms.kpis}
     for m in await store.period_measurements(conn, book.contract_id, period):
         if m.kpi in states:
-            states[m.kpi].add(m.event_id, m.value)
+            states[m.kpi].add(m.event_id, m.number)
     rows = [
         r
         for r in await store.period_ratings(conn, book.contract_id, period)

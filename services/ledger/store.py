@@ -6,29 +6,51 @@ import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, NamedTuple, cast
 
 import asyncpg
 from sqlalchemy import (
     BigInteger,
     Column,
-    Float,
+    Dialect,
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Table,
     Text,
+    TypeDecorator,
     and_,
     delete,
     func,
     select,
+    tuple_,
 )
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared import db, jsonutil
+from shared import db, decimals, jsonutil
 from shared.db import UtcDateTime
+
+
+class DecimalText(TypeDecorator[Decimal]):
+    """A decimal kept exactly on SQLite, as its text (SQLite stores NUMERIC as a double)."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> str | None:
+        return None if value is None else str(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+
+Exact = Numeric(asdecimal=True).with_variant(DecimalText(), "sqlite")
+"""A measurement value or aggregate: Postgres `numeric` (exact, any double's magnitude),
+SQLite text; both read back as the very `Decimal` written."""
 
 metadata = MetaData()
 contract_terms = Table(
@@ -48,7 +70,7 @@ measurements = Table(
     Column("contract_id", String(64), nullable=False),
     Column("period", String(7), nullable=False),
     Column("kpi", String(100), nullable=False),
-    Column("value", Float, nullable=False),
+    Column("value", Text, nullable=False),
     Column("occurred_at", UtcDateTime, nullable=False),
     Column("bus_partition", Integer, nullable=False),
     Column("bus_offset", BigInteger, nullable=False),
@@ -75,9 +97,9 @@ kpi_aggregates = Table(
     Column("period", String(7), primary_key=True),
     Column("kpi", String(100), primary_key=True),
     Column("count", BigInteger, nullable=False),
-    Column("total", Float, nullable=False),
-    Column("minimum", Float, nullable=False),
-    Column("maximum", Float, nullable=False),
+    Column("total", Exact, nullable=False),
+    Column("minimum", Exact, nullable=False),
+    Column("maximum", Exact, nullable=False),
 )
 dirty_periods = Table(
     "dirty_periods",
@@ -89,16 +111,21 @@ dirty_periods = Table(
 
 
 class MeasurementRow(NamedTuple):
-    """A row of `measurements`, fields in column order (it is the record COPY sends)."""
+    """A row of `measurements`, fields in column order (it is the record COPY sends).
+    `value` is the decimal as its JSON number spelled it; `number` is that decimal."""
 
     event_id: str
     contract_id: str
     period: str
     kpi: str
-    value: float
+    value: str
     occurred_at: datetime
     bus_partition: int
     bus_offset: int
+
+    @property
+    def number(self) -> Decimal:
+        return Decimal(self.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +278,7 @@ _EVENT_ID = operator.attrgetter("event_id")
 _UNNEST = (
     f"INSERT INTO measurements ({', '.join(_COLUMNS)}) "
     "SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], "
-    "$5::float8[], $6::timestamptz[], $7::int[], $8::bigint[]) "
+    "$5::text[], $6::timestamptz[], $7::int[], $8::bigint[]) "
     "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
 )
 
@@ -259,51 +286,82 @@ _UNNEST = (
 async def fold_aggregates(
     conn: AsyncConnection, new_rows: Sequence[MeasurementRow]
 ) -> set[tuple[str, str]]:
-    """Add new measurements to the running per-(contract, period, KPI) aggregates."""
-    groups: dict[tuple[str, str, str], list[float]] = {}
+    """Add new measurements to the running per-(contract, period, KPI) aggregates, exactly."""
+    groups: dict[tuple[str, str, str], list[str]] = {}
     for row in new_rows:
         groups.setdefault((row.contract_id, row.period, row.kpi), []).append(row.value)
     if not groups:
         return set()
     ordered = sorted(groups.items())  # rows locked in one order by every replica
     if conn.dialect.name == "postgresql":
-        columns = zip(
-            *((c, p, k, len(v), sum(v), min(v), max(v)) for (c, p, k), v in ordered), strict=True
-        )
+        # Postgres reads the values' text as numeric and adds them up itself; a JSON
+        # number has no comma, so one string per group carries its values
+        columns = zip(*((c, p, k, ",".join(v)) for (c, p, k), v in ordered), strict=True)
         await (await _driver(conn)).execute(_ADD_AGGREGATES, *columns)
-        return {(c, p) for c, p, _ in groups}
-    values = [
-        {
-            "contract_id": c,
-            "period": p,
-            "kpi": k,
-            "count": len(v),
-            "total": sum(v),
-            "minimum": min(v),
-            "maximum": max(v),
-        }
-        for (c, p, k), v in ordered
-    ]
-    statement = db.upsert(conn, kpi_aggregates).values(values)
-    t, x = kpi_aggregates.c, statement.excluded
+    else:
+        await _add_aggregates_sqlite(conn, ordered)
+    return {(c, p) for c, p, _ in groups}
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    """A KPI's running count, exact total, minimum and maximum in one period."""
+
+    count: int
+    total: Decimal
+    minimum: Decimal
+    maximum: Decimal
+
+    def merged(self, other: Aggregate) -> Aggregate:
+        return Aggregate(
+            self.count + other.count,
+            decimals.add(self.total, other.total),
+            min(self.minimum, other.minimum),
+            max(self.maximum, other.maximum),
+        )
+
+
+async def _add_aggregates_sqlite(
+    conn: AsyncConnection, groups: Sequence[tuple[tuple[str, str, str], list[str]]]
+) -> None:
+    """SQLite has no exact arithmetic on the text it keeps decimals in: read, add, write
+    (one writer at a time, inside the fold's transaction)."""
+    added = {}
+    for key, texts in groups:
+        numbers = list(map(Decimal, texts))
+        added[key] = Aggregate(
+            len(numbers), decimals.exact_sum(numbers), min(numbers), max(numbers)
+        )
+    t = kpi_aggregates.c
+    keys = tuple_(t.contract_id, t.period, t.kpi)
+    found = await conn.execute(select(kpi_aggregates).where(keys.in_(list(added))))
+    for row in found.mappings():
+        at = (row["contract_id"], row["period"], row["kpi"])
+        stored = Aggregate(row["count"], row["total"], row["minimum"], row["maximum"])
+        added[at] = stored.merged(added[at])
+    statement = db.upsert(conn, kpi_aggregates).values(
+        [
+            {"contract_id": c, "period": p, "kpi": k, "count": a.count, "total": a.total}
+            | {"minimum": a.minimum, "maximum": a.maximum}
+            for (c, p, k), a in sorted(added.items())
+        ]
+    )
+    x = statement.excluded
     await conn.execute(
         statement.on_conflict_do_update(
             index_elements=[t.contract_id, t.period, t.kpi],
-            set_={
-                "count": t.count + x.count,
-                "total": t.total + x.total,
-                "minimum": func.min(t.minimum, x.minimum),  # SQLite's two-argument min
-                "maximum": func.max(t.maximum, x.maximum),
-            },
+            set_={"count": x.count, "total": x.total, "minimum": x.minimum, "maximum": x.maximum},
         )
     )
-    return {(c, p) for c, p, _ in groups}
 
 
 _ADD_AGGREGATES = """
 INSERT INTO kpi_aggregates AS t (contract_id, period, kpi, count, total, minimum, maximum)
-SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::bigint[],
-                     $5::float8[], $6::float8[], $7::float8[])
+SELECT c, p, k, count(*), sum(x::numeric), min(x::numeric), max(x::numeric)
+FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::text[]) AS u (c, p, k, v),
+     unnest(string_to_array(v, ',')) AS x
+GROUP BY c, p, k
+ORDER BY c, p, k
 ON CONFLICT (contract_id, period, kpi) DO UPDATE SET
     count = t.count + excluded.count,
     total = t.total + excluded.total,

@@ -110,7 +110,7 @@ def _mine(
 def _observations(records: Iterable[Record], contract_id: str) -> list[Placed[Observation]]:
     """The contract's measurements among `records`, in their order, repeats and all."""
     return [
-        (m.partition, m.offset, Observation(m.event_id, m.kpi, m.value, m.occurred_at))
+        (m.partition, m.offset, Observation(m.event_id, m.kpi, m.number, m.occurred_at))
         for m in _mine(records, contract_id, measurements=True)
         if isinstance(m, DeliveredMeasurement)
     ]

@@ -82,7 +82,7 @@ async def test_infinities_and_naive_datetimes_as_asyncpg_reads_them(engine: Asyn
 async def test_copied_instants_read_back(engine: AsyncEngine) -> None:
     await db.create_schema(engine, store.metadata)
     rows = [
-        store.MeasurementRow(f"e-{i}", "c", "2026-10", "latency", 1.0, instant, 0, i)
+        store.MeasurementRow(f"e-{i}", "c", "2026-10", "latency", "1.0", instant, 0, i)
         for i, instant in enumerate(INSTANTS)
     ]
     async with engine.begin() as conn:

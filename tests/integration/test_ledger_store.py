@@ -42,13 +42,13 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
             await infra.drop_database(admin, name)
 
 
-def row(n: int, value: float = 1.0) -> store.MeasurementRow:
+def row(n: int, value: float | str = 1.0) -> store.MeasurementRow:
     return store.MeasurementRow(
         event_id=f"00000000-0000-0000-0000-{n:012d}",
         contract_id="acme-hosting",
         period="2026-10",
         kpi="latency_ms",
-        value=value,
+        value=str(value),
         occurred_at=datetime(2026, 10, 1, tzinfo=UTC),
         bus_partition=0,
         bus_offset=n,
@@ -69,7 +69,7 @@ async def test_each_event_id_is_new_once(engine: AsyncEngine) -> None:
     assert await insert(engine, [row(1), row(2)]) == []
     async with engine.connect() as conn:
         stored = await store.period_measurements(conn, "acme-hosting", "2026-10")
-    assert [(r.bus_offset, r.value) for r in stored] == [(1, 1.0), (2, 1.0), (3, 1.0), (4, 1.0)]
+    assert [(r.bus_offset, r.number) for r in stored] == [(1, 1), (2, 1), (3, 1), (4, 1)]
     (aggregate,) = await store.aggregates(engine, "acme-hosting", "2026-10")
     assert (aggregate["count"], aggregate["total"]) == (4, 4.0)
 

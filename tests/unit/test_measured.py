@@ -5,9 +5,9 @@ that ran for the form ingest writes."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -84,6 +84,11 @@ def text(body: str) -> Callable[[], bytes]:
     return lambda: body.encode()
 
 
+def spelled(number: str) -> Callable[[], bytes]:
+    """The envelope with `data.value` the JSON number written exactly so."""
+    return text(raw(envelope()).decode().replace("41.5", number))
+
+
 CASES: dict[str, tuple[Callable[[], bytes], bool]] = {
     # name: (record value, read by the fast reader?)
     "as ingest writes it": (lambda: raw(envelope()), True),
@@ -145,6 +150,19 @@ CASES: dict[str, tuple[Callable[[], bytes], bool]] = {
         text(raw(envelope()).decode().replace("41.5", "1" + "0" * 399)),
         False,
     ),
+    "value with 33 digits": (spelled("123456789012345.123456789012345678"), True),
+    "value a float's noise": (spelled("0.30000000000000004"), True),
+    "value a double's exact expansion": (
+        spelled("0.1000000000000000055511151231257827021181583404541015625"),
+        True,
+    ),
+    "value the largest double": (spelled("1.7976931348623157e308"), True),
+    "value past the largest double": (spelled("1.7976931348623158e308"), False),
+    "value the smallest double": (spelled("5e-324"), True),
+    "value 1074 places": (spelled("1e-1074"), True),
+    "value 1075 places": (spelled("1e-1075"), False),
+    "value 1075 places spelled out": (spelled("0." + "0" * 1074 + "1"), False),
+    "value 1074 places spelled out": (spelled("0." + "0" * 1073 + "1"), True),
     "not JSON": (lambda: b"{not json", False),
 }
 
@@ -160,8 +178,8 @@ def test_fold_reader_agrees_with_the_envelope_models(name: str) -> None:
 def test_each_case_says_what_the_models_make_of_it() -> None:
     """The cases above cover acceptance and refusal alike (else agreement proves little)."""
     outcomes = {name: bool(reference(record(make())).failures) for name, (make, _) in CASES.items()}
-    assert sum(outcomes.values()) == 14
-    assert not outcomes["value as a string"]  # pydantic coerces it; the fast reader passes
+    assert sum(outcomes.values()) == 17
+    assert not outcomes["value as a string"]  # both read the decimal it spells
 
 
 def test_the_fast_reader_keeps_the_place_and_bytes() -> None:
@@ -214,4 +232,30 @@ def test_any_canonical_measurement_reads_the_same(
     assert exactly(found) == exactly(reference(rec))
     assert measured.read(rec) is not None
     (m,) = found.delivered
-    assert isinstance(m, DeliveredMeasurement) and math.isfinite(m.value)
+    assert isinstance(m, DeliveredMeasurement)
+    assert m.number == (Decimal(repr(value)) if isinstance(value, float) else Decimal(value))
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        "0.1",
+        "0.30000000000000004",
+        "123456789012345.123456789012345678",
+        "-999999999999999.999999999999999999",
+        "0.1000000000000000055511151231257827021181583404541015625",
+        "1e308",
+        "5e-324",
+        "40",
+    ],
+)
+def test_both_readers_take_the_decimal_the_json_number_spells(number: str) -> None:
+    rec = record(spelled(number)())
+    fast = measured.read(rec)
+    (slow,) = reference(rec).delivered
+    assert fast is not None and isinstance(slow, DeliveredMeasurement)
+    assert fast.value == slow.value == number  # its own digits, stored as they are
+    assert fast.number == slow.number == Decimal(number)
+    event = Envelope.from_json(rec.value)
+    payload = event.payload()
+    assert isinstance(payload, MeasurementRecorded) and payload.value == Decimal(number)

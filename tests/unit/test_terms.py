@@ -1,5 +1,6 @@
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -146,6 +147,26 @@ INVALID = [
     ("grace negative", [(("grace_days",), -1)], ("grace_days",)),
     ("grace fractional", [(("grace_days",), 1.5)], ("grace_days",)),
     ("late months 0", [(("late_events_months",), 0)], ("late_events_months",)),
+    # issue 19: bounds so that no contract upsets the others
+    ("grace a billion days", [(("grace_days",), 1_000_000_000)], ("grace_days",)),
+    ("grace past a year", [(("grace_days",), 367)], ("grace_days",)),
+    ("effective from year 0", [(("effective_from",), "0000-01")], ("effective_from",)),
+    ("effective before 2000", [(("effective_from",), "1999-12")], ("effective_from",)),
+    ("late months past 120", [(("late_events_months",), 121)], ("late_events_months",)),
+    # numbers: exact decimals a double reads back the same
+    ("target 16 digits", [((*K0, "target"), 0.1234567890123456)], (*K0, "target")),
+    (
+        "breach 17 digits",
+        [((*K0, "credits", 2, "breach"), 0.30000000000000004)],
+        (*K0, "credits", 2, "breach"),
+    ),
+    ("threshold infinite", [((*K2, "threshold"), float("inf"))], (*K2, "threshold")),
+    ("cap 16 digits", [(("max_credit_percent",), 33.33333333333333)], ("max_credit_percent",)),
+    # no_data and min_count
+    ("no_data unknown", [((*K0, "no_data"), "ignore")], (*K0, "no_data")),
+    ("min_count 0", [((*K0, "min_count"), 0)], (*K0, "min_count")),
+    ("min_count fractional", [((*K0, "min_count"), 1.5)], (*K0, "min_count")),
+    ("min_count a string", [((*K0, "min_count"), "3")], (*K0, "min_count")),
 ]
 
 
@@ -159,6 +180,46 @@ def test_invalid_terms_name_the_field(
     with pytest.raises(ValidationError) as raised:
         Terms.model_validate(changed(terms_data, *changes))
     assert [error["loc"] for error in raised.value.errors()] == [loc], why
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("effective_from", "2000-01"),
+        ("effective_from", "9999-12"),
+        ("grace_days", 0),
+        ("grace_days", 366),
+        ("late_events_months", 1),
+        ("late_events_months", 120),
+        ("max_credit_percent", 0),
+        ("max_credit_percent", 100),
+    ],
+)
+def test_terms_bounds_are_inclusive(terms_data: dict[str, Any], field: str, value: Any) -> None:
+    assert getattr(Terms.model_validate({**terms_data, field: value}), field) == value
+
+
+def test_terms_numbers_are_the_decimals_their_json_spells(terms_data: dict[str, Any]) -> None:
+    terms_data["kpis"][0]["target"] = 0.1
+    terms_data["kpis"][0]["credits"][0]["breach"] = 0.999999999999999  # 15 digits
+    terms = Terms.model_validate_json(json.dumps(terms_data))
+    assert terms.kpis[0].target == Decimal("0.1")
+    assert terms.kpis[0].credits[0].breach == Decimal("0.999999999999999")
+    assert terms.kpis[1].credits[1].percent == Decimal(15)
+    written = json.loads(terms.model_dump_json())
+    assert written["kpis"][0]["target"] == 0.1  # a JSON number, not a string
+    assert written["kpis"][0]["credits"][0]["breach"] == 0.999999999999999
+    assert written["kpis"][1]["credits"][1]["percent"] == 15
+    assert isinstance(written["max_credit_percent"], int)
+    assert Terms.model_validate_json(terms.model_dump_json()) == terms
+
+
+def test_no_data_and_min_count(terms_data: dict[str, Any]) -> None:
+    terms_data["kpis"][0].update(no_data="breach", min_count=3)
+    terms = Terms.model_validate(terms_data)
+    assert (terms.kpis[0].no_data, terms.kpis[0].min_count) == ("breach", 3)
+    assert (terms.kpis[1].no_data, terms.kpis[1].min_count) == ("no_credit", None)
+    assert json.loads(terms.model_dump_json())["kpis"][0]["no_data"] == "breach"
 
 
 @pytest.mark.parametrize("aggregation", ["p50", "p95", "p99.9", "p0.5", "p99.99", "count"])
