@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 from bench.core import Config, Rates, Scenario, run_steps
 from services.demo import demo_terms
-from shared.aggregates import KpiState
-from shared.payment import Observation, compute_statement
-from shared.terms import Terms
+from shared.core.aggregates import KpiState
+from shared.core.payment import Observation, compute_statement
+from shared.core.terms import Terms
 
 PURE = "pure"
 COMPUTE = "compute_statement"

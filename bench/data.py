@@ -16,9 +16,9 @@ from services.ingest.measurements import MeasurementIn, event_id_of, event_json
 from shared import cloudevents
 from shared.bus import Message
 from shared.bus.factory import create_bus
+from shared.core.periods import period_of
 from shared.events import TOPIC_CONTRACTS, MeasurementRecorded, TermsAgreed, make_event, utcnow
 from shared.settings import Settings
-from shared.terms import period_of
 
 CONTRACTS = tuple(f"bench-{i:02d}" for i in range(8))
 KPIS = ("availability", "latency_ms")

@@ -65,11 +65,11 @@ from shared import consuming
 from shared.bus import Bus, Record
 from shared.bus.factory import create_bus
 from shared.consuming import Decoded, decode_stepwise
+from shared.core.periods import period_of
 from shared.db import create_engine, create_schema
 from shared.events import TOPIC_MEASUREMENTS
 from shared.measured import DeliveredMeasurement
 from shared.settings import Settings
-from shared.terms import period_of
 
 try:
     from eventsourcing.application import AggregateNotFoundError, ProcessingEvent

@@ -31,6 +31,8 @@ from shared import consuming
 from shared.bus import Bus, Message
 from shared.bus.factory import create_bus
 from shared.consuming import decode
+from shared.core.journal import chain_breaks
+from shared.core.terms import Terms
 from shared.db import create_engine, create_schema
 from shared.events import (
     TOPIC_CONTRACTS,
@@ -41,11 +43,9 @@ from shared.events import (
     TermsAgreed,
     make_event,
 )
-from shared.journal import chain_breaks
 from shared.publishing import publish_events
 from shared.runtime import Runtime
 from shared.settings import Settings
-from shared.terms import Terms
 
 CONTRACT = "bench-history"
 PERIOD = "2026-10"

@@ -52,7 +52,7 @@ def verify(
 
     from shared import eventloop
     from shared.bus import BusUnavailable
-    from shared.terms import PERIOD_PATTERN
+    from shared.core.periods import PERIOD_PATTERN
 
     if not re.fullmatch(PERIOD_PATTERN, period):
         typer.echo(f"slapay: --period {period!r} is not YYYY-MM", err=True)

@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from shared import jsonutil
-from shared.decimals import measurement_value
+from shared.core.decimals import measurement_value
 
 TOPIC_CONTRACTS = "slapay.contracts"
 TOPIC_MEASUREMENTS = "slapay.measurements"

@@ -20,8 +20,8 @@ from typing import Any, Literal, NamedTuple
 
 import msgspec
 
-from shared import decimals
 from shared.bus import Record
+from shared.core import decimals
 from shared.events import Envelope, MeasurementRecorded
 
 TYPE = MeasurementRecorded.TYPE

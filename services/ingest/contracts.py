@@ -19,8 +19,8 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from shared.bus import Bus, BusUnavailable, Record
+from shared.core.periods import PERIOD_PATTERN, check_timezone
 from shared.events import TOPIC_CONTRACTS, Envelope, TermsAgreed
-from shared.terms import PERIOD_PATTERN, check_timezone
 
 log = logging.getLogger(__name__)
 

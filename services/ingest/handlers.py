@@ -17,10 +17,10 @@ from services.ingest.measurements import (
 )
 from shared import cloudevents
 from shared.bus import Message
+from shared.core.periods import PeriodFinder, period_of
 from shared.events import TOPIC_MEASUREMENTS, MeasurementRecorded, utcnow
 from shared.runtime import Runtime
 from shared.telemetry import inject_headers, tracer
-from shared.terms import PeriodFinder, period_of
 
 
 class Refused(Exception):

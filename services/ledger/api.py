@@ -19,9 +19,9 @@ from shared import asyncapi, revocation
 from shared.auth import READER_ROLES, Principal, Role, issue_token
 from shared.bus import BusUnavailable
 from shared.catalogue import catalogue
+from shared.core.terms import Terms
 from shared.events import CONTRACT_ID_PATTERN, Period
 from shared.runtime import RuntimeDep
-from shared.terms import Terms
 from shared.web import Problem, ensure_visible, inline_schema, require, validation_errors
 
 router = APIRouter(prefix="/v1")

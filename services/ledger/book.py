@@ -12,19 +12,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.ledger import journal_store, store
 from shared import jsonutil
-from shared.aggregates import KpiState
 from shared.bus import Message
-from shared.events import EventData, make_event
-from shared.payment import (
+from shared.core.aggregates import KpiState
+from shared.core.payment import (
     Observation,
     Rating,
     Statement,
     compute_statement,
     statement_from_states,
 )
+from shared.core.terms import Terms, terms_in_force, version_in_force
+from shared.events import EventData, make_event
 from shared.publishing import to_message
 from shared.telemetry import inject_headers
-from shared.terms import Terms, terms_in_force, version_in_force
 
 
 @dataclass

@@ -17,12 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.ledger import journal_store, store
 from services.ledger.book import Book, computed_statement, event_message, ratings_of
 from services.ledger.book import inputs as book_inputs
-from services.ledger.domain import periods, posting
+from services.ledger.domain import posting
 from shared import signing
-from shared.aggregates import KpiState
 from shared.bus import Message
+from shared.core import periods
+from shared.core.aggregates import KpiState
+from shared.core.payment import kpi_credit, statement_from_states
 from shared.events import JournalEntryPosted, StatementFinalized
-from shared.payment import kpi_credit, statement_from_states
 
 
 @dataclass

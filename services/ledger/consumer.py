@@ -18,10 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.ledger import closing, journal_store, store
 from services.ledger.book import Book, open_book, open_books
-from services.ledger.domain import periods
 from shared import deadletters, jsonutil
 from shared.bus import Message
 from shared.consuming import Delivered, Incoming
+from shared.core import periods
+from shared.core.periods import PeriodFinder, period_of
+from shared.core.terms import Terms
 from shared.deadletters import DeadLetter
 from shared.events import (
     DisputeOpened,
@@ -34,7 +36,6 @@ from shared.events import (
 )
 from shared.measured import DeliveredMeasurement
 from shared.telemetry import span
-from shared.terms import PeriodFinder, Terms, period_of
 
 GROUP = "ledger"
 

@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.ledger import journal_store, store
 from services.ledger.book import Book, open_book
 from services.ledger.consumer import apply_terms
-from services.ledger.domain import periods
-from shared import money
 from shared.bus import Bus
+from shared.core import money, periods
+from shared.core.terms import Terms
 from shared.events import (
     DisputeOpened,
     DisputeResolved,
@@ -25,7 +25,6 @@ from shared.events import (
     make_event,
 )
 from shared.publishing import publish_events
-from shared.terms import Terms
 
 SOURCE = "ledger-api"
 

@@ -27,10 +27,11 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.ledger.store import metadata
-from shared import db, jsonutil, money
+from shared import db, jsonutil
 from shared.bus import Message
+from shared.core import money
+from shared.core.journal import GENESIS, chain, entry_id
 from shared.db import UtcDateTime
-from shared.journal import GENESIS, chain, entry_id
 
 journal = Table(
     "journal",

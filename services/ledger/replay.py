@@ -25,6 +25,7 @@ from services.ledger.consumer import apply_delivered
 from shared import consuming
 from shared.bus import Bus
 from shared.consuming import Delivered, Incoming, decode, decode_measurements
+from shared.core.journal import GENESIS
 from shared.events import (
     TOPIC_CONTRACTS,
     TOPIC_JOURNAL,
@@ -33,7 +34,6 @@ from shared.events import (
     JournalEntryPosted,
     TermsAgreed,
 )
-from shared.journal import GENESIS
 
 BATCH = consuming.BATCH
 """Events per transaction, as the live fold applies them."""

@@ -31,7 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shared import db, decimals, jsonutil
+from shared import db, jsonutil
+from shared.core import decimals
 from shared.db import UtcDateTime
 
 

@@ -12,10 +12,10 @@ from pydantic import ValidationError
 from services.ledger import deadletter_store, journal_store, store
 from services.ledger.book import Book, open_book
 from services.ledger.consumer import GROUP, apply_delivered
-from services.ledger.domain import periods
 from shared import heap
 from shared.bus import Message
 from shared.consuming import Incoming, ReadAhead, decode_measurements, run_consumer
+from shared.core import periods
 from shared.events import (
     TOPIC_CONTRACTS,
     TOPIC_DEADLETTER,

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.reviews import keys, store
 from services.reviews.crypto import Sealed
 from shared.consuming import envelopes, run_consumer
+from shared.core.periods import period_of
 from shared.events import (
     TOPIC_CONTRACTS,
     TOPIC_REVIEWS,
@@ -23,7 +24,6 @@ from shared.events import (
     TermsAgreed,
 )
 from shared.runtime import Runtime
-from shared.terms import period_of
 
 GROUP = "reviews"
 

@@ -17,6 +17,8 @@ from services.reviews.csv_import import ImportRow, InvalidCsv, parse_csv
 from services.reviews.models import Imported, ReviewIn, Submitted
 from services.reviews.store import ReviewRow
 from services.reviews.summary import BURST, StoredReview, burst_flags
+from shared.core.periods import period_of
+from shared.core.terms import Terms
 from shared.events import (
     ReviewerErased,
     ReviewSubmitted,
@@ -26,7 +28,6 @@ from shared.events import (
 )
 from shared.publishing import publish_events
 from shared.runtime import Runtime
-from shared.terms import Terms, period_of
 
 
 class UnknownContract(LookupError):

@@ -15,8 +15,8 @@ from services.reviews.models import (
     ReviewSummary,
 )
 from services.reviews.summary import StoredReview, counted, summarise
+from shared.core.terms import terms_in_force
 from shared.runtime import Runtime
-from shared.terms import terms_in_force
 
 log = logging.getLogger(__name__)
 

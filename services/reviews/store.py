@@ -31,8 +31,8 @@ from services.reviews.crypto import Sealed
 from services.reviews.models import DIMENSIONS
 from services.reviews.summary import StoredReview
 from shared import db, jsonutil
+from shared.core.terms import Terms
 from shared.db import UtcDateTime
-from shared.terms import Terms
 
 metadata = MetaData()
 contract_terms = Table(

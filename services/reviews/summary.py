@@ -1,7 +1,7 @@
 """A period's review summary and the burst detector, as pure functions of the stored reviews.
 
 Which reviews count is decided exactly as the payment formula decides it
-(`shared.review_score`): each reviewer's latest review by `occurred_at`, ties broken by
+(`shared.core.review_score`): each reviewer's latest review by `occurred_at`, ties broken by
 order; the trimmed mean is the one the contract's `trim_percent` gives.
 """
 
@@ -21,9 +21,9 @@ from services.reviews.models import (
     Flag,
     ReviewSummary,
 )
-from shared.review_score import latest_per_reviewer, trimmed_mean
-from shared.statement import Rating
-from shared.terms import ReviewTerms
+from shared.core.review_score import latest_per_reviewer, trimmed_mean
+from shared.core.statement import Rating
+from shared.core.terms import ReviewTerms
 
 BURST = "burst"
 

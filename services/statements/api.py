@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from services.statements import exports, store
 from services.statements.session import Reader
 from services.statements.verification import Refused, Verifications
-from shared import money
+from shared.core import money
 from shared.events import AwareDatetime, Period
 from shared.runtime import RuntimeDep
 from shared.web import Problem, ensure_visible

@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from shared import money
 from shared.audit.finals import ADJUSTMENT, Difference, final_entries, recompute
 from shared.audit.reading import History
-from shared.payment import Statement
+from shared.core import money
+from shared.core.payment import Statement
 
 
 def adjustment_differences(h: History, period: str) -> list[Difference]:

@@ -10,8 +10,8 @@ from decimal import Decimal
 from typing import Any
 
 from shared.audit.reading import E, History, Placed
-from shared.payment import Statement, compute_statement
-from shared.terms import terms_in_force, version_in_force
+from shared.core.payment import Statement, compute_statement
+from shared.core.terms import terms_in_force, version_in_force
 
 ADJUSTMENT = "adjustment"
 Difference = dict[str, Any]

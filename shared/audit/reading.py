@@ -18,6 +18,8 @@ from pydantic import ValidationError
 from shared import heap
 from shared.bus import Bus, Record
 from shared.consuming import Delivered, Incoming, decode
+from shared.core.payment import Observation, Rating
+from shared.core.terms import Terms
 from shared.events import (
     TOPIC_CONTRACTS,
     TOPIC_JOURNAL,
@@ -32,8 +34,6 @@ from shared.events import (
     TermsAgreed,
 )
 from shared.measured import DeliveredMeasurement
-from shared.payment import Observation, Rating
-from shared.terms import Terms
 
 E = TypeVar("E", Observation, Rating)
 Placed = tuple[int, int, E]

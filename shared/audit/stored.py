@@ -9,10 +9,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from shared import jsonutil, money
+from shared import jsonutil
 from shared.audit.finals import Difference
 from shared.audit.reading import is_entry
-from shared.journal import canonical, chain_breaks
+from shared.core import money
+from shared.core.journal import canonical, chain_breaks
 
 Row = Mapping[str, Any]
 """A stored entry: its columns by name, `body` the entry's JSON (text or parsed)."""

@@ -27,7 +27,7 @@ from shared.audit.finals import Difference, final_differences, final_entries
 from shared.audit.reading import History, read_journal
 from shared.audit.stored import Row, stored_differences, stored_ids
 from shared.bus import Bus
-from shared.journal import chain_breaks
+from shared.core.journal import chain_breaks
 
 
 class NothingFinal(Exception):

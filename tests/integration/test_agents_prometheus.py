@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from shared.auth import issue_token
-from shared.decimals import shown
+from shared.core.decimals import shown
 from shared.events import TOPIC_MEASUREMENTS, Envelope
 from tests import infra
 from tests.integration.test_agents_common import (

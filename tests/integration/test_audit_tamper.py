@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.ledger import journal_store
 from services.ledger.book import event_message
 from services.ledger.domain import posting
+from shared.core.journal import chain
 from shared.events import JournalEntryPosted
-from shared.journal import chain
 from tests.integration.test_audit import audit_cli, ledger_url, verification
 from tests.integration.test_ledger import (
     CONTRACT,

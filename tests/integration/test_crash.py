@@ -24,8 +24,8 @@ from services.ledger.replay import replay
 from shared import db
 from shared.auth import issue_token
 from shared.bus.factory import create_bus
+from shared.core.journal import chain_breaks
 from shared.events import MeasurementRecorded, make_event
-from shared.journal import chain_breaks
 from shared.publishing import publish_events
 from shared.settings import Settings
 from tests import infra

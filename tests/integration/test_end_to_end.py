@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from services.demo import demo_terms
-from services.ledger.domain.periods import current_period, months_between
 from shared.bus import Message
+from shared.core.periods import current_period, months_between
 from shared.events import TOPIC_MEASUREMENTS
 from tests.system import System, eventually
 

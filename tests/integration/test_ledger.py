@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from services.demo import demo_terms
 from services.ledger.workers import request_due_closes
-from shared.journal import chain_breaks
+from shared.core.journal import chain_breaks
 from tests.system import System, eventually
 
 pytestmark = pytest.mark.integration

@@ -19,8 +19,8 @@ from services.ledger.consumer import apply_delivered
 from shared import db
 from shared.bus import BusUnavailable
 from shared.consuming import decode_measurements
+from shared.core.terms import Terms
 from shared.events import TOPIC_CONTRACTS, DisputeResolved, PeriodCloseRequested, TermsAgreed
-from shared.terms import Terms
 from tests.fakes import InMemoryBus
 
 CONTRACT = "acme-2026"

@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.demo import demo_terms
-from shared.payment import Observation, Rating
-from shared.terms import Terms
+from shared.core.payment import Observation, Rating
+from shared.core.terms import Terms
 
 MID_OCTOBER = datetime(2026, 10, 15, 12, tzinfo=UTC)
 

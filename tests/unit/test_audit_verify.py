@@ -16,9 +16,9 @@ from services.demo import demo_terms
 from services.ledger.domain import posting
 from shared.audit import Dispute, History, Journal, NothingFinal, verify
 from shared.audit.causes import adjustment_differences
-from shared.journal import chain, entry_id
-from shared.payment import Observation, compute_statement
-from shared.terms import Terms
+from shared.core.journal import chain, entry_id
+from shared.core.payment import Observation, compute_statement
+from shared.core.terms import Terms
 
 CONTRACT = "acme-2026"
 CLOSED_AT = datetime(2026, 10, 2, tzinfo=UTC)

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from shared.calendars import BusinessCalendar
+from shared.core.calendars import BusinessCalendar
 
 BERLIN = ZoneInfo("Europe/Berlin")
 OFFICE = ["09:00-18:00"]

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from shared.calendars import BusinessCalendar
-from shared.clock import (
+from shared.core.calendars import BusinessCalendar
+from shared.core.clock import (
     Metric,
     TicketSequenceError,
     business_duration,
@@ -18,8 +18,8 @@ from shared.clock import (
     spans,
     stopped_at,
 )
-from shared.terms import period_bounds, period_of
-from shared.tickets import TicketEventIn
+from shared.core.periods import period_bounds, period_of
+from shared.core.tickets import TicketEventIn
 
 BERLIN = ZoneInfo("Europe/Berlin")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri")

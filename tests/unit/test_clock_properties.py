@@ -13,9 +13,9 @@ import holidays
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.calendars import BusinessCalendar
-from shared.clock import Metric, measure
-from shared.tickets import TicketEventIn
+from shared.core.calendars import BusinessCalendar
+from shared.core.clock import Metric, measure
+from shared.core.tickets import TicketEventIn
 
 MINUTE = timedelta(minutes=1)
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy.exc import DBAPIError
 
-from shared.terms import period_bounds, period_of
+from shared.core.periods import period_bounds, period_of
 from shared.web import on_database_error
 
 

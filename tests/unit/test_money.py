@@ -3,7 +3,7 @@ from fractions import Fraction
 
 import pytest
 
-from shared import money
+from shared.core import money
 
 
 @pytest.mark.parametrize(("code", "digits"), [("EUR", 2), ("USD", 2), ("JPY", 0), ("KWD", 3)])

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from shared.payment import Line, Observation, Rating, Statement, compute_statement
-from shared.terms import Terms, terms_in_force, version_in_force
+from shared.core.payment import Line, Observation, Rating, Statement, compute_statement
+from shared.core.terms import Terms, terms_in_force, version_in_force
 from tests.unit.terms_examples import (
     compliant,
     design_terms,

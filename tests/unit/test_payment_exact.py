@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import rfc8785
 
-from shared.aggregates import KpiState
-from shared.payment import Line, Statement, compute_statement, statement_from_states
-from shared.terms import Terms
+from shared.core.aggregates import KpiState
+from shared.core.payment import Line, Statement, compute_statement, statement_from_states
+from shared.core.terms import Terms
 from tests.unit.terms_examples import MID_OCTOBER, observations, ratings
 
 PERIOD = "2026-10"

@@ -24,13 +24,19 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.aggregates import KpiState
 from shared.bus import Record
 from shared.consuming import decode
+from shared.core.aggregates import KpiState
+from shared.core.payment import (
+    Observation,
+    Rating,
+    Statement,
+    compute_statement,
+    statement_from_states,
+)
+from shared.core.terms import Terms
 from shared.events import TOPIC_MEASUREMENTS, MeasurementRecorded
 from shared.measured import DeliveredMeasurement
-from shared.payment import Observation, Rating, Statement, compute_statement, statement_from_states
-from shared.terms import Terms
 
 PERIOD = "2026-10"
 KPI_NAMES = ["a", "b", "c"]

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from services.reviews.models import Comment
 from services.reviews.summary import BurstRule, StoredReview, counted, summarise
-from shared.review_score import trimmed_mean
-from shared.terms import ReviewTerms
+from shared.core.review_score import trimmed_mean
+from shared.core.terms import ReviewTerms
 
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
 RULES = ReviewTerms(max_bonus_percent=5, max_penalty_percent=5, trim_percent=20, min_reviews=3)

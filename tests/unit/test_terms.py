@@ -8,14 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from shared.terms import (
-    PeriodFinder,
-    Terms,
-    period_bounds,
-    period_of,
-    terms_in_force,
-    version_in_force,
-)
+from shared.core.periods import PeriodFinder, period_bounds, period_of
+from shared.core.terms import Terms, terms_in_force, version_in_force
 from tests.unit.terms_examples import design_terms
 
 DELETE = object()

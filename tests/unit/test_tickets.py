@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from shared.core.tickets import TicketEventIn, TicketEventRecorded, ticket_event_id, ticket_priority
 from shared.events import Envelope
-from shared.tickets import TicketEventIn, TicketEventRecorded, ticket_event_id, ticket_priority
 
 
 def item(**changes: Any) -> TicketEventIn:

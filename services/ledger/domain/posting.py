@@ -13,9 +13,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from shared import money
-from shared.aggregates import events_digest
-from shared.statement import Derivation, Entry, Line, Statement, Status
+from shared.core import money
+from shared.core.aggregates import events_digest
+from shared.core.statement import Derivation, Entry, Line, Statement, Status
 
 ADJUSTMENT = "adjustment"
 

@@ -7,11 +7,11 @@ from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
 
-from shared import money
-from shared.aggregates import events_digest
-from shared.decimals import shown
-from shared.statement import Derivation, Line, Rating, exact, line_id, number
-from shared.terms import ReviewTerms, Terms
+from shared.core import money
+from shared.core.aggregates import events_digest
+from shared.core.decimals import shown
+from shared.core.statement import Derivation, Line, Rating, exact, line_id, number
+from shared.core.terms import ReviewTerms, Terms
 
 
 def latest_per_reviewer(ratings: Sequence[Rating]) -> list[Rating]:

@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared.terms import check_timezone, zone
+from shared.core.periods import check_timezone, zone
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 SPAN_PATTERN = r"^([01]\d|2[0-3]):([0-5]\d)-(([01]\d|2[0-3]):([0-5]\d)|24:00)$"

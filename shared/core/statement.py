@@ -22,10 +22,11 @@ from pydantic import (
     model_validator,
 )
 
-from shared import decimals, money
-from shared.aggregates import events_digest
-from shared.decimals import decimal_of, measurement_value
-from shared.terms import CONTRACT_ID_PATTERN, PERIOD_PATTERN
+from shared.core import decimals, money
+from shared.core.aggregates import events_digest
+from shared.core.decimals import decimal_of, measurement_value
+from shared.core.periods import PERIOD_PATTERN
+from shared.core.terms import CONTRACT_ID_PATTERN
 
 LineKind = Literal["base_fee", "sla_credit", "credit_cap", "review_adjustment", "adjustment"]
 Status = Literal["provisional", "final"]

@@ -14,8 +14,8 @@ from fractions import Fraction
 from itertools import groupby
 from typing import Literal, Protocol
 
-from shared.calendars import BusinessCalendar, Interval
-from shared.tickets import at_text, to_the_second
+from shared.core.calendars import BusinessCalendar, Interval
+from shared.core.tickets import at_text, to_the_second
 
 Metric = Literal["response", "resolution"]
 State = Literal["new", "open", "paused", "resolved"]

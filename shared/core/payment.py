@@ -14,11 +14,12 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import TypeVar
 
-from shared import money
-from shared.aggregates import KpiState, events_digest
-from shared.decimals import shown
-from shared.review_score import review_line
-from shared.statement import (
+from shared.core import money
+from shared.core.aggregates import KpiState, events_digest
+from shared.core.decimals import shown
+from shared.core.periods import period_bounds
+from shared.core.review_score import review_line
+from shared.core.statement import (
     Derivation,
     Entry,
     Line,
@@ -29,7 +30,7 @@ from shared.statement import (
     line_id,
     number,
 )
-from shared.terms import CreditTier, Kpi, Terms, period_bounds
+from shared.core.terms import CreditTier, Kpi, Terms
 
 __all__ = [
     "Derivation",

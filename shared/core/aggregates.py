@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from fractions import Fraction
 
-from shared import decimals
+from shared.core import decimals
 
 SIMPLE_AGGREGATIONS = frozenset({"mean", "min", "max", "sum", "count", "share_within"})
 _PERCENTILE = re.compile(r"^p((?:[1-9]\d?|0)(?:\.\d*[1-9])?)$")
