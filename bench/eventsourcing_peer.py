@@ -64,11 +64,11 @@ from services.ledger import store
 from shared import consuming
 from shared.bus import Bus, Record
 from shared.bus.factory import create_bus
-from shared.consuming import Decoded, decode_stepwise
+from shared.consuming import Decoded, stepwise
 from shared.core.periods import period_of
 from shared.db import create_engine, create_schema
 from shared.events import TOPIC_MEASUREMENTS
-from shared.measured import DeliveredMeasurement
+from shared.measured import DeliveredMeasurement, decode_measurements
 from shared.settings import Settings
 
 try:
@@ -206,7 +206,7 @@ async def peer_fold(bus: Bus, url: str, total: int, snapshots: bool = True) -> t
 
     async def read_next() -> tuple[list[Record], Decoded]:
         records = await consumer.fetch(max_records=BATCH, timeout_s=0.5)
-        return records, await decode_stepwise(records, measurements=True)  # as the ledger
+        return records, await stepwise(decode_measurements, records)  # as the ledger
 
     ahead = asyncio.create_task(read_next())
     try:

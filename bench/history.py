@@ -25,7 +25,7 @@ from bench.core import DISTRIBUTED, BenchError, chunks, progress
 from bench.environment import SECRET, broker, postgres_database
 from services.demo import demo_terms
 from services.ledger import journal_store, store
-from services.ledger.consumer import apply_delivered
+from services.ledger.fold.apply import apply_delivered
 from services.ledger.workers import relay_outbox
 from shared import consuming
 from shared.bus import Bus, Message
@@ -43,6 +43,7 @@ from shared.events import (
     TermsAgreed,
     make_event,
 )
+from shared.measured import decode_measurements
 from shared.publishing import publish_events
 from shared.runtime import Runtime
 from shared.settings import Settings
@@ -158,7 +159,7 @@ async def _fold(bus: Bus, engine: AsyncEngine, topic: str, key: str | None) -> N
     """Decode and apply a topic in bus order (only `key`'s records, given one), a batch at
     a time, as the fold worker does."""
     for chunk in chunks(await bus.read_all(topic, key), FOLD_BATCH):
-        decoded = decode(chunk, measurements=True)
+        decoded = decode_measurements(chunk)
         if decoded.failures:
             raise BenchError(f"{len(decoded.failures)} undecodable records on {topic}")
         await apply_delivered(engine, decoded.delivered)

@@ -16,14 +16,14 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from shared import deadletters, measured
+from shared import deadletters
 from shared.bus import Bus, Consumer, Record
 from shared.deadletters import DeadLetter
 from shared.events import TOPIC_DEADLETTER, Envelope
-from shared.measured import DeliveredMeasurement
 from shared.metrics import ConsumerMetrics
 from shared.retrying import Probe, blames_the_data, retrying
 from shared.telemetry import batch_span
@@ -68,88 +68,85 @@ class Delivered:
         return self.event.to_json()
 
 
-Incoming = Delivered | DeliveredMeasurement
-"""What a consumer hands its handler: an envelope, or (when asked for) a measurement
-read without one."""
-Handler = Callable[[Sequence[Incoming]], Awaitable[None]]
+class Item(Protocol):
+    """What a decoder hands the loop: a record read, with its place on the bus and its
+    bytes (what a dead letter quotes)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def contract_id(self) -> str: ...
+    @property
+    def raw(self) -> bytes: ...
+    @property
+    def type(self) -> str: ...
 
 
-@dataclass(frozen=True)
+Handler = Callable[[Sequence[Any]], Awaitable[None]]
+"""Applies a batch of the items its consumer's decoder made, durably."""
+
+
+@dataclass
 class Decoded:
-    delivered: list[Incoming]
+    delivered: list[Any]
+    """The items, in bus order (`Delivered` from `decode`; a decoder may make others)."""
     failures: list[tuple[str, str, bytes, str]]
     """(topic, key, value, reason) of each record that could not be read."""
+    counts: Counter[str] | None = None
+    """Items by event type, if the decoder counted them as it read (else the loop does)."""
 
 
 Decoder = Callable[[Sequence[Record]], Decoded]
 
 
-def decode(records: Sequence[Record], *, measurements: bool = False) -> Decoded:
-    """Parse each record's envelope and payload; one that fails is a failure, with why.
+def envelope_of(record: Record) -> Delivered | str:
+    """The record's event with its place on the bus, or why it cannot be read."""
+    try:
+        event = Envelope.from_json(record.value)
+        event.payload()
+    except (ValidationError, ValueError) as exc:
+        return str(exc)[:2000]
+    return Delivered(event, record.topic, record.partition, record.offset)
 
-    With `measurements`, each measurement event becomes a `DeliveredMeasurement`: read by
-    msgspec when it is in the form ingest writes (the fold's hot path), else from the
-    envelope pydantic parsed. The record's `type` header only picks the reader to try."""
-    delivered: list[Incoming] = []
+
+def decode(records: Sequence[Record]) -> Decoded:
+    """Parse each record's envelope and payload; one that fails is a failure, with why."""
+    delivered: list[Any] = []
     failures = []
     for record in records:
-        if measurements and record.headers.get("type") == measured.TYPE:
-            fast = measured.read(record)
-            if fast is not None:
-                delivered.append(fast)
-                continue
-        try:
-            event = Envelope.from_json(record.value)
-            event.payload()
-        except (ValidationError, ValueError) as exc:
-            failures.append((record.topic, record.key, record.value, str(exc)[:2000]))
-            continue
-        if measurements and event.type == measured.TYPE:
-            delivered.append(
-                DeliveredMeasurement.of(
-                    event, record.topic, record.partition, record.offset, record.value
-                )
-            )
+        found = envelope_of(record)
+        if isinstance(found, str):
+            failures.append((record.topic, record.key, record.value, found))
         else:
-            delivered.append(Delivered(event, record.topic, record.partition, record.offset))
+            delivered.append(found)
     return Decoded(delivered, failures)
 
 
-def decode_measurements(records: Sequence[Record]) -> Decoded:
-    """`decode` with measurements read by the fold's own reader."""
-    return decode(records, measurements=True)
-
-
-async def decode_stepwise(records: Sequence[Record], *, measurements: bool = False) -> Decoded:
-    """`decode`, `DECODE_SLICE` records at a time, letting other tasks run in between."""
-    return await _stepwise(functools.partial(decode, measurements=measurements), records)
-
-
-async def _stepwise(decoder: Decoder, records: Sequence[Record]) -> Decoded:
-    decoded = Decoded([], [])
+async def stepwise(decoder: Decoder, records: Sequence[Record]) -> Decoded:
+    """`decoder` over `records`, `DECODE_SLICE` at a time, letting other tasks run between."""
+    decoded = Decoded([], [], Counter())
     for start in range(0, len(records), DECODE_SLICE):
         if start:
             await asyncio.sleep(0)
         part = decoder(records[start : start + DECODE_SLICE])
         decoded.delivered.extend(part.delivered)
         decoded.failures.extend(part.failures)
+        assert decoded.counts is not None
+        decoded.counts.update(part.counts if part.counts is not None else _counts(part))
     return decoded
 
 
-def envelopes(delivered: Sequence[Incoming]) -> list[Envelope]:
-    """The envelopes of a batch decoded without the measurement reader (all of them are)."""
-    return [d.event for d in delivered if isinstance(d, Delivered)]
+def _counts(decoded: Decoded) -> Counter[str]:
+    return Counter(item.type for item in decoded.delivered)
 
 
-def event_counts(delivered: Sequence[Incoming]) -> Counter[str]:
-    """Events by type. Measurements, most of a batch, are counted by their class, not asked
-    their type one by one (the consumer's hot path)."""
-    kinds = Counter(map(type, delivered))
-    measurements = kinds.pop(DeliveredMeasurement, 0)
-    counts = Counter({measured.TYPE: measurements} if measurements else {})
-    if kinds:
-        counts.update(d.type for d in delivered if not isinstance(d, DeliveredMeasurement))
-    return counts
+def envelopes(delivered: Sequence[Delivered]) -> list[Envelope]:
+    """The envelopes of a batch `decode` made."""
+    return [d.event for d in delivered]
 
 
 @dataclass
@@ -218,7 +215,7 @@ async def run_consumer(
     async def read_next() -> tuple[list[Record], Decoded]:
         await gate._wait()
         records = await consumer.fetch(max_records=max_records, timeout_s=0.5)
-        return records, await _stepwise(decoder, records)
+        return records, await stepwise(decoder, records)
 
     async def commit(records: list[Record]) -> None:
         await retrying(functools.partial(consumer.commit, records), what="consumer commit")
@@ -260,7 +257,7 @@ async def run_consumer(
                     )
                 finally:
                     gate.ready()
-            observer.applied(event_counts(decoded.delivered))
+            observer.applied(decoded.counts if decoded.counts is not None else _counts(decoded))
             observer.deadlettered(letter.topic for letter in letters)
             applied = records
             if committing is not None:  # one commit in flight: positions only move forward
@@ -277,7 +274,7 @@ async def run_consumer(
 
 
 async def _apply_isolating(
-    handler: Handler, items: Sequence[Incoming], isolation: Isolation
+    handler: Handler, items: Sequence[Item], isolation: Isolation
 ) -> list[DeadLetter]:
     """Apply `items`; where that fails because of the data, apply each half on its own, down
     to single records, and return those that failed every attempt as dead letters. Raises

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import asyncpg
 from sqlalchemy import DateTime, MetaData, Table, TypeDecorator, event, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -148,6 +149,15 @@ def _create_missing_indexes(connection: Any, metadata: MetaData) -> None:
     for table in metadata.sorted_tables:
         for index in table.indexes:
             index.create(connection, checkfirst=True)
+
+
+async def asyncpg_connection(conn: AsyncConnection) -> asyncpg.Connection:
+    """The asyncpg connection under `conn`, in its transaction: for statements run every
+    batch, prepared once per connection and built without SQLAlchemy's compiler."""
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    return cast("asyncpg.Connection", driver)
 
 
 async def ping(engine: AsyncEngine) -> None:

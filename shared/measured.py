@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import functools
 import re
+from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal, NamedTuple
@@ -21,6 +23,7 @@ from typing import Any, Literal, NamedTuple
 import msgspec
 
 from shared.bus import Record
+from shared.consuming import Decoded, Delivered, envelope_of
 from shared.core import decimals
 from shared.events import Envelope, MeasurementRecorded
 
@@ -195,3 +198,41 @@ def _instant(text: str) -> datetime | None:
 
 _recorded = functools.lru_cache(maxsize=64)(_instant)
 """`recorded_at` is the same for every measurement of one ingest request."""
+
+
+Incoming = Delivered | DeliveredMeasurement
+"""What the fold and the auditor read: an envelope, or a measurement read without one."""
+
+
+def decode_measurements(records: Sequence[Record]) -> Decoded:
+    """`consuming.decode`, but each measurement event becomes a `DeliveredMeasurement`: read
+    by msgspec when it is in the form ingest writes, else from the envelope pydantic parsed.
+    The record's `type` header only picks the reader to try. Events are counted by type as
+    they are read (the loop's metrics), measurements without asking each its type."""
+    delivered: list[Incoming] = []
+    failures = []
+    counts: Counter[str] = Counter()
+    fast_reads = 0
+    for record in records:
+        if record.headers.get("type") == TYPE:
+            fast = read(record)
+            if fast is not None:
+                delivered.append(fast)
+                fast_reads += 1
+                continue
+        found = envelope_of(record)
+        if isinstance(found, str):
+            failures.append((record.topic, record.key, record.value, found))
+            continue
+        counts[found.type] += 1
+        if found.type == TYPE:
+            delivered.append(
+                DeliveredMeasurement.of(
+                    found.event, record.topic, record.partition, record.offset, record.value
+                )
+            )
+        else:
+            delivered.append(found)
+    if fast_reads:
+        counts[TYPE] += fast_reads
+    return Decoded(delivered, failures, counts)

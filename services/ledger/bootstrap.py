@@ -6,8 +6,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.ledger import api, store
+from services.ledger.consumer import deadletter_loop, fold_loop
 from services.ledger.provisional import provisional_loop
-from services.ledger.workers import autoclose_loop, deadletter_loop, fold_loop, outbox_loop
+from services.ledger.workers import autoclose_loop, outbox_loop
 from shared import signing
 from shared.bus import Bus
 from shared.runtime import build_app

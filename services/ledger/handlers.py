@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ledger import journal_store, store
 from services.ledger.book import Book, open_book
-from services.ledger.consumer import apply_terms
+from services.ledger.fold.apply import apply_terms
 from shared.bus import Bus
 from shared.core import money, periods
 from shared.core.terms import Terms

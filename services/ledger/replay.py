@@ -21,10 +21,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ledger import journal_store
-from services.ledger.consumer import apply_delivered
+from services.ledger.fold.apply import apply_delivered
 from shared import consuming
 from shared.bus import Bus
-from shared.consuming import Delivered, Incoming, decode, decode_measurements
+from shared.consuming import Delivered, decode
 from shared.core.journal import GENESIS
 from shared.events import (
     TOPIC_CONTRACTS,
@@ -34,6 +34,7 @@ from shared.events import (
     JournalEntryPosted,
     TermsAgreed,
 )
+from shared.measured import Incoming, decode_measurements
 
 BATCH = consuming.BATCH
 """Events per transaction, as the live fold applies them."""

@@ -1,4 +1,5 @@
-"""The ledger's background work: the fold, the outbox relay, closing periods on time."""
+"""The ledger's background work beside the fold: the outbox relay, announcing each month,
+closing periods on time."""
 
 from __future__ import annotations
 
@@ -9,66 +10,21 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
-from services.ledger import deadletter_store, journal_store, store
+from services.ledger import journal_store, store
 from services.ledger.book import Book, open_book
-from services.ledger.consumer import GROUP, apply_delivered
-from shared import heap
+from services.ledger.fold.apply import GROUP
 from shared.bus import Message
-from shared.consuming import Incoming, ReadAhead, decode_measurements, run_consumer
 from shared.core import periods
 from shared.events import (
-    TOPIC_CONTRACTS,
-    TOPIC_DEADLETTER,
-    TOPIC_MEASUREMENTS,
-    TOPIC_REVIEWS,
     JournalEntryPosted,
     PeriodCloseRequested,
     make_event,
 )
 from shared.publishing import publish_events
-from shared.retrying import every, retrying
+from shared.retrying import every
 from shared.runtime import Runtime
 
 log = logging.getLogger(__name__)
-DEADLETTER_GROUP = "ledger.deadletters"
-
-
-async def fold_loop(runtime: Runtime) -> None:
-    heap.settle()  # the fold's batches are what the collector's defaults slow down
-    consumer = runtime.bus.consumer([TOPIC_CONTRACTS, TOPIC_MEASUREMENTS, TOPIC_REVIEWS], GROUP)
-    read_ahead = ReadAhead()
-
-    async def fold(delivered: Sequence[Incoming]) -> None:
-        touched = await apply_delivered(runtime.engine, delivered, read_ahead.ready)
-        runtime.telemetry.handoff.remember(touched)  # provisional statements continue the trace
-
-    await run_consumer(
-        runtime.bus,
-        consumer,
-        fold,
-        decoder=decode_measurements,
-        isolation=runtime.isolation(GROUP),
-        read_ahead=read_ahead,
-        observer=runtime.telemetry.metrics.consumer(GROUP),
-    )
-
-
-async def deadletter_loop(runtime: Runtime) -> None:
-    """Keep the listing of dead letters (`GET /v1/deadletter`) up to date."""
-    await retrying(functools.partial(_follow_deadletters, runtime), what="following dead letters")
-
-
-async def _follow_deadletters(runtime: Runtime) -> None:
-    consumer = runtime.bus.consumer([TOPIC_DEADLETTER], DEADLETTER_GROUP)
-    try:
-        await consumer.start()
-        while True:
-            records = await consumer.fetch(max_records=1000, timeout_s=0.5)
-            if records:
-                await deadletter_store.add(runtime.engine, deadletter_store.rows_of(records))
-                await consumer.commit(records)
-    finally:
-        await consumer.stop()
 
 
 async def relay_outbox(runtime: Runtime) -> int:

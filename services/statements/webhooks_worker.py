@@ -22,7 +22,7 @@ from services.statements import webhooks
 from services.statements import webhooks_store as store
 from services.statements.webhooks_store import Due, Outcome
 from shared import cloudevents
-from shared.consuming import Incoming, envelopes, run_consumer
+from shared.consuming import Delivered, envelopes, run_consumer
 from shared.events import utcnow
 from shared.retrying import every
 from shared.runtime import Runtime
@@ -49,7 +49,7 @@ async def queue_loop(runtime: Runtime) -> None:
     )
 
 
-async def queue(runtime: Runtime, delivered: Sequence[Incoming]) -> None:
+async def queue(runtime: Runtime, delivered: Sequence[Delivered]) -> None:
     """A delivery per event and webhook that asks for it, in bus order."""
     events = envelopes(delivered)
     now = utcnow()

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from shared import heap
 from shared.bus import Bus, Record
-from shared.consuming import Delivered, Incoming, decode
+from shared.consuming import Delivered
 from shared.core.payment import Observation, Rating
 from shared.core.terms import Terms
 from shared.events import (
@@ -33,7 +33,7 @@ from shared.events import (
     StatementFinalized,
     TermsAgreed,
 )
-from shared.measured import DeliveredMeasurement
+from shared.measured import DeliveredMeasurement, Incoming, decode_measurements
 
 E = TypeVar("E", Observation, Rating)
 Placed = tuple[int, int, E]
@@ -94,24 +94,18 @@ def _events(records: Iterable[Record], contract_id: str) -> Iterable[tuple[Recor
             continue  # unreadable records are on the dead-letter topic, not in any statement
 
 
-def _mine(
-    records: Iterable[Record], contract_id: str, *, measurements: bool = False
-) -> list[Incoming]:
+def _mine(records: Iterable[Record], contract_id: str) -> list[Incoming]:
     """The contract's events among `records` (its key and its envelope), read as the ledger
     reads them (`decode`): what the ledger refused is not counted here either."""
     keyed = [record for record in records if record.key == contract_id]
-    return [
-        d
-        for d in decode(keyed, measurements=measurements).delivered
-        if d.contract_id == contract_id
-    ]
+    return [d for d in decode_measurements(keyed).delivered if d.contract_id == contract_id]
 
 
 def _observations(records: Iterable[Record], contract_id: str) -> list[Placed[Observation]]:
     """The contract's measurements among `records`, in their order, repeats and all."""
     return [
         (m.partition, m.offset, Observation(m.event_id, m.kpi, m.number, m.occurred_at))
-        for m in _mine(records, contract_id, measurements=True)
+        for m in _mine(records, contract_id)
         if isinstance(m, DeliveredMeasurement)
     ]
 

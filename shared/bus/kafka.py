@@ -7,14 +7,12 @@ retried send may duplicate a record; consumers dedupe by `event_id`.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import itertools
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.consumer import fetcher
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
@@ -53,7 +51,7 @@ _HEADERS: dict[tuple[tuple[str, bytes], ...], dict[str, str]] = {}
 event type and trace), so each distinct set is decoded once, not once per record."""
 
 
-def _headers(raw: tuple[tuple[str, bytes], ...]) -> dict[str, str]:
+def headers_of(raw: tuple[tuple[str, bytes], ...]) -> dict[str, str]:
     found = _HEADERS.get(raw)
     if found is None:
         if len(_HEADERS) >= 4096:
@@ -154,7 +152,7 @@ class KafkaBus:
                 *topics,
                 bootstrap_servers=self._bootstrap,
                 group_id=group,
-                key_deserializer=_as_is,
+                key_deserializer=as_is,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 session_timeout_ms=self._session_timeout_ms,
@@ -179,7 +177,7 @@ class KafkaBus:
             bootstrap_servers=self._bootstrap,
             enable_auto_commit=False,
             group_id=None,
-            key_deserializer=_as_is,
+            key_deserializer=as_is,
             max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
         )
         try:
@@ -215,43 +213,11 @@ async def _partitions(reader: AIOKafkaConsumer, topic: str) -> list[int]:
 
 
 _new_tuple = tuple.__new__
-"""Builds a NamedTuple from its fields in order without the Python-level `__new__` or `_make`
-around it: made for every record read, a `Record` so costs 1.0 to 1.2 µs instead of 1.5 to 1.8
-with `_make` and 2.2 to 2.5 with keywords (measured on the slower machine of the later runs)."""
+"""Builds a NamedTuple from its fields in order, without the Python-level `__new__` around
+it: a `Record` is made for every record read."""
 
 
-def _record(m: ConsumerRecord[bytes, bytes]) -> Record:
-    return _direct_record(m, m)  # a ConsumerRecord names its own topic and partition
-
-
-def _as_is(key: bytes | None) -> bytes | None:
-    """The key deserializer of every consumer this module makes: the key as it came. Its
-    identity marks those consumers' fetched partitions for `_PartitionRecords`."""
-    return key
-
-
-class _PartitionRecords(fetcher.PartitionRecords):  # type: ignore[misc]
-    """aiokafka's fetched records of one partition, which for this module's consumers (their
-    key deserializer is `_as_is`) come out as `Record`s made straight from the parsed record,
-    not as a `ConsumerRecord` each that `_record` then copies: aiokafka makes that dataclass
-    in Python, 11 fields a record. Measured on the ledger fold, 200k events, five pairs of
-    runs alternating in one process, twice: CPU 12.3 µs an event instead of 15.2, then 11.1
-    instead of 12.7; events a second 1.14 and 1.08 times as many (medians of the pairs'
-    ratios). Any other consumer's records are aiokafka's as ever.
-
-    aiokafka has no hook for this: `_install_direct_records` puts the class in place of its
-    own, where the fetcher makes one per fetched partition, and only if that class still has
-    the method and signature relied on here; otherwise consumers get `ConsumerRecord`s, which
-    `_records` copies as before. The bus contract tests read every field back on both paths
-    (`tests/integration/test_bus_contract.py`)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if getattr(self, "_key_deserializer", None) is _as_is:
-            self._consumer_record = _direct_record  # shadows the method for this partition
-
-
-def _direct_record(tp: TopicPartition | ConsumerRecord[bytes, bytes], record: Any) -> Record:
+def record_of(tp: TopicPartition | ConsumerRecord[bytes, bytes], record: Any) -> Record:
     """The `Record` of aiokafka's parsed record (offset, key, value, headers) in `tp`."""
     return _new_tuple(
         Record,
@@ -261,31 +227,29 @@ def _direct_record(tp: TopicPartition | ConsumerRecord[bytes, bytes], record: An
             record.offset,
             (record.key or b"").decode(),
             record.value,
-            _headers(tuple(record.headers)),
+            headers_of(tuple(record.headers)),
         ),
     )
 
 
-def _install_direct_records() -> bool:
-    """Have aiokafka's fetcher hand this module's consumers `Record`s (`_PartitionRecords`);
-    False, and nothing changed, where its internals are not those this relies on."""
-    method = getattr(fetcher.PartitionRecords, "_consumer_record", None)
-    if method is None or list(inspect.signature(method).parameters) != ["self", "tp", "record"]:
-        return False
-    fetcher.PartitionRecords = _PartitionRecords
-    return True
+def _record(m: ConsumerRecord[bytes, bytes]) -> Record:
+    return record_of(m, m)  # a ConsumerRecord names its own topic and partition
+
+
+def as_is(key: bytes | None) -> bytes | None:
+    """The key deserializer of every consumer this bus makes: the key as it came. Its
+    identity marks those consumers, should a faster path want to recognise them
+    (`services/ledger/fold/kafka_records.py`)."""
+    return key
 
 
 def _records(fetched: dict[TopicPartition, list[Any]]) -> list[Record]:
-    """The records of a `getmany`: `Record`s already, or `ConsumerRecord`s to copy."""
+    """The records of a `getmany`: `Record`s already (a fast path made them), or
+    `ConsumerRecord`s to copy."""
     found = list(itertools.chain.from_iterable(fetched.values()))
     if found and type(found[0]) is not Record:
         return [_record(m) for m in found]
     return cast("list[Record]", found)
-
-
-DIRECT_RECORDS = _install_direct_records()
-"""Whether this module's consumers get their records straight from aiokafka's fetcher."""
 
 
 class KafkaConsumer:

@@ -320,20 +320,22 @@ async def test_a_consumer_cancelled_while_joining_its_group_is_stopped(kafka: st
 async def test_kafka_records_straight_from_the_fetcher_or_copied(
     kafka: str, monkeypatch: pytest.MonkeyPatch, direct: bool
 ) -> None:
-    """The bus's consumers get `Record`s made by aiokafka's fetcher itself (the installed
-    aiokafka is one whose internals this relies on), or, where it is not, copied from
-    aiokafka's `ConsumerRecord`s: the same records either way. Any other consumer on the
-    cluster still gets aiokafka's own."""
+    """With the fold's fast path installed, the bus's consumers get `Record`s made by
+    aiokafka's fetcher itself; without it (not installed, or an aiokafka whose fetcher it
+    does not know), records copied from aiokafka's `ConsumerRecord`s: the same records
+    either way. Any other consumer on the cluster still gets aiokafka's own."""
     from aiokafka import AIOKafkaConsumer, ConsumerRecord
     from aiokafka.consumer import fetcher
 
+    from services.ledger.fold import kafka_records
     from shared.bus import kafka as kafka_bus
 
-    assert kafka_bus.DIRECT_RECORDS
+    assert kafka_records.installable()
+    aiokafkas_own = kafka_records._PartitionRecords.__mro__[1]
+    monkeypatch.setattr(fetcher, "PartitionRecords", aiokafkas_own)  # as if never installed
     if direct:  # the copying path must then go unused
+        assert kafka_records.install()
         monkeypatch.setattr(kafka_bus, "_record", lambda m: pytest.fail("copied"))
-    else:  # as on an aiokafka whose fetcher this does not know
-        monkeypatch.setattr(fetcher, "PartitionRecords", kafka_bus._PartitionRecords.__base__)
     topic = f"contract-{uuid.uuid4().hex[:8]}"
     bus = KafkaBus(kafka, partitions=2, session_timeout_ms=1000, topics=[topic])
     await bus.start()

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ledger import store
+from services.ledger.fold import rows as fold_rows
 from shared import db
 
 pytestmark = pytest.mark.integration
@@ -86,7 +87,7 @@ async def test_copied_instants_read_back(engine: AsyncEngine) -> None:
         for i, instant in enumerate(INSTANTS)
     ]
     async with engine.begin() as conn:
-        assert await store.insert_new_measurements(conn, rows) == rows  # the COPY path
+        assert await fold_rows.insert_new_measurements(conn, rows) == rows  # the COPY path
         await conn.execute(text("SET LOCAL TimeZone = 'UTC'"))
         printed = (
             await conn.execute(

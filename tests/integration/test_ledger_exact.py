@@ -17,10 +17,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ledger import journal_store, store
-from services.ledger.consumer import apply_delivered
+from services.ledger.fold.apply import apply_delivered
 from shared import db
 from shared.bus import Record
-from shared.consuming import decode
 from shared.events import (
     TOPIC_CONTRACTS,
     TOPIC_MEASUREMENTS,
@@ -30,6 +29,7 @@ from shared.events import (
     TermsAgreed,
     make_event,
 )
+from shared.measured import decode_measurements
 from tests import infra
 
 pytestmark = pytest.mark.integration
@@ -85,7 +85,7 @@ class Bus:
 
 
 async def apply(engine: AsyncEngine, *records: Record) -> None:
-    decoded = decode(records, measurements=True)
+    decoded = decode_measurements(records)
     assert decoded.failures == []
     await apply_delivered(engine, decoded.delivered)
 

@@ -14,11 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ledger import journal_store, store
 from services.ledger.book import open_books
-from services.ledger.consumer import apply_delivered  # its tables join `store.metadata` too
+from services.ledger.fold import rows as fold_rows
+from services.ledger.fold.apply import apply_delivered  # its tables join `store.metadata` too
 from shared import db
 from shared.bus import Record
 from shared.consuming import decode
 from shared.events import TOPIC_MEASUREMENTS, MeasurementRecorded, make_event
+from shared.measured import decode_measurements
 from tests import infra
 
 pytestmark = pytest.mark.integration
@@ -57,8 +59,8 @@ def row(n: int, value: float | str = 1.0) -> store.MeasurementRow:
 
 async def insert(engine: AsyncEngine, rows: list[store.MeasurementRow]) -> list[int]:
     async with engine.begin() as conn:
-        new = await store.insert_new_measurements(conn, rows)
-        await store.fold_aggregates(conn, new)
+        new = await fold_rows.insert_new_measurements(conn, rows)
+        await fold_rows.fold_aggregates(conn, new)
     return [r.bus_offset for r in new]
 
 
@@ -78,7 +80,7 @@ async def test_a_refused_batch_leaves_nothing_behind(engine: AsyncEngine) -> Non
     """The fast path's savepoint must not leak rows when the transaction fails later."""
     with pytest.raises(RuntimeError):
         async with engine.begin() as conn:
-            await store.insert_new_measurements(conn, [row(1), row(2)])
+            await fold_rows.insert_new_measurements(conn, [row(1), row(2)])
             raise RuntimeError("the rest of the batch failed")
     assert await insert(engine, [row(1), row(2)]) == [1, 2]
 
@@ -88,7 +90,7 @@ async def test_a_refused_redelivery_leaves_nothing_behind(engine: AsyncEngine) -
     assert await insert(engine, [row(1)]) == [1]
     with pytest.raises(RuntimeError):
         async with engine.begin() as conn:
-            await store.insert_new_measurements(conn, [row(1), row(2)])
+            await fold_rows.insert_new_measurements(conn, [row(1), row(2)])
             raise RuntimeError("the rest of the batch failed")
     assert await insert(engine, [row(1), row(2)]) == [2]
     assert await insert(engine, [row(2), row(3)]) == [3]
@@ -113,7 +115,7 @@ async def test_measurements_fold_alike_read_by_either_reader(engine: AsyncEngine
         [record(n, "fast-co") for n in range(5)],
         [record(n, "slow-co") for n in range(5)],
     )
-    await apply_delivered(engine, decode(fast, measurements=True).delivered)
+    await apply_delivered(engine, decode_measurements(fast).delivered)
     await apply_delivered(engine, decode(envelopes).delivered)
     fast_rows = await store.aggregates(engine, "fast-co", "2026-10")
     slow_rows = await store.aggregates(engine, "slow-co", "2026-10")

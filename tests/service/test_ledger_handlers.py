@@ -15,12 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.demo import demo_terms
 from services.ledger import handlers, store
-from services.ledger.consumer import apply_delivered
+from services.ledger.fold.apply import apply_delivered
 from shared import db
 from shared.bus import BusUnavailable
-from shared.consuming import decode_measurements
 from shared.core.terms import Terms
 from shared.events import TOPIC_CONTRACTS, DisputeResolved, PeriodCloseRequested, TermsAgreed
+from shared.measured import decode_measurements
 from tests.fakes import InMemoryBus
 
 CONTRACT = "acme-2026"

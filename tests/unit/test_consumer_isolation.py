@@ -9,8 +9,9 @@ import contextlib
 import json
 from collections.abc import Sequence
 
-from shared.consuming import Incoming, Isolation, decode_measurements, run_consumer
+from shared.consuming import Isolation, run_consumer
 from shared.events import TOPIC_DEADLETTER, MeasurementRecorded, make_event
+from shared.measured import Incoming, decode_measurements
 from tests.fakes import InMemoryBus, InMemoryConsumer
 
 TOPIC = "slapay.measurements"

@@ -13,15 +13,9 @@ import pytest
 
 from shared import consuming
 from shared.bus import Message, Record
-from shared.consuming import (
-    Incoming,
-    ReadAhead,
-    decode,
-    decode_measurements,
-    decode_stepwise,
-    run_consumer,
-)
+from shared.consuming import ReadAhead, decode, run_consumer, stepwise
 from shared.events import MeasurementRecorded, ReviewSubmitted, make_event
+from shared.measured import Incoming, decode_measurements
 from tests.fakes import InMemoryBus, InMemoryConsumer
 
 TOPIC = "slapay.measurements"
@@ -173,25 +167,25 @@ async def test_decoding_in_steps_reads_what_decoding_at_once_reads(
         Record(TOPIC, 0, i, "c-1", v, {"type": MeasurementRecorded.TYPE})
         for i, v in enumerate(values)
     ]
-    stepwise = await decode_stepwise(records, measurements=True)
-    at_once = decode(records, measurements=True)
-    assert stepwise == at_once
-    assert len(stepwise.delivered) == 6 and len(stepwise.failures) == 2
+    in_steps = await stepwise(decode_measurements, records)
+    at_once = decode_measurements(records)
+    assert in_steps == at_once
+    assert len(in_steps.delivered) == 6 and len(in_steps.failures) == 2
 
 
-def test_event_counts_count_measurements_and_every_other_type() -> None:
+def test_measurements_are_counted_by_type_however_they_were_read() -> None:
     review = make_event(
         ReviewSubmitted(review_id="rev-1", reviewer_pseudonym="r-1", rating=4),
         contract_id="c-1",
         source="customer:test",
     )
-    records = [Record(TOPIC, 0, i, "c-1", _measurement(i).value, {}) for i in range(4)]
-    records.append(Record("slapay.reviews", 0, 9, "c-1", review.to_json(), {}))
-    delivered = decode(records, measurements=True).delivered
-    assert consuming.event_counts(delivered) == {
-        MeasurementRecorded.TYPE: 4,
-        ReviewSubmitted.TYPE: 1,
-    }
-    as_envelopes = decode(records).delivered  # measurements as envelopes, counted the same
-    assert consuming.event_counts(as_envelopes) == consuming.event_counts(delivered)
-    assert consuming.event_counts([]) == {}
+    fast = [
+        Record(TOPIC, 0, i, "c-1", _measurement(i).value, {"type": MeasurementRecorded.TYPE})
+        for i in range(3)
+    ]
+    slow = [Record(TOPIC, 0, 3, "c-1", _measurement(3).value, {})]  # no header: pydantic
+    other = [Record("slapay.reviews", 0, 9, "c-1", review.to_json(), {})]
+    expected = {MeasurementRecorded.TYPE: 4, ReviewSubmitted.TYPE: 1}
+    assert decode_measurements([*fast, *slow, *other]).counts == expected
+    assert decode([*fast, *slow, *other]).counts is None  # the loop counts those itself
+    assert decode_measurements([]).counts == {}

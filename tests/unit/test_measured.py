@@ -1,5 +1,5 @@
 """`shared.measured`, the fold's msgspec reader, beside the envelope models it stands in for:
-on every kind of record, `decode(..., measurements=True)` gives exactly what parsing the
+on every kind of record, `decode_measurements(...)` gives exactly what parsing the
 envelope with pydantic gives (the same values, or a refusal), and the fast reader is the one
 that ran for the form ingest writes."""
 
@@ -19,7 +19,7 @@ from shared import measured
 from shared.bus import Record
 from shared.consuming import Decoded, Delivered, decode
 from shared.events import TOPIC_MEASUREMENTS, Envelope, MeasurementRecorded, make_event
-from shared.measured import DeliveredMeasurement
+from shared.measured import DeliveredMeasurement, decode_measurements
 
 HEADERS = {"type": MeasurementRecorded.TYPE}
 
@@ -171,7 +171,7 @@ CASES: dict[str, tuple[Callable[[], bytes], bool]] = {
 def test_fold_reader_agrees_with_the_envelope_models(name: str) -> None:
     make, fast = CASES[name]
     rec = record(make())
-    assert exactly(decode([rec], measurements=True)) == exactly(reference(rec))
+    assert exactly(decode_measurements([rec])) == exactly(reference(rec))
     assert (measured.read(rec) is not None) is fast
 
 
@@ -199,7 +199,7 @@ def test_the_fast_reader_keeps_the_place_and_bytes() -> None:
 
 def test_without_the_type_header_the_models_read_it() -> None:
     rec = record(raw(envelope()))._replace(headers={})
-    (found,) = decode([rec], measurements=True).delivered
+    (found,) = decode_measurements([rec]).delivered
     assert exactly(Decoded([found], [])) == exactly(reference(rec))
 
 
@@ -228,7 +228,7 @@ def test_any_canonical_measurement_reads_the_same(
         stamp += "." + f"{instant.microsecond:06d}"[:digits]
     stamp += offset
     rec = record(raw(envelope(occurred_at=stamp, data__value=value)))
-    found = decode([rec], measurements=True)
+    found = decode_measurements([rec])
     assert exactly(found) == exactly(reference(rec))
     assert measured.read(rec) is not None
     (m,) = found.delivered

@@ -25,7 +25,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.bus import Record
-from shared.consuming import decode
 from shared.core.aggregates import KpiState
 from shared.core.payment import (
     Observation,
@@ -36,7 +35,7 @@ from shared.core.payment import (
 )
 from shared.core.terms import Terms
 from shared.events import TOPIC_MEASUREMENTS, MeasurementRecorded
-from shared.measured import DeliveredMeasurement
+from shared.measured import DeliveredMeasurement, decode_measurements
 
 PERIOD = "2026-10"
 KPI_NAMES = ["a", "b", "c"]
@@ -179,7 +178,7 @@ def read_off_the_bus(measured: Sequence[tuple[str, str, str, datetime]]) -> list
         )
         headers = {"type": MeasurementRecorded.TYPE}
         records.append(Record(TOPIC_MEASUREMENTS, 0, offset, "prop-test", raw.encode(), headers))
-    decoded = decode(records, measurements=True)
+    decoded = decode_measurements(records)
     assert decoded.failures == []
     found = []
     for m in decoded.delivered:
