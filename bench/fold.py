@@ -34,7 +34,7 @@ from bench.core import (
 from bench.environment import SECRET, asyncpg_dsn, broker, postgres_database, quiet_postgres
 from bench.probe import CountingBus
 from services.ledger import store
-from services.ledger.workers import fold_loop
+from services.ledger.consumer import fold_loop
 from shared.bus import Bus, Message
 from shared.bus.factory import create_bus
 from shared.db import create_engine, create_schema

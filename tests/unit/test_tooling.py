@@ -39,3 +39,15 @@ def test_the_cli_names_the_services_and_roles_the_code_knows() -> None:
     from shared.settings import SERVICES
 
     assert cli.SERVICES == SERVICES and cli.ROLES == ROLES
+
+
+def test_every_bench_module_imports() -> None:
+    """`make bench` is not run by CI: at least its modules must still import."""
+    import importlib
+    import pkgutil
+
+    import bench
+
+    for module in pkgutil.iter_modules(bench.__path__):
+        if module.name != "__main__":  # that one runs the bench
+            importlib.import_module(f"bench.{module.name}")
