@@ -64,10 +64,8 @@ def timestamptz_to_pg(value: datetime) -> tuple[int]:
     meaning as asyncpg's own encoder (a naive datetime is local time; naive `datetime.max`
     and `datetime.min` are ±infinity), at a fraction of its cost. Its encoder compares every
     value with both infinities first, which for an aware datetime against a naive one costs
-    some 130 ns a comparison; the ledger's fold sends one instant per measurement. Measured
-    on 100k rows shaped like `measurements`: a binary COPY costs its client 0.94 µs a row
-    instead of 1.59 (medians of five), and the ledger's `insert_new_measurements` 1.92
-    instead of 2.31 (medians of six)."""
+    a noticeable share of a binary COPY's cost; the ledger's fold sends one instant per
+    measurement (docs/benchmarks.md)."""
     if value.tzinfo is not UTC:
         if value.tzinfo is None and value in (datetime.max, datetime.min):
             return (_PG_INFINITY if value == datetime.max else _PG_MINUS_INFINITY,)

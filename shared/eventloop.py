@@ -4,9 +4,7 @@ on Linux and macOS), else asyncio's own.
 The services get it from uvicorn, whose `loop="auto"` picks uvloop when it can be imported;
 `run` does the same for the commands that are not servers (`slapay audit verify`, `slapay
 replay`) and for the bench, which so measures the loop the services run on. uvloop's
-transports and scheduling are C: measured on the ledger fold (Kafka + Postgres, 200k events,
-five pairs of runs alternating in one process), 11.65 µs of CPU an event instead of 12.49,
-1.05 times the events a second (median of the pairs' ratios)."""
+transports and scheduling are C, a little cheaper per event (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The event envelope and every event type of the public contract (DESIGN.md "Events").
+"""The event envelope and every event type of the public contract (docs/architecture.md,
+"Events and topics").
 
 Events are immutable values. The envelope is what travels on the bus; `data` holds the
 type-specific payload, which `payload()` parses into its frozen model. Type strings and
@@ -67,7 +68,8 @@ def utcnow() -> datetime:
 
 
 def deterministic_event_id(contract_id: str, producer_id: str) -> uuid.UUID:
-    """The id every implementation derives from a producer-supplied id (DESIGN.md)."""
+    """The id every implementation derives from a producer-supplied id (docs/architecture.md,
+    "Events and topics")."""
     return uuid.uuid5(uuid.NAMESPACE_URL, f"slapay:{contract_id}:{producer_id}")
 
 

@@ -1,6 +1,6 @@
 """The bus port: append records to topics, read them back in consumer groups.
 
-Two adapters keep the same promises (DESIGN.md "Run modes"): `publish` returns only once
+Two adapters keep the same promises (docs/architecture.md, "Run modes"): `publish` returns only once
 every record is durable (acks=all, or committed to the log database); records with the
 same key keep their order; a group sees every record at least once, and resumes after its
 last `commit()`. Consumers make their effects idempotent, so the outcome is exactly-once.

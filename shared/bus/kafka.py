@@ -24,26 +24,21 @@ FETCH_MAX_WAIT_MS = 100
 """How long the broker may hold a fetch that finds no data (aiokafka's default: 500 ms).
 While a partition still has records buffered, aiokafka leaves it out of the next fetch; that
 fetch then asks only for quiet partitions (the ledger reads busy measurements beside quiet
-contracts and reviews) and waits out this time before the busy one is fetched again.
-Measured on the ledger fold: 500 ms stalls it several times per 100k events, about a sixth of
-its time; 100 ms fetches promptly and still leaves idle consumers near silent (20 ms polls
-so often that the fold slows again)."""
+contracts and reviews) and waits out this time before the busy one is fetched again: the
+default stalls the fold, far shorter waits poll so often that it slows again
+(docs/benchmarks.md)."""
 
 FETCH_SLICE = 1_000
 """Records aiokafka parses per step of `KafkaConsumer.fetch`. A consumer reads its next batch
 while it applies one (`shared.consuming`); 10,000 parsed in one go would hold the thread for
-tens of milliseconds while the applying batch's database replies wait. Measured on the ledger
-fold, 1,000 was best: 500 no faster, 2,000 a tenth slower."""
+tens of milliseconds while the applying batch's database replies wait."""
 
 MAX_PARTITION_FETCH_BYTES = 4 * 1024 * 1024
 """Bytes one fetch may return per partition (aiokafka's default: 1 MiB). A consumer's batch
 is what its fetches have buffered, and aiokafka fetches a partition again only once its
 buffer is drained: at 1 MiB, about 2,200 measurements a partition, the ledger's batches
-averaged 7,000 records instead of the 10,000 asked for, each paying the batch's fixed cost
-(books, aggregates, two commits). At 4 MiB they average 9,000; measured on the ledger fold,
-medians of five: 31.6k events/s against 30.6k. A consumer buffers at most this much per
-partition it owns. Reading a topic whole (`read_chunks`: the audit, replay) gains a little
-too: 89k records/s against 85k, medians of three."""
+fell short of the records asked for, each paying the batch's fixed cost (books, aggregates,
+two commits). A consumer buffers at most this much per partition it owns."""
 
 
 _HEADERS: dict[tuple[tuple[str, bytes], ...], dict[str, str]] = {}

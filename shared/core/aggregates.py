@@ -1,8 +1,9 @@
 """KPI aggregations, and the incremental per-(period, KPI) state that folds measurements.
 
-There is one implementation of each aggregation (DESIGN.md payment formula step 1): the
-ledger folds measurements batch by batch into a `KpiState`, and `compute_statement` builds
-the same state from the whole period, so both reach the very same value.
+There is one implementation of each aggregation (docs/architecture.md, "The payment
+formula", step 1): the ledger folds measurements batch by batch into a `KpiState`, and
+`compute_statement` builds the same state from the whole period, so both reach the very
+same value.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def nearest_rank(percent: Decimal, count: int) -> int:
 
 
 def events_digest(event_ids: Iterable[str]) -> str:
-    """`"sha256:" + hex(sha256("\\n".join(sorted(event_ids))))`, as DESIGN.md pins it."""
+    """`"sha256:" + hex(sha256("\\n".join(sorted(event_ids))))`, as docs/architecture.md pins it."""
     joined = "\n".join(sorted(event_ids))
     return "sha256:" + hashlib.sha256(joined.encode()).hexdigest()
 

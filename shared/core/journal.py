@@ -1,4 +1,4 @@
-"""The hash chain of journal entries (DESIGN.md payment formula, step 7).
+"""The hash chain of journal entries (docs/architecture.md, "The journal and its hash chain").
 
 `hash = "sha256:" + hex(sha256(prev_hash + JCS(entry without hash and prev_hash)))`, one
 chain per contract, the first `prev_hash` being `"sha256:" + 64 zeros`. JCS is RFC 8785

@@ -1,7 +1,7 @@
 """Money: ISO 4217 currencies, their minor units, and the one place amounts are rounded.
 
 Amounts are `Decimal` (or exact `Fraction` while computing), never floats. Rounding is
-half-to-even to the currency's minor unit, as DESIGN.md's payment formula step 5 pins.
+half-to-even to the currency's minor unit, as docs/architecture.md's payment formula, step 5, pins.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The payment formula (DESIGN.md "The payment formula", steps 1-5) as one pure function.
+"""The payment formula (docs/architecture.md, "The payment formula") as one pure function.
 
 `compute_statement` is shared by the ledger and by every verifier, so an auditor recomputes
 exactly what was billed. Money is exact (`Fraction`) until each line is rounded half-to-even

@@ -1,4 +1,5 @@
-"""The review adjustment (DESIGN.md payment formula step 4), a part of `compute_statement`."""
+"""The review adjustment (docs/architecture.md, "The payment formula", step 4), a part of
+`compute_statement`."""
 
 from __future__ import annotations
 

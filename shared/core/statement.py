@@ -1,7 +1,8 @@
 """The payment computation's inputs (`Observation`, `Rating`) and output (`Statement`).
 
-`Statement` serialises to exactly DESIGN.md's Statement JSON: money as decimal strings
-with the currency's minor digits, every line with its derivation down to the events used.
+`Statement` serialises to exactly the statement JSON of docs/architecture.md: money as
+decimal strings with the currency's minor digits, every line with its derivation down to the
+events used.
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ class Entry(BaseModel):
 
 
 class Statement(BaseModel):
-    """A contract's statement for one period (DESIGN.md "HTTP API", Statement)."""
+    """A contract's statement for one period (docs/architecture.md, "The payment formula")."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -1,4 +1,5 @@
-"""Contract terms (DESIGN.md "The payment formula"), validated so that bad terms never get in.
+"""Contract terms (docs/architecture.md, "The payment formula"), validated so that bad
+terms never get in.
 
 Every rule fails as a pydantic `ValidationError` whose `loc` names the offending field, so
 an API can answer 422 problem+json that points at it.
@@ -127,7 +128,7 @@ class Kpi(_Frozen):
 
 
 class ReviewTerms(_Frozen):
-    """How customer ratings move the payment (DESIGN.md payment formula step 4)."""
+    """How customer ratings move the payment (docs/architecture.md, formula step 4)."""
 
     min_reviews: Annotated[Count, Field(ge=1)] = 3
     neutral: Annotated[Number, Field(gt=1, lt=5)] = Decimal(3)
@@ -145,7 +146,7 @@ def _in_range(period: str) -> str:
 
 
 class Terms(_Frozen):
-    """One version of a contract's terms, exactly the terms JSON of DESIGN.md."""
+    """One version of a contract's terms, exactly the terms JSON of docs/architecture.md."""
 
     contract_id: Annotated[str, Field(pattern=CONTRACT_ID_PATTERN)]
     provider: Annotated[str, Field(min_length=1, max_length=200)]

@@ -11,13 +11,13 @@ MID_OCTOBER = datetime(2026, 10, 15, 12, tzinfo=UTC)
 
 
 def design_terms() -> dict[str, Any]:
-    """A fresh copy of DESIGN.md's terms JSON (the demo's terms, for October 2026), free
+    """A fresh copy of the documented terms JSON (the demo's terms, for October 2026), free
     to change."""
     return {**demo_terms("2026-10"), "contract_id": "acme-2026"}
 
 
 def terms_with(**changes: Any) -> Terms:
-    """DESIGN.md's terms with some top-level fields replaced."""
+    """the documented terms with some top-level fields replaced."""
     return Terms.model_validate({**design_terms(), **changes})
 
 
@@ -34,7 +34,7 @@ def ratings(*scores: int, at: datetime = MID_OCTOBER) -> list[Rating]:
 
 
 def compliant() -> list[Observation]:
-    """Measurements under which no KPI of DESIGN.md's terms earns a credit."""
+    """Measurements under which no KPI of the documented terms earns a credit."""
     return [
         *observations("availability", 1.0),
         *observations("latency_ms", 100.0),

@@ -1,6 +1,6 @@
 """Worked examples of the payment formula, each computed by hand in its comment.
 
-Unless a case says otherwise: DESIGN.md's terms, base fee 10000.00 EUR, period 2026-10.
+Unless a case says otherwise: the documented terms, base fee 10000.00 EUR, period 2026-10.
 """
 
 import hashlib
