@@ -123,7 +123,7 @@ _SCHEMA_LOCK_KEY = 0x51A9A7
 
 
 async def create_schema(engine: AsyncEngine, metadata: MetaData) -> None:
-    """Create missing tables (schema is additive so far; see README "Schema").
+    """Create missing tables (schema is additive so far; see docs/configuration.md, "Schema").
 
     Several processes may start on one fresh database at once (`slapay run`, replicas):
     each creates the schema in one transaction that first takes the database's write lock
