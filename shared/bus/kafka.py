@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -41,19 +41,45 @@ fell short of the records asked for, each paying the batch's fixed cost (books, 
 two commits). A consumer buffers at most this much per partition it owns."""
 
 
-_HEADERS: dict[tuple[tuple[str, bytes], ...], dict[str, str]] = {}
-"""Decoded headers by their raw form: the records of one produced batch share theirs (its
-event type and trace), so each distinct set is decoded once, not once per record."""
+class LazyHeaders(Mapping[str, str]):
+    """A record's headers, decoded only when asked: each record carries its own CloudEvents
+    attributes, while a consumer mostly asks for one (`type`, to pick its reader). A header
+    the bus gives null or non-UTF-8 reads as decoded with replacement, never an error."""
+
+    __slots__ = ("_decoded", "_raw")
+
+    def __init__(self, raw: tuple[tuple[str, bytes | None], ...]) -> None:
+        self._raw = raw
+        self._decoded: dict[str, str] | None = None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if self._decoded is None:
+            for name, value in reversed(self._raw):  # the last of a repeated name, as a dict
+                if name == key:
+                    return (value or b"").decode(errors="replace")
+            return default
+        return self._decoded.get(key, default)
+
+    def _all(self) -> dict[str, str]:
+        if self._decoded is None:
+            self._decoded = {k: (v or b"").decode(errors="replace") for k, v in self._raw}
+        return self._decoded
+
+    def __getitem__(self, key: str) -> str:
+        return self._all()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __repr__(self) -> str:
+        return repr(self._all())
 
 
-def headers_of(raw: tuple[tuple[str, bytes], ...]) -> dict[str, str]:
-    found = _HEADERS.get(raw)
-    if found is None:
-        if len(_HEADERS) >= 4096:
-            _HEADERS.clear()
-        # a header the bus gives null or non-UTF-8 must not stop the consumer
-        found = _HEADERS[raw] = {k: (v or b"").decode(errors="replace") for k, v in raw}
-    return found
+def headers_of(raw: tuple[tuple[str, bytes | None], ...]) -> Mapping[str, str]:
+    return LazyHeaders(raw)
 
 
 class KafkaBus:
