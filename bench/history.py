@@ -139,8 +139,8 @@ async def build(
         raise BenchError(
             f"the live journal is wrong: {len(entries)} entries, {chain_breaks(entries)}"
         )
-    finals = [e for e in entries if e["period"] == PERIOD and e["kind"] != "adjustment"]
-    counted = sum(e["derivation"].get("events") or 0 for e in finals)
+    finals = [e for e in entries if e.period == PERIOD and e.kind != "adjustment"]
+    counted = sum(e.derivation.events for e in finals)
     if counted != len(messages):
         raise BenchError(f"the close of {PERIOD} counted {counted:,} of {len(messages):,} events")
     records = len(messages) + sum(
@@ -152,7 +152,7 @@ async def build(
         f" folded in {fold_s:.1f}s ({len(messages) / fold_s:,.0f}/s), closed and relayed"
         f" in {closed - folded:.1f}s: {len(entries)} journal entries, {records:,} records"
     )
-    return Built(len(messages), records, len(entries), entries[-1]["hash"], fold_s)
+    return Built(len(messages), records, len(entries), entries[-1].hash, fold_s)
 
 
 async def _fold(bus: Bus, engine: AsyncEngine, topic: str, key: str | None) -> None:

@@ -27,6 +27,7 @@ from pydantic import (
 
 from shared import jsonutil
 from shared.core.decimals import measurement_value
+from shared.core.journal import JournalEntry
 
 TOPIC_CONTRACTS = "slapay.contracts"
 TOPIC_MEASUREMENTS = "slapay.measurements"
@@ -162,7 +163,7 @@ class ReviewerErased(EventData):
 class JournalEntryPosted(EventData):
     TYPE: ClassVar[str] = "journal.entry.posted"
     TOPIC: ClassVar[str] = TOPIC_JOURNAL
-    entry: dict[str, Any]
+    entry: JournalEntry
 
 
 class StatementProvisional(EventData):

@@ -22,6 +22,7 @@ from shared import signing
 from shared.bus import Message
 from shared.core import periods
 from shared.core.aggregates import KpiState
+from shared.core.journal import EntryBody, JournalEntry
 from shared.core.payment import kpi_credit, statement_from_states
 from shared.events import JournalEntryPosted, StatementFinalized
 
@@ -40,16 +41,18 @@ def cause_of(topic: str, row: store.MeasurementRow | store.RatingRow) -> dict[st
 
 
 async def post(
-    conn: AsyncConnection, book: Book, bodies: Sequence[dict[str, Any]], fx: Effects
-) -> list[dict[str, Any]]:
+    conn: AsyncConnection, book: Book, bodies: Sequence[EntryBody], fx: Effects
+) -> list[JournalEntry]:
     entries = await journal_store.append(conn, book.contract_id, bodies)
     for entry in entries:
-        if entry["period"] not in book.closed:
-            fx.touched.add((book.contract_id, entry["period"]))
-        at = datetime.fromisoformat(entry["posted_at"].replace("Z", "+00:00"))
+        if entry.period not in book.closed:
+            fx.touched.add((book.contract_id, entry.period))
         fx.out.append(
             event_message(
-                JournalEntryPosted(entry=entry), book.contract_id, at, f"entry:{entry['entry_id']}"
+                JournalEntryPosted(entry=entry),
+                book.contract_id,
+                entry.posted,
+                f"entry:{entry.entry_id}",
             )
         )
     return entries
@@ -67,7 +70,7 @@ async def close_period(
     inputs = {**await book_inputs(conn, book.contract_id), "cause": cause}
     entries = await post(conn, book, posting.final_bodies(computed, at, inputs), fx)
     posted_into = await journal_store.entries(conn, book.contract_id, period)
-    adjustments = [e for e in posted_into if e["kind"] == posting.ADJUSTMENT]
+    adjustments = [e for e in posted_into if e.kind == posting.ADJUSTMENT]
     final = posting.compose(computed, adjustments, status="final", entries=[*entries, *adjustments])
     terms = book.terms_for(period)
     document = signing.sign_final(
@@ -143,9 +146,8 @@ async def correct_late(
         }
         bodies = posting.correction_bodies(recomputed, posted, into, at, pending, inputs)
         for body in bodies:
-            posted[body["corrects_line_id"]] = posted.get(
-                body["corrects_line_id"], Decimal(0)
-            ) + Decimal(body["amount"])
+            key = str(body.corrects_line_id)
+            posted[key] = posted.get(key, Decimal(0)) + body.amount
         await post(conn, book, bodies, fx)
 
 
@@ -214,6 +216,6 @@ async def correct_late_reviews(
         }
         bodies = posting.correction_bodies(recomputed, posted, into, at, [row.event_id], inputs)
         for body in bodies:
-            key = body["corrects_line_id"]
-            posted[key] = posted.get(key, Decimal(0)) + Decimal(body["amount"])
+            key = str(body.corrects_line_id)
+            posted[key] = posted.get(key, Decimal(0)) + body.amount
         await post(conn, book, bodies, fx)

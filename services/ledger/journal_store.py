@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -30,7 +29,7 @@ from services.ledger.store import metadata
 from shared import db, jsonutil
 from shared.bus import Message
 from shared.core import money
-from shared.core.journal import GENESIS, chain, entry_id
+from shared.core.journal import GENESIS, EntryBody, JournalEntry, chain
 from shared.db import UtcDateTime
 
 journal = Table(
@@ -104,11 +103,9 @@ for statement in (
 
 
 async def append(
-    conn: AsyncConnection, contract_id: str, bodies: Sequence[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Chain and store entries after the contract's last one; return them complete.
-
-    `bodies` carry everything but `entry_id`, `seq`, `prev_hash` and `hash`."""
+    conn: AsyncConnection, contract_id: str, bodies: Sequence[EntryBody]
+) -> list[JournalEntry]:
+    """Chain and store entries after the contract's last one; return them complete."""
     j = journal.c
     last = (
         await conn.execute(
@@ -122,44 +119,36 @@ async def append(
     entries = []
     for body in bodies:
         seq += 1
-        entry = chain(prev_hash, {**body, "entry_id": entry_id(contract_id, seq), "seq": seq})
-        prev_hash = entry["hash"]
+        entry = chain(prev_hash, body, contract_id, seq)
+        prev_hash = entry.hash
         entries.append(entry)
     if entries:
         await conn.execute(journal.insert(), [_row(e) for e in entries])
     return entries
 
 
-def _row(entry: dict[str, Any]) -> dict[str, Any]:
-    amount = Decimal(entry["amount"])
-    minor = int(amount.scaleb(money.minor_digits(entry["currency"])))
+def _row(entry: JournalEntry) -> dict[str, Any]:
     return {
-        "entry_id": entry["entry_id"],
-        "contract_id": entry["contract_id"],
-        "seq": entry["seq"],
-        "period": entry["period"],
-        "kind": entry["kind"],
-        "amount_minor": minor,
-        "currency": entry["currency"],
-        "events_digest": entry["events_digest"],
-        "corrects_period": entry.get("corrects_period"),
-        "dispute_id": entry.get("dispute_id"),
-        "body": jsonutil.dumps(entry).decode(),
-        "prev_hash": entry["prev_hash"],
-        "hash": entry["hash"],
-        "posted_at": _parse_time(entry["posted_at"]),
+        "entry_id": entry.entry_id,
+        "contract_id": entry.contract_id,
+        "seq": entry.seq,
+        "period": entry.period,
+        "kind": entry.kind,
+        "amount_minor": int(entry.amount.scaleb(money.minor_digits(entry.currency))),
+        "currency": entry.currency,
+        "events_digest": entry.events_digest,
+        "corrects_period": entry.corrects_period,
+        "dispute_id": entry.dispute_id,
+        "body": jsonutil.dumps(entry.document()).decode(),
+        "prev_hash": entry.prev_hash,
+        "hash": entry.hash,
+        "posted_at": entry.posted,
     }
-
-
-def _parse_time(text: str) -> Any:
-    from datetime import datetime
-
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 async def entries(
     engine_or_conn: AsyncEngine | AsyncConnection, contract_id: str, period: str | None = None
-) -> list[dict[str, Any]]:
+) -> list[JournalEntry]:
     """A contract's entries in chain order (optionally those posted into one period)."""
     j = journal.c
     query = select(j.body).where(j.contract_id == contract_id).order_by(j.seq)
@@ -167,9 +156,9 @@ async def entries(
         query = query.where(j.period == period)
     if isinstance(engine_or_conn, AsyncConnection):
         rows = await engine_or_conn.execute(query)
-        return [jsonutil.loads(r.body) for r in rows]
+        return [JournalEntry.model_validate_json(r.body) for r in rows]
     async with engine_or_conn.connect() as conn:
-        return [jsonutil.loads(r.body) for r in await conn.execute(query)]
+        return [JournalEntry.model_validate_json(r.body) for r in await conn.execute(query)]
 
 
 async def head(engine: AsyncEngine, contract_id: str) -> str:

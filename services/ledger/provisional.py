@@ -113,6 +113,6 @@ async def provisional_statement(
         if computed is None:
             return None
         posted_into = await journal_store.entries(conn, contract_id, period)
-    adjustments = [e for e in posted_into if e["kind"] == posting.ADJUSTMENT]
+    adjustments = [e for e in posted_into if e.kind == posting.ADJUSTMENT]
     statement = posting.compose(computed, adjustments, status="provisional", entries=adjustments)
     return statement.model_dump(mode="json")

@@ -25,7 +25,7 @@ from services.ledger.fold.apply import apply_delivered
 from shared import consuming
 from shared.bus import Bus
 from shared.consuming import Delivered, decode
-from shared.core.journal import GENESIS
+from shared.core.journal import GENESIS, JournalEntry
 from shared.events import (
     TOPIC_CONTRACTS,
     TOPIC_JOURNAL,
@@ -64,12 +64,12 @@ async def replay(bus: Bus, engine: AsyncEngine) -> list[Outcome]:
 async def replay_contract(
     bus: Bus, engine: AsyncEngine, contract_id: str, contract_events: Sequence[Incoming]
 ) -> Outcome:
-    live: dict[str, dict[str, Any]] = {}
+    live: dict[str, JournalEntry] = {}
     for d in decode(await bus.read_all(TOPIC_JOURNAL, contract_id)).delivered:
         if isinstance(d, Delivered) and d.type == JournalEntryPosted.TYPE:
-            entry = d.event.data["entry"]
-            live.setdefault(entry["entry_id"], entry)
-    entries = sorted(live.values(), key=lambda e: e["seq"])
+            entry = JournalEntryPosted.model_validate(d.event.data).entry
+            live.setdefault(entry.entry_id, entry)
+    entries = sorted(live.values(), key=lambda e: e.seq)
     streams = {
         topic: _Stream(bus, topic, contract_id) for topic in (TOPIC_MEASUREMENTS, TOPIC_REVIEWS)
     }
@@ -77,7 +77,7 @@ async def replay_contract(
         async for batch in run:
             await apply_delivered(engine, batch)
     head = await journal_store.head(engine, contract_id)
-    return Outcome(contract_id, entries[-1]["hash"] if entries else GENESIS, head, len(entries))
+    return Outcome(contract_id, entries[-1].hash if entries else GENESIS, head, len(entries))
 
 
 class _Stream:
@@ -124,7 +124,7 @@ async def _batches(events: Sequence[Incoming]) -> AsyncIterator[list[Incoming]]:
 def _schedule(
     contract_events: Sequence[Incoming],
     streams: Mapping[str, _Stream],
-    entries: Sequence[Mapping[str, Any]],
+    entries: Sequence[JournalEntry],
 ) -> list[AsyncIterator[list[Incoming]]]:
     """Runs of one topic each, in the order that reproduces the live causes."""
     runs: list[AsyncIterator[list[Incoming]]] = [
@@ -134,7 +134,7 @@ def _schedule(
     done = 0
     seen_causes: set[tuple[str, int, int]] = set()
     for entry in entries:
-        inputs = entry.get("inputs", {})
+        inputs = entry.inputs
         cause = inputs.get("cause")
         if (
             not cause

@@ -110,14 +110,14 @@ async def get_balance(
     statements = await store.list_statements(runtime.engine, contract_id)
     if not entries and not statements:
         raise Problem(404, "Not found", f"no contract {contract_id!r} with statements")
-    currency = entries[0]["currency"] if entries else statements[-1]["currency"]
+    currency = entries[0].currency if entries else statements[-1]["currency"]
     sums = {"billed": Decimal(0), "credits": Decimal(0), "adjustments": Decimal(0)}
     for entry in entries:
-        kind = entry["kind"]
+        kind = entry.kind
         bucket = (
             "billed" if kind == "base_fee" else "credits" if kind in CREDIT_KINDS else "adjustments"
         )
-        sums[bucket] += Decimal(entry["amount"])
+        sums[bucket] += entry.amount
     text = {k: money.format_money(v, currency) for k, v in sums.items()}
     net = money.format_money(sum(sums.values(), Decimal(0)), currency)
     return Balance(currency=currency, net=net, as_of=moment, entries=len(entries), **text)

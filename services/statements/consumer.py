@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.statements import store
 from shared.consuming import envelopes, run_consumer
+from shared.core.journal import JournalEntry
 from shared.events import (
     TOPIC_CONTRACTS,
     TOPIC_JOURNAL,
@@ -59,7 +60,12 @@ async def apply_event(conn: AsyncConnection, event: Envelope) -> None:
     if event.type in SNAPSHOTS:
         await store.put_statement(conn, event.data["statement"], event.recorded_at)
     elif event.type == JournalEntryPosted.TYPE:
-        await store.put_entry(conn, event.data["entry"], event.occurred_at)
+        entry = JournalEntry.published(event.data.get("entry"))
+        if entry is None:
+            # Not an entry the ledger could have written: the audit names it; nothing to serve.
+            log.warning("an unreadable journal entry on slapay.journal: %s", event.event_id)
+            return
+        await store.put_entry(conn, entry, event.occurred_at)
     elif event.type == TermsAgreed.TYPE:
         agreed = event.payload()
         assert isinstance(agreed, TermsAgreed)

@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import db, jsonutil
+from shared.core.journal import JournalEntry
 from shared.db import UtcDateTime
 
 metadata = MetaData()
@@ -117,19 +118,19 @@ async def get_statement(
         return jsonutil.loads(row.body) if row else None
 
 
-async def put_entry(conn: AsyncConnection, entry: dict[str, Any], posted_at: datetime) -> None:
+async def put_entry(conn: AsyncConnection, entry: JournalEntry, posted_at: datetime) -> None:
     await conn.execute(
         db.upsert(conn, entries)
         .values(
-            entry_id=entry["entry_id"],
-            contract_id=entry["contract_id"],
-            seq=entry["seq"],
-            period=entry["period"],
-            kind=entry["kind"],
-            amount=entry["amount"],
-            currency=entry["currency"],
+            entry_id=entry.entry_id,
+            contract_id=entry.contract_id,
+            seq=entry.seq,
+            period=entry.period,
+            kind=entry.kind,
+            amount=str(entry.amount),
+            currency=entry.currency,
             posted_at=posted_at,
-            body=jsonutil.dumps(entry).decode(),
+            body=jsonutil.dumps(entry.document()).decode(),
         )
         .on_conflict_do_nothing()
     )
@@ -137,13 +138,13 @@ async def put_entry(conn: AsyncConnection, entry: dict[str, Any], posted_at: dat
 
 async def list_entries(
     engine: AsyncEngine, contract_id: str, until: datetime | None = None
-) -> list[dict[str, Any]]:
+) -> list[JournalEntry]:
     e = entries.c
     query = select(e.body).where(e.contract_id == contract_id).order_by(e.seq)
     if until is not None:
         query = query.where(e.posted_at <= until)
     async with engine.connect() as conn:
-        return [jsonutil.loads(r.body) for r in await conn.execute(query)]
+        return [JournalEntry.model_validate_json(r.body) for r in await conn.execute(query)]
 
 
 async def entry_rows(engine: AsyncEngine, contract_id: str) -> list[dict[str, Any]]:

@@ -40,6 +40,7 @@ from shared import audit, db, eventloop, heap
 from shared.audit.stored import body_of, stored_differences
 from shared.bus import BusUnavailable
 from shared.bus.factory import create_bus
+from shared.core.journal import JournalEntry
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,12 +57,12 @@ class Checked:
     differences: list[dict[str, Any]]
     entries_checked: int
     events_on_bus: int
-    chain: list[dict[str, Any]] = field(default_factory=list)
+    chain: list[JournalEntry] = field(default_factory=list)
     """The contract's journal entries as the bus holds them: what this result covers."""
 
     @property
     def head(self) -> str | None:
-        return self.chain[-1]["hash"] if self.chain else None
+        return self.chain[-1].hash if self.chain else None
 
 
 @dataclass(frozen=True)
@@ -237,7 +238,7 @@ class _Child:
 def _head(rows: list[dict[str, Any]]) -> str:
     """The hash the last stored entry's body carries ("" when there is none)."""
     body = body_of(rows[-1]) if rows else None
-    return body["hash"] if body is not None else ""
+    return body.hash if body is not None else ""
 
 
 def _context() -> ForkServerContext:

@@ -30,16 +30,16 @@ def unread_cuts(h: History, period: str) -> list[Difference]:
     return [
         {
             "check": "completeness",
-            "entry_id": entry["entry_id"],
+            "entry_id": entry.entry_id,
             "problem": f"its cut names {topic} partition {partition} up to offset {offset},"
             " beyond the contract's records read there (were partitions added to the topic?)",
             "expected": offset,
             "found": read[topic].get(partition),
         }
         for entry in h.entries
-        if period in (entry["period"], entry.get("corrects_period"))
+        if period in (entry.period, entry.corrects_period)
         for topic in read
-        for partition, offset in _cut(entry.get("inputs"), topic)
+        for partition, offset in _cut(entry.inputs, topic)
         if offset > read[topic].get(partition, -1)
     ]
 

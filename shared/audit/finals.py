@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from shared.audit.reading import E, History, Placed
+from shared.core.journal import JournalEntry
 from shared.core.payment import Statement, compute_statement
 from shared.core.terms import terms_in_force, version_in_force
 
@@ -17,9 +18,9 @@ ADJUSTMENT = "adjustment"
 Difference = dict[str, Any]
 
 
-def final_entries(entries: Iterable[Mapping[str, Any]], period: str) -> list[Mapping[str, Any]]:
+def final_entries(entries: Iterable[JournalEntry], period: str) -> list[JournalEntry]:
     """The entries the close of `period` posted: every entry of it that is no adjustment."""
-    return [e for e in entries if e["period"] == period and e["kind"] != ADJUSTMENT]
+    return [e for e in entries if e.period == period and e.kind != ADJUSTMENT]
 
 
 def recompute(h: History, period: str, inputs: Any) -> Statement | None:
@@ -52,20 +53,18 @@ def final_differences(h: History, period: str) -> list[Difference]:
     differences = _published_statement(h, period)
     if not finals:
         return differences
-    expected = recompute(h, period, finals[0].get("inputs", {}))
+    expected = recompute(h, period, finals[0].inputs)
     if expected is None:
         return [*differences, {"check": "terms", "problem": f"no terms in force for {period}"}]
-    twice = [line for line, n in Counter(e["line_id"] for e in finals).items() if n > 1]
+    twice = [line for line, n in Counter(e.line_id for e in finals).items() if n > 1]
     differences += [
         {"check": "final", "line_id": line, "problem": "line posted more than once"}
         for line in twice
     ]
-    return differences + compare(expected, {e["line_id"]: e for e in finals}, "final")
+    return differences + compare(expected, {e.line_id: e for e in finals}, "final")
 
 
-def compare(
-    expected: Statement, found: Mapping[str, Mapping[str, Any]], what: str
-) -> list[Difference]:
+def compare(expected: Statement, found: Mapping[str, JournalEntry], what: str) -> list[Difference]:
     """Each recomputed line against the entry posted for it: amount, events, digest."""
     differences: list[Difference] = []
     for line in expected.lines:
@@ -82,16 +81,16 @@ def compare(
             )
             continue
         for key, want, got in (
-            ("amount", line.amount, Decimal(entry["amount"])),
-            ("events_digest", line.derivation.events_digest, entry.get("events_digest")),
-            ("events", line.derivation.events, entry["derivation"].get("events")),
+            ("amount", line.amount, entry.amount),
+            ("events_digest", line.derivation.events_digest, entry.events_digest),
+            ("events", line.derivation.events, entry.derivation.events),
         ):
             if want != got:
                 differences.append(
                     {
                         "check": what,
                         "line_id": line.line_id,
-                        "entry_id": entry["entry_id"],
+                        "entry_id": entry.entry_id,
                         "field": key,
                         "expected": str(want),
                         "found": str(got),
@@ -119,8 +118,8 @@ def _published_statement(h: History, period: str) -> list[Difference]:
     if document is None:
         return [{"check": "final_statement", "problem": f"no statement.finalized for {period}"}]
     differences: list[Difference] = []
-    posted_into = [e for e in h.entries if e["period"] == period]
-    chain = {e["entry_id"]: e["hash"] for e in posted_into}
+    posted_into = [e for e in h.entries if e.period == period]
+    chain = {e.entry_id: e.hash for e in posted_into}
     named = {str(x.get("entry_id")): x.get("hash") for x in _objects(document.get("entries"))}
     for entry_id in sorted(chain.keys() | named.keys()):
         if chain.get(entry_id) != named.get(entry_id):
@@ -135,7 +134,7 @@ def _published_statement(h: History, period: str) -> list[Difference]:
             )
     lines = _objects(document.get("lines"))
     posted: Counter[tuple[str, Decimal | None]] = Counter(
-        (e["line_id"], Decimal(e["amount"])) for e in posted_into
+        (e.line_id, e.amount) for e in posted_into
     )
     shown = Counter((str(x.get("line_id")), decimal(x.get("amount"))) for x in lines)
     for (line_id, amount), n in sorted((shown - posted).items(), key=str):

@@ -11,13 +11,14 @@ import operator
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Any, TypeGuard, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from shared import heap
 from shared.bus import Bus, Record
 from shared.consuming import Delivered
+from shared.core.journal import JournalEntry
 from shared.core.payment import Observation, Rating
 from shared.core.terms import Terms
 from shared.events import (
@@ -58,8 +59,8 @@ class Journal:
     chain order; every later copy of an id with other content; the final statements; and
     whatever was published as an entry but lacks an entry's fields."""
 
-    entries: list[dict[str, Any]] = field(default_factory=list)
-    conflicts: list[dict[str, Any]] = field(default_factory=list)
+    entries: list[JournalEntry] = field(default_factory=list)
+    conflicts: list[JournalEntry] = field(default_factory=list)
     finals: dict[str, dict[str, Any]] = field(default_factory=dict)
     malformed: list[Any] = field(default_factory=list)
 
@@ -76,7 +77,7 @@ class History:
     disputes: dict[str, Dispute] = field(default_factory=dict)
 
     @property
-    def entries(self) -> list[dict[str, Any]]:
+    def entries(self) -> list[JournalEntry]:
         return self.journal.entries
 
     @property
@@ -191,44 +192,28 @@ def disputes(events: Iterable[Incoming]) -> dict[str, Dispute]:
 
 def read_journal_records(records: Iterable[Record], contract_id: str) -> Journal:
     """The contract's entries and final statements among the journal topic's records."""
-    entries: dict[str, dict[str, Any]] = {}
-    conflicts: list[dict[str, Any]] = []
+    entries: dict[str, JournalEntry] = {}
+    conflicts: list[JournalEntry] = []
     finals: dict[str, dict[str, Any]] = {}
     malformed: list[Any] = []
     for _, event in _events(sorted(records, key=_RECORD_PLACE), contract_id):
         if event.contract_id != contract_id:
             continue
         if event.type == JournalEntryPosted.TYPE:
-            entry = event.data.get("entry")
-            if not is_entry(entry):
-                malformed.append(entry)
+            published = event.data.get("entry")
+            entry = JournalEntry.published(published)
+            if entry is None:
+                malformed.append(published)
                 continue
-            first = entries.setdefault(entry["entry_id"], entry)
-            if first.get("hash") != entry.get("hash"):
+            first = entries.setdefault(entry.entry_id, entry)
+            if first.hash != entry.hash:
                 conflicts.append(entry)
         elif event.type == StatementFinalized.TYPE:
             statement = event.data.get("statement")
             if isinstance(statement, dict) and isinstance(statement.get("period"), str):
                 finals.setdefault(statement["period"], statement)
-    ordered = sorted(entries.values(), key=lambda e: e["seq"])
+    ordered = sorted(entries.values(), key=lambda e: e.seq)
     return Journal(ordered, conflicts, finals, malformed)
-
-
-_ENTRY_TEXT = ("entry_id", "period", "kind", "line_id", "currency", "hash", "prev_hash")
-
-
-def is_entry(entry: Any) -> TypeGuard[dict[str, Any]]:
-    """It has what the checks read: text fields, a whole `seq`, an `amount` that is a
-    finite decimal string and a `derivation` object."""
-    if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in _ENTRY_TEXT):
-        return False
-    seq, amount = entry.get("seq"), entry.get("amount")
-    if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(amount, str):
-        return False
-    try:
-        return Decimal(amount).is_finite() and isinstance(entry.get("derivation"), dict)
-    except ArithmeticError:
-        return False
 
 
 async def read_journal(bus: Bus, contract_id: str) -> Journal:

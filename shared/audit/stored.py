@@ -6,36 +6,30 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from shared import jsonutil
 from shared.audit.finals import Difference
-from shared.audit.reading import is_entry
 from shared.core import money
-from shared.core.journal import canonical, chain_breaks
+from shared.core.journal import JournalEntry, chain_breaks
 
 Row = Mapping[str, Any]
 """A stored entry: its columns by name, `body` the entry's JSON (text or parsed)."""
 
 
-def _minor_units(body: Mapping[str, Any]) -> int:
-    return int(Decimal(body["amount"]).scaleb(money.minor_digits(body["currency"])))
+def _minor_units(entry: JournalEntry) -> int:
+    return int(entry.amount.scaleb(money.minor_digits(entry.currency)))
 
 
-def _instant(body: Mapping[str, Any]) -> datetime:
-    return datetime.fromisoformat(str(body["posted_at"]).replace("Z", "+00:00"))
-
-
-DERIVED: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+DERIVED: dict[str, Callable[[JournalEntry], Any]] = {
     "amount_minor": _minor_units,
-    "posted_at": _instant,
+    "posted_at": lambda entry: entry.posted,
 }
 """Columns that hold a body field in another form; any other column named like a body
 field must equal it, and columns the body does not name are not checked."""
 
 
-def body_of(row: Row) -> dict[str, Any] | None:
+def body_of(row: Row) -> JournalEntry | None:
     """The row's entry, or None when its body is not one."""
     body = row.get("body")
     if isinstance(body, str | bytes):
@@ -43,21 +37,21 @@ def body_of(row: Row) -> dict[str, Any] | None:
             body = jsonutil.loads(body)
         except ValueError:
             return None
-    return body if is_entry(body) else None
+    return JournalEntry.published(body)
 
 
 def stored_ids(rows: Sequence[Row]) -> set[str]:
     """The entry ids the rows' bodies carry."""
-    return {body["entry_id"] for body in map(body_of, rows) if body is not None}
+    return {body.entry_id for body in map(body_of, rows) if body is not None}
 
 
 def stored_differences(
-    published: Sequence[Mapping[str, Any]], rows: Sequence[Row], store: str
+    published: Sequence[JournalEntry], rows: Sequence[Row], store: str
 ) -> list[Difference]:
     """Every way the stored entries (`rows`, in the store's chain order) and the published
     ones disagree; `store` names the store in each difference."""
     differences: list[Difference] = []
-    bodies: list[dict[str, Any]] = []
+    bodies: list[JournalEntry] = []
     for row in rows:
         body = body_of(row)
         if body is None:
@@ -73,20 +67,20 @@ def stored_differences(
         bodies.append(body)
         differences += _columns(row, body, store)
     differences += [{"check": "stored_chain", "store": store, **b} for b in chain_breaks(bodies)]
-    on_bus = {e["entry_id"]: e for e in published}
-    stored = {b["entry_id"]: b for b in bodies}
+    on_bus = {e.entry_id: e for e in published}
+    stored = {b.entry_id: b for b in bodies}
     for entry_id, entry in on_bus.items():
         if entry_id not in stored:
             differences.append(_missing("missing_from_database", entry, store))
-        elif not _same_entry(stored[entry_id], entry):
+        elif stored[entry_id] != entry:
             differences.append(
                 {
                     "check": "published",
                     "store": store,
                     "entry_id": entry_id,
                     "problem": "differs from the entry published on the bus",
-                    "expected": entry.get("hash"),
-                    "found": stored[entry_id].get("hash"),
+                    "expected": entry.hash,
+                    "found": stored[entry_id].hash,
                 }
             )
     for entry_id, body in stored.items():
@@ -95,39 +89,28 @@ def stored_differences(
     return differences
 
 
-def _missing(check: str, entry: Mapping[str, Any], store: str) -> Difference:
+def _missing(check: str, entry: JournalEntry, store: str) -> Difference:
     where = "the bus" if check == "missing_from_bus" else store
     return {
         "check": check,
         "store": store,
-        "entry_id": entry["entry_id"],
-        "seq": entry["seq"],
-        "period": entry["period"],
-        "kind": entry["kind"],
-        "amount": entry["amount"],
+        "entry_id": entry.entry_id,
+        "seq": entry.seq,
+        "period": entry.period,
+        "kind": entry.kind,
+        "amount": str(entry.amount),
         "problem": f"not in {where}",
     }
 
 
-def _same_entry(stored: Mapping[str, Any], published: Mapping[str, Any]) -> bool:
-    if (stored.get("hash"), stored.get("prev_hash")) != (
-        published.get("hash"),
-        published.get("prev_hash"),
-    ):
-        return False
-    try:
-        return canonical(stored) == canonical(published)
-    except (TypeError, ValueError, OverflowError):
-        return False
-
-
-def _columns(row: Row, body: Mapping[str, Any], store: str) -> list[Difference]:
+def _columns(row: Row, entry: JournalEntry, store: str) -> list[Difference]:
     differences: list[Difference] = []
+    body = entry.document()
     for column, value in row.items():
         if column == "body" or (column not in DERIVED and column not in body):
             continue
         try:
-            expected = DERIVED[column](body) if column in DERIVED else body[column]
+            expected = DERIVED[column](entry) if column in DERIVED else body[column]
         except (ArithmeticError, KeyError, TypeError, ValueError):
             expected = None
         if value != expected:
@@ -135,7 +118,7 @@ def _columns(row: Row, body: Mapping[str, Any], store: str) -> list[Difference]:
                 {
                     "check": "stored_column",
                     "store": store,
-                    "entry_id": body["entry_id"],
+                    "entry_id": entry.entry_id,
                     "column": column,
                     "problem": "the column disagrees with the entry's body",
                     "expected": _text(expected),

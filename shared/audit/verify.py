@@ -57,14 +57,14 @@ def verify(
     differences += [
         {
             "check": "published_twice",
-            "entry_id": entry["entry_id"],
+            "entry_id": entry.entry_id,
             "problem": "published again with other content",
-            "found": entry.get("hash"),
+            "found": entry.hash,
         }
         for entry in h.journal.conflicts
     ]
     differences += [
-        {"check": "malformed_entry", "problem": "published as an entry without its fields"}
+        {"check": "malformed_entry", "problem": "published as an entry but not in an entry's form"}
         for _ in h.journal.malformed
     ]
     differences += unread_cuts(h, period)
@@ -86,7 +86,7 @@ async def in_step(
     read model a moment after, which is no difference."""
     rows = await read_rows()
     deadline = time.monotonic() + patience_s
-    while stored_ids(rows) != {e["entry_id"] for e in h.entries} and time.monotonic() < deadline:
+    while stored_ids(rows) != {e.entry_id for e in h.entries} and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
         h = replace(h, journal=await read_journal(bus, h.contract_id))
         rows = await read_rows()

@@ -70,7 +70,7 @@ async def test_an_adjustment_forged_through_the_outbox_is_named(system: System) 
     }
     at = datetime.now(UTC)
     body = posting.dispute_body(CONTRACT, "2026-10", "EUR", dispute, Decimal("-5000.00"), at, {})
-    forged = chain(last["hash"], {**body, "entry_id": str(uuid.uuid4()), "seq": last["seq"] + 1})
+    forged = chain(last["hash"], body, CONTRACT, last["seq"] + 1).document()
     async with ledger_engine(system).begin() as conn:
         message = event_message(JournalEntryPosted(entry=forged), CONTRACT, at, "forged")
         await journal_store.enqueue(conn, [message])

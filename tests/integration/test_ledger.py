@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from services.demo import demo_terms
 from services.ledger.workers import request_due_closes
-from shared.core.journal import chain_breaks
+from shared.core.journal import JournalEntry, chain_breaks
 from tests.system import System, eventually
 
 pytestmark = pytest.mark.integration
@@ -73,7 +73,8 @@ async def setup_closed_september(system: System, up: int = 1000) -> dict[str, An
 async def journal(system: System) -> list[dict[str, Any]]:
     from services.ledger import journal_store
 
-    return await journal_store.entries(system.apps["ledger"].state.runtime.engine, CONTRACT)
+    engine = system.apps["ledger"].state.runtime.engine
+    return [e.document() for e in await journal_store.entries(engine, CONTRACT)]
 
 
 async def test_close_posts_a_hash_chained_final_statement(system: System) -> None:
@@ -81,7 +82,7 @@ async def test_close_posts_a_hash_chained_final_statement(system: System) -> Non
     assert final["total"] == "9000.00"  # 10000 - 10% for availability; the other KPIs: no data
     entries = await journal(system)
     assert [e["seq"] for e in entries] == list(range(1, len(final["lines"]) + 1))
-    assert chain_breaks(entries) == []
+    assert chain_breaks(map(JournalEntry.model_validate, entries)) == []
     assert [e["entry_id"] for e in entries] == [e["entry_id"] for e in final["entries"]]
     assert entries[0]["inputs"]["slapay.measurements"]
     again = await system.ledger.post(
@@ -122,7 +123,7 @@ async def test_late_events_crossing_a_tier_post_a_correction_next_period(system:
     assert correction["amount"] == "-1000.00"
     assert correction["period"] == "2026-10" and correction["corrects_period"] == "2026-09"
     assert correction["corrects_line_id"] == f"{CONTRACT}:2026-09:sla_credit:availability"
-    assert chain_breaks(entries) == []
+    assert chain_breaks(map(JournalEntry.model_validate, entries)) == []
     unchanged = await get(system, f"/v1/contracts/{CONTRACT}/statements/2026-09")
     assert unchanged["total"] == "10000.00" and unchanged["status"] == "final"
     october = await eventually(

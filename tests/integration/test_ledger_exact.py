@@ -131,7 +131,7 @@ def close(bus: Bus, period: str) -> Record:
 
 
 async def adjustments(engine: AsyncEngine) -> list[str]:
-    entries = await journal_store.entries(engine, CONTRACT)
+    entries = [e.document() for e in await journal_store.entries(engine, CONTRACT)]
     return [e["amount"] for e in entries if e["kind"] == "adjustment"]
 
 

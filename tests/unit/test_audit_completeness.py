@@ -20,14 +20,13 @@ def test_a_cut_naming_a_partition_that_was_not_read_is_named() -> None:
     """Partitions added to the topic: the contract's later records went to partition 1,
     which the partition its key maps to now (0) does not hold."""
     h, journal = closed_september()
-    moved = {
-        **journal.entries[0],
-        "inputs": {"slapay.measurements": {"0": {"offset": 999}, "1": {"offset": 41}}},
-    }
+    moved = journal.entries[0].model_copy(
+        update={"inputs": {"slapay.measurements": {"0": {"offset": 999}, "1": {"offset": 41}}}}
+    )
     h.journal = replace(h.journal, entries=[moved, *journal.entries[1:]])
     [difference] = unread_cuts(h, "2026-09")
     assert difference["check"] == "completeness"
-    assert difference["entry_id"] == moved["entry_id"]
+    assert difference["entry_id"] == moved.entry_id
     assert (difference["expected"], difference["found"]) == (41, None)
     assert "partition 1" in difference["problem"]
     assert "completeness" in [d["check"] for d in verify(h, "2026-09")]

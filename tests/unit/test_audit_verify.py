@@ -16,7 +16,7 @@ from services.demo import demo_terms
 from services.ledger.domain import posting
 from shared.audit import Dispute, History, Journal, NothingFinal, verify
 from shared.audit.causes import adjustment_differences
-from shared.core.journal import chain, entry_id
+from shared.core.journal import GENESIS, EntryBody, JournalEntry, chain
 from shared.core.payment import Observation, compute_statement
 from shared.core.terms import Terms
 
@@ -57,17 +57,23 @@ class Chain:
     """Entries chained as the ledger chains them."""
 
     def __init__(self) -> None:
-        self.entries: list[dict[str, Any]] = []
+        self.entries: list[JournalEntry] = []
 
-    def post(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def post(self, bodies: list[EntryBody]) -> list[JournalEntry]:
         posted = []
         for body in bodies:
             seq = len(self.entries) + 1
-            prev = self.entries[-1]["hash"] if self.entries else "sha256:" + "0" * 64
-            entry = chain(prev, {**body, "entry_id": entry_id(CONTRACT, seq), "seq": seq})
+            prev = self.entries[-1].hash if self.entries else GENESIS
+            entry = chain(prev, body, CONTRACT, seq)
             self.entries.append(entry)
             posted.append(entry)
         return posted
+
+
+def forged(entry: JournalEntry, **changes: Any) -> JournalEntry:
+    """`entry` with `changes`, chained again in its place (a forger who can hash)."""
+    body = entry.body().model_copy(update=changes)
+    return chain(entry.prev_hash, body, CONTRACT, entry.seq)
 
 
 def closed_september(up: int = 995) -> tuple[History, Chain]:
@@ -83,7 +89,7 @@ def closed_september(up: int = 995) -> tuple[History, Chain]:
     return h, journal
 
 
-def with_late_failures(h: History, journal: Chain) -> dict[str, Any]:
+def with_late_failures(h: History, journal: Chain) -> JournalEntry:
     """10 late failures; the ledger's correction of September posted into October."""
     late = probes(10, 0, first_offset=1000, prefix="late")
     h.measurements = [*h.measurements, *late]
@@ -101,7 +107,7 @@ def with_late_failures(h: History, journal: Chain) -> dict[str, Any]:
 
 def dispute_adjustment(
     h: History, journal: Chain, dispute_id: str, amount: str, line_id: str = CREDIT
-) -> dict[str, Any]:
+) -> JournalEntry:
     dispute = {"dispute_id": dispute_id, "period": "2026-09", "line_id": line_id}
     body = posting.dispute_body(CONTRACT, "2026-10", "EUR", dispute, Decimal(amount), LATE_AT, {})
     [entry] = journal.post([body])
@@ -121,11 +127,11 @@ def test_a_closed_month_its_correction_and_an_accepted_dispute_verify() -> None:
     h, journal = closed_september()
     assert verify(h, "2026-09") == []
     correction = with_late_failures(h, journal)
-    assert correction["amount"] == "-1500.00"  # 995/1010 < 0.99: the 25% tier
+    assert correction.amount == Decimal("-1500.00")  # 995/1010 < 0.99: the 25% tier
     h.disputes = {"d-1": accepted("d-1", "500.00")}
     dispute_adjustment(h, journal, "d-1", "500.00")
     assert verify(h, "2026-09") == []
-    assert verify(h, "2026-09", [{"body": e} for e in journal.entries]) == []
+    assert verify(h, "2026-09", [{"body": e.document()} for e in journal.entries]) == []
 
 
 def test_a_correction_after_an_accepted_dispute_leaves_the_settlement_standing() -> None:
@@ -136,26 +142,24 @@ def test_a_correction_after_an_accepted_dispute_leaves_the_settlement_standing()
     h.disputes = {"d-1": accepted("d-1", "500.00")}
     dispute_adjustment(h, journal, "d-1", "500.00")
     correction = with_late_failures(h, journal)
-    assert correction["amount"] == "-1500.00"  # -1000 brought to -2500; the +500 stays
+    assert correction.amount == Decimal("-1500.00")  # -1000 brought to -2500; the +500 stays
     assert verify(h, "2026-09") == []
 
 
 def test_an_adjustment_of_a_dispute_the_bus_does_not_hold_is_named() -> None:
     h, journal = closed_september()
-    forged = dispute_adjustment(h, journal, "made-up", "-5000.00")
+    made_up = dispute_adjustment(h, journal, "made-up", "-5000.00")
     [difference] = verify(h, "2026-09")
     assert difference == {
         **difference,
         "check": "adjustment_cause",
-        "entry_id": forged["entry_id"],
+        "entry_id": made_up.entry_id,
         "dispute_id": "made-up",
         "corrects_period": "2026-09",
         "period": "2026-10",
     }
     # Verifying the month it was posted into names it too.
-    assert checks(adjustment_differences(h, "2026-10")) == [
-        ("adjustment_cause", forged["entry_id"])
-    ]
+    assert checks(adjustment_differences(h, "2026-10")) == [("adjustment_cause", made_up.entry_id)]
 
 
 @pytest.mark.parametrize(
@@ -178,7 +182,7 @@ def test_a_dispute_adjustment_needs_the_very_dispute_that_accepted_it(
     h.disputes = {"d-1": dispute}
     entry = dispute_adjustment(h, journal, "d-1", "500.00")
     [difference] = verify(h, "2026-09")
-    assert difference["check"] == "adjustment_cause" and difference["entry_id"] == entry["entry_id"]
+    assert difference["check"] == "adjustment_cause" and difference["entry_id"] == entry.entry_id
     assert problem in difference["problem"]
 
 
@@ -188,7 +192,7 @@ def test_a_dispute_settles_once() -> None:
     dispute_adjustment(h, journal, "d-1", "500.00")
     again = dispute_adjustment(h, journal, "d-1", "500.00")
     [difference] = verify(h, "2026-09")
-    assert (difference["check"], difference["entry_id"]) == ("adjustment_cause", again["entry_id"])
+    assert (difference["check"], difference["entry_id"]) == ("adjustment_cause", again.entry_id)
     assert "settled by entry" in difference["problem"]
 
 
@@ -199,24 +203,26 @@ def test_a_correction_without_late_events_is_named() -> None:
     )
     posted = posting.effective_amounts(journal.entries, "2026-09")
     bodies = posting.correction_bodies(recomputed, posted, "2026-10", LATE_AT, ["x"], cut(999))
-    [forged] = journal.post(bodies)
+    [unfounded] = journal.post(bodies)
     h.journal = replace(h.journal, entries=journal.entries)
     [difference] = verify(h, "2026-09")
-    assert (difference["check"], difference["entry_id"]) == ("adjustment_cause", forged["entry_id"])
+    assert (difference["check"], difference["entry_id"]) == (
+        "adjustment_cause",
+        unfounded.entry_id,
+    )
     assert "no late event" in difference["problem"]
 
 
 def test_a_correction_the_late_events_do_not_give_is_named() -> None:
     h, journal = closed_september()
     correction = with_late_failures(h, journal)
-    edited = {**correction, "amount": "-2500.00"}
-    journal.entries[-1] = chain(correction["prev_hash"], edited)
+    journal.entries[-1] = forged(correction, amount=Decimal("-2500.00"))
     h.journal = replace(h.journal, entries=journal.entries)
     [difference] = verify(h, "2026-09")
     assert difference == {
         **difference,
         "check": "adjustment",
-        "entry_id": correction["entry_id"],
+        "entry_id": correction.entry_id,
         "expected": "-2500.00",  # where the late events bring the credit line
         "found": "-3500.00",  # the final -1000.00 and the edited correction
     }
@@ -230,20 +236,20 @@ def test_an_open_period_or_unknown_contract_has_nothing_final() -> None:
         verify(History(CONTRACT), "2026-09")
 
 
-def rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def rows(entries: list[JournalEntry]) -> list[dict[str, Any]]:
     """As the ledger's journal table stores them: columns beside the body."""
     return [
         {
-            "entry_id": e["entry_id"],
-            "seq": e["seq"],
-            "period": e["period"],
-            "kind": e["kind"],
-            "amount_minor": int(Decimal(e["amount"]) * 100),
-            "currency": e["currency"],
-            "hash": e["hash"],
-            "prev_hash": e["prev_hash"],
-            "posted_at": datetime.fromisoformat(e["posted_at"].replace("Z", "+00:00")),
-            "body": e,
+            "entry_id": e.entry_id,
+            "seq": e.seq,
+            "period": e.period,
+            "kind": e.kind,
+            "amount_minor": int(e.amount * 100),
+            "currency": e.currency,
+            "hash": e.hash,
+            "prev_hash": e.prev_hash,
+            "posted_at": e.posted,
+            "body": e.document(),
         }
         for e in entries
     ]
@@ -254,14 +260,12 @@ def test_a_stored_journal_missing_an_entry_or_holding_another_is_named() -> None
     tail = with_late_failures(h, journal)
     stored = rows(journal.entries)
     assert verify(h, "2026-09", stored) == []
-    assert checks(verify(h, "2026-09", stored[:-1])) == [
-        ("missing_from_database", tail["entry_id"])
-    ]
+    assert checks(verify(h, "2026-09", stored[:-1])) == [("missing_from_database", tail.entry_id)]
     extra = Chain()
     extra.entries = list(journal.entries)
-    [unpublished] = extra.post([{**tail, "amount": "-1.00"}])
+    [unpublished] = extra.post([tail.body().model_copy(update={"amount": Decimal("-1.00")})])
     assert checks(verify(h, "2026-09", rows(extra.entries))) == [
-        ("missing_from_bus", unpublished["entry_id"])
+        ("missing_from_bus", unpublished.entry_id)
     ]
 
 
@@ -288,8 +292,10 @@ def test_a_stored_column_or_body_that_disagrees_is_named() -> None:
 def test_an_entry_published_twice_with_other_content_is_named() -> None:
     h, journal = closed_september()
     credit = journal.entries[1]
-    h.journal = replace(h.journal, conflicts=[{**credit, "hash": "sha256:" + "1" * 64}])
-    assert checks(verify(h, "2026-09")) == [("published_twice", credit["entry_id"])]
+    h.journal = replace(
+        h.journal, conflicts=[credit.model_copy(update={"hash": "sha256:" + "1" * 64})]
+    )
+    assert checks(verify(h, "2026-09")) == [("published_twice", credit.entry_id)]
 
 
 def test_a_published_final_statement_that_disagrees_with_the_chain_is_named() -> None:

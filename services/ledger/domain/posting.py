@@ -15,6 +15,7 @@ from typing import Any
 
 from shared.core import money
 from shared.core.aggregates import events_digest
+from shared.core.journal import EntryBody, JournalEntry
 from shared.core.statement import Derivation, Entry, Line, Statement, Status
 
 ADJUSTMENT = "adjustment"
@@ -26,7 +27,7 @@ def timestamp(at: datetime) -> str:
 
 def final_bodies(
     statement: Statement, posted_at: datetime, inputs: Mapping[str, Any]
-) -> list[dict[str, Any]]:
+) -> list[EntryBody]:
     """One entry per computed line of a period being closed."""
     return [
         _body(
@@ -42,18 +43,18 @@ def final_bodies(
     ]
 
 
-def effective_amounts(entries: Iterable[Mapping[str, Any]], period: str) -> dict[str, Decimal]:
+def effective_amounts(entries: Iterable[EntryBody], period: str) -> dict[str, Decimal]:
     """What the formula has posted for each line of `period` so far: its final entry plus
     every correction after late events. An accepted dispute's adjustment stands apart: a
     later correction must not undo what the parties settled."""
     amounts: dict[str, Decimal] = defaultdict(Decimal)
     for entry in entries:
-        if entry["kind"] != ADJUSTMENT and entry["period"] == period:
-            amounts[entry["line_id"]] += Decimal(entry["amount"])
-        elif entry.get("dispute_id") is not None:
+        if entry.kind != ADJUSTMENT and entry.period == period:
+            amounts[entry.line_id] += entry.amount
+        elif entry.dispute_id is not None:
             continue
-        elif entry.get("corrects_period") == period and entry.get("corrects_line_id"):
-            amounts[entry["corrects_line_id"]] += Decimal(entry["amount"])
+        elif entry.corrects_period == period and entry.corrects_line_id:
+            amounts[entry.corrects_line_id] += entry.amount
     return dict(amounts)
 
 
@@ -64,7 +65,7 @@ def correction_bodies(
     posted_at: datetime,
     late_event_ids: Iterable[str],
     inputs: Mapping[str, Any],
-) -> list[dict[str, Any]]:
+) -> list[EntryBody]:
     """Adjustments (posted into `into_period`) that bring each line of a closed period to
     what the late events make it; none where nothing changed."""
     digest = events_digest(late_event_ids)
@@ -132,7 +133,7 @@ def dispute_body(
     amount: Decimal,
     posted_at: datetime,
     inputs: Mapping[str, Any],
-) -> dict[str, Any]:
+) -> EntryBody:
     text = money.format_money(amount, currency)
     line = Line(
         line_id=f"{contract_id}:{into_period}:adjustment:dispute:{dispute['dispute_id']}",
@@ -174,48 +175,36 @@ def _body(
     corrects_period: str | None = None,
     corrects_line_id: str | None = None,
     dispute_id: str | None = None,
-) -> dict[str, Any]:
-    data = line.model_dump(mode="json")
-    return {
-        "contract_id": contract_id,
-        "period": period,
-        "kind": line.kind,
-        "line_id": line.line_id,
-        "kpi": line.kpi,
-        "amount": data["amount"],
-        "currency": currency,
-        "description": line.description,
-        "derivation": data["derivation"],
-        "events_digest": data["derivation"]["events_digest"],
-        "terms_version": terms_version,
-        "corrects_period": corrects_period,
-        "corrects_line_id": corrects_line_id,
-        "dispute_id": dispute_id,
-        "inputs": dict(inputs),
-        "posted_at": timestamp(posted_at),
-    }
-
-
-def line_of(entry: Mapping[str, Any]) -> Line:
-    return Line(
-        line_id=entry["line_id"],
-        kind=entry["kind"],
-        kpi=entry.get("kpi"),
-        amount=Decimal(entry["amount"]),
-        description=entry["description"],
-        derivation=Derivation.model_validate(entry["derivation"]),
+) -> EntryBody:
+    return EntryBody(
+        contract_id=contract_id,
+        period=period,
+        kind=line.kind,
+        line_id=line.line_id,
+        kpi=line.kpi,
+        amount=line.amount,
+        currency=currency,
+        description=line.description,
+        derivation=line.derivation,
+        events_digest=line.derivation.events_digest,
+        terms_version=terms_version,
+        corrects_period=corrects_period,
+        corrects_line_id=corrects_line_id,
+        dispute_id=dispute_id,
+        inputs=dict(inputs),
+        posted_at=timestamp(posted_at),
     )
 
 
 def compose(
     computed: Statement,
-    adjustments: Iterable[Mapping[str, Any]],
+    adjustments: Iterable[EntryBody],
     *,
     status: Status,
-    entries: Iterable[Mapping[str, Any]] = (),
+    entries: Iterable[JournalEntry] = (),
 ) -> Statement:
     """The statement of a period: its computed lines plus the adjustments posted into it."""
-    lines = (*computed.lines, *(line_of(e) for e in adjustments))
+    lines = (*computed.lines, *(e.line for e in adjustments))
     return Statement(
         contract_id=computed.contract_id,
         period=computed.period,
@@ -225,6 +214,6 @@ def compose(
         total=sum((line.amount for line in lines), Decimal(0)).quantize(computed.total),
         lines=lines,
         entries=tuple(
-            Entry(entry_id=e["entry_id"], hash=e["hash"], prev_hash=e["prev_hash"]) for e in entries
+            Entry(entry_id=e.entry_id, hash=e.hash, prev_hash=e.prev_hash) for e in entries
         ),
     )
