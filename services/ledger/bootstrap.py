@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.ledger import api, store
-from services.ledger.consumer import deadletter_loop, fold_loop
+from services.ledger.consumer import deadletter_loop, fold_worker
 from services.ledger.provisional import provisional_loop
 from services.ledger.workers import autoclose_loop, outbox_loop
 from shared import signing
@@ -24,7 +24,7 @@ def bootstrap(settings: Settings | None = None, bus: Bus | None = None) -> FastA
         store.metadata,
         [api.router, signing.router],
         workers=[
-            signing.signing_worker(keyring, fold_loop),
+            fold_worker(keyring),
             outbox_loop,
             provisional_loop,
             autoclose_loop,

@@ -18,19 +18,21 @@ from services.ledger import journal_store, store
 from services.ledger.book import Book, computed_statement, event_message, ratings_of
 from services.ledger.book import inputs as book_inputs
 from services.ledger.domain import posting
-from shared import signing
 from shared.bus import Message
 from shared.core import periods
 from shared.core.aggregates import KpiState
 from shared.core.journal import EntryBody, JournalEntry
 from shared.core.payment import kpi_credit, statement_from_states
 from shared.events import JournalEntryPosted, StatementFinalized
+from shared.signing import Keyring
 
 
 @dataclass
 class Effects:
-    """What a batch produces beyond its rows: messages for the outbox, periods to refresh."""
+    """What a batch produces beyond its rows: messages for the outbox, periods to refresh;
+    and the keyring final statements are signed with (None: unsigned)."""
 
+    keyring: Keyring | None
     out: list[tuple[str, Message]] = field(default_factory=list)
     touched: set[tuple[str, str]] = field(default_factory=set)
 
@@ -73,7 +75,8 @@ async def close_period(
     adjustments = [e for e in posted_into if e.kind == posting.ADJUSTMENT]
     final = posting.compose(computed, adjustments, status="final", entries=[*entries, *adjustments])
     terms = book.terms_for(period)
-    document = signing.sign_final(
+    document = _signed(
+        fx.keyring,
         {
             **final.model_dump(mode="json"),
             "inputs": inputs,
@@ -81,7 +84,7 @@ async def close_period(
             "parties": {"provider": terms[0].provider, "customer": terms[0].customer}
             if terms
             else None,
-        }
+        },
     )
     await journal_store.record_close(conn, book.contract_id, period, at, inputs, document)
     book.closed.add(period)
@@ -91,6 +94,10 @@ async def close_period(
         )
     )
     return None
+
+
+def _signed(keyring: Keyring | None, statement: dict[str, Any]) -> dict[str, Any]:
+    return statement if keyring is None else keyring.sign(statement)
 
 
 async def correct_late(

@@ -36,6 +36,7 @@ from shared.events import (
     TermsAgreed,
 )
 from shared.measured import DeliveredMeasurement, Incoming
+from shared.signing import Keyring
 from shared.telemetry import span
 
 GROUP = "ledger"
@@ -46,12 +47,17 @@ def _nothing() -> None:
 
 
 async def apply_delivered(
-    engine: AsyncEngine, incoming: Sequence[Incoming], cpu_done: Callable[[], None] = _nothing
+    engine: AsyncEngine,
+    incoming: Sequence[Incoming],
+    *,
+    keyring: Keyring | None,
+    cpu_done: Callable[[], None] = _nothing,
 ) -> set[tuple[str, str]]:
     """Apply a batch in one transaction; return the (contract, period)s it changed.
     Measurements are best given as `DeliveredMeasurement`s (`decode_measurements`); one
-    given as an envelope is read from it. `cpu_done` is called once what is left of the
-    batch is mostly the database's work (the consumer then reads its next batch)."""
+    given as an envelope is read from it. Final statements are signed with `keyring` (None:
+    left unsigned, as replay's scratch tables do). `cpu_done` is called once what is left of
+    the batch is mostly the database's work (the consumer then reads its next batch)."""
     delivered = [d for d in incoming if isinstance(d, Delivered)]
     measurements = (
         [_measurement(d) for d in incoming if d.type == MeasurementRecorded.TYPE]
@@ -59,7 +65,7 @@ async def apply_delivered(
         else cast("Sequence[DeliveredMeasurement]", incoming)  # the fold's usual batch
     )
     async with engine.begin() as conn:
-        fx = closing.Effects()
+        fx = closing.Effects(keyring=keyring)
         for d in delivered:
             if d.type == TermsAgreed.TYPE:
                 fx.touched |= await apply_terms(conn, d.event) or set()
