@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -115,13 +115,20 @@ async def running_statement(
     return with_review_flags(statement, rated)
 
 
-async def computed_statement(conn: AsyncConnection, book: Book, period: str) -> Statement | None:
-    """The period's lines from every measurement folded so far (None without terms)."""
+async def computed_statement(
+    conn: AsyncConnection,
+    book: Book,
+    period: str,
+    rows: Sequence[store.MeasurementRow] | None = None,
+) -> Statement | None:
+    """The period's lines from every measurement folded so far, or from `rows` where the
+    caller has read them already (None without terms)."""
     found = book.terms_for(period)
     if found is None:
         return None
     terms, version = found
-    rows = await store.period_measurements(conn, book.contract_id, period)
+    if rows is None:
+        rows = await store.period_measurements(conn, book.contract_id, period)
     observations = [Observation(r.event_id, r.kpi, r.number, r.occurred_at) for r in rows]
     rated = await store.period_ratings(conn, book.contract_id, period)
     statement = compute_statement(

@@ -22,7 +22,9 @@ from shared.bus import Message
 from shared.core import periods
 from shared.core.aggregates import KpiState
 from shared.core.journal import EntryBody, JournalEntry
-from shared.core.payment import kpi_credit, statement_from_states
+from shared.core.payment import statement_from_states
+from shared.core.tally import Tally
+from shared.core.terms import Terms
 from shared.events import JournalEntryPosted, StatementFinalized
 from shared.signing import Keyring
 
@@ -66,9 +68,13 @@ async def close_period(
     """Post the final entries of `period`; return why not, if it cannot be closed."""
     if period in book.closed:
         return None
-    computed = await computed_statement(conn, book, period)
+    rows = await store.period_measurements(conn, book.contract_id, period)
+    computed = await computed_statement(conn, book, period, rows)
     if computed is None:
         return f"no terms in force for {period}"
+    terms_found = book.terms_for(period)
+    assert terms_found is not None
+    await store.keep_tallies(conn, book.contract_id, period, tallies(terms_found[0], rows))
     inputs = {**await book_inputs(conn, book.contract_id), "cause": cause}
     entries = await post(conn, book, posting.final_bodies(computed, at, inputs), fx)
     posted_into = await journal_store.entries(conn, book.contract_id, period)
@@ -110,52 +116,90 @@ async def correct_late(
 ) -> None:
     """Post adjustments for late measurements of a closed period, one event at a time in bus
     order; a correction is posted each time the money changes (a tier is crossed, or enough
-    data arrives for the KPI's `no_data` rule to stop deciding)."""
+    data arrives for the KPI's `no_data` rule to stop deciding).
+
+    Whether a tier changes is read from the period's tallies, so a late event that changes
+    no money costs the same in a period of ten measurements or of millions; only a change
+    reads the period to post its correction."""
     found = book.terms_for(period)
     if found is None:
         return
-    terms, version = found
+    terms, _ = found
+    kept = await store.tallies(conn, book.contract_id, period)
     late_ids = {row.event_id for row in late}
-    earlier = [
+    if set(kept) != {kpi.name for kpi in terms.kpis}:  # closed before tallies were kept
+        earlier = [
+            r
+            for r in await store.period_measurements(conn, book.contract_id, period)
+            if r.event_id not in late_ids
+        ]
+        kept = tallies(terms, earlier)
+    counted: list[store.MeasurementRow] = []
+    for row, at in zip(late, recorded_at, strict=True):
+        counted.append(row)
+        kpi = terms.kpi(row.kpi)
+        if kpi is None:
+            continue
+        tally = kept[kpi.name]
+        before = tally.percent(kpi)
+        tally.add(row.number)
+        if tally.percent(kpi) != before:
+            await _post_correction(conn, book, period, late_ids, counted, at, fx)
+    await store.keep_tallies(conn, book.contract_id, period, kept)
+
+
+def tallies(terms: Terms, rows: Sequence[store.MeasurementRow]) -> dict[str, Tally]:
+    """Each KPI's tally of these measurements."""
+    values: dict[str, list[Decimal]] = {kpi.name: [] for kpi in terms.kpis}
+    for row in rows:
+        if row.kpi in values:
+            values[row.kpi].append(row.number)
+    return {kpi.name: Tally.of(kpi, values[kpi.name]) for kpi in terms.kpis}
+
+
+async def _post_correction(
+    conn: AsyncConnection,
+    book: Book,
+    period: str,
+    late_ids: set[str],
+    counted: Sequence[store.MeasurementRow],
+    at: datetime,
+    fx: Effects,
+) -> None:
+    """Recompute the period with the late events `counted` so far and post what changed.
+    The correction names every late event of the period so far: deterministic, whatever
+    the batch boundaries were."""
+    found = book.terms_for(period)
+    assert found is not None
+    terms, version = found
+    counted_ids = {r.event_id for r in counted}
+    rows = [
         r
         for r in await store.period_measurements(conn, book.contract_id, period)
-        if r.event_id not in late_ids
+        if r.event_id not in late_ids or r.event_id in counted_ids
     ]
     states = {kpi.name: KpiState() for kpi in terms.kpis}
-    for row in earlier:
-        if row.kpi in states:
-            states[row.kpi].add(row.event_id, row.number)
-    posted = posting.effective_amounts(await journal_store.entries(conn, book.contract_id), period)
+    for r in rows:
+        if r.kpi in states:
+            states[r.kpi].add(r.event_id, r.number)
     rated = ratings_of(await store.period_ratings(conn, book.contract_id, period))
-    base_inputs = await book_inputs(conn, book.contract_id)
+    recomputed = statement_from_states(terms, period, states, rated, terms_version=version)
     final = await journal_store.final_statement(conn, book.contract_id, period)
     assert final is not None, f"{period} is closed"
     cut = final.get("inputs", {}).get("slapay.measurements", {})
-    # A correction names every late event of the period so far: deterministic, whatever
-    # the batch boundaries were.
-    pending = [r.event_id for r in earlier if _after(r, cut)]
-    for row, at in zip(late, recorded_at, strict=True):
-        kpi = terms.kpi(row.kpi)
-        pending.append(row.event_id)
-        if kpi is None:
-            continue
-        state = states[kpi.name]
-        before = kpi_credit(kpi, state).percent
-        state.add(row.event_id, row.number)
-        if kpi_credit(kpi, state).percent == before:
-            continue
-        recomputed = statement_from_states(terms, period, states, rated, terms_version=version)
-        into = periods.first_open_after(period, set(book.closed))
-        inputs = {
-            **base_inputs,
-            "slapay.measurements": {str(row.bus_partition): {"offset": row.bus_offset}},
-            "cause": cause_of("slapay.measurements", row),
-        }
-        bodies = posting.correction_bodies(recomputed, posted, into, at, pending, inputs)
-        for body in bodies:
-            key = str(body.corrects_line_id)
-            posted[key] = posted.get(key, Decimal(0)) + body.amount
-        await post(conn, book, bodies, fx)
+    pending = [r.event_id for r in rows if r.event_id not in counted_ids and _after(r, cut)]
+    pending += [r.event_id for r in counted]
+    row = counted[-1]
+    inputs = {
+        **await book_inputs(conn, book.contract_id),
+        "slapay.measurements": {str(row.bus_partition): {"offset": row.bus_offset}},
+        "cause": cause_of("slapay.measurements", row),
+    }
+    posted = posting.effective_amounts(await journal_store.entries(conn, book.contract_id), period)
+    into = periods.first_open_after(period, set(book.closed))
+    await post(
+        conn, book, posting.correction_bodies(recomputed, posted, into, at, pending, inputs), fx
+    )
 
 
 def _after(row: store.MeasurementRow, cut: dict[str, Any]) -> bool:

@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import db, jsonutil
+from shared.core.tally import Tally
 from shared.db import UtcDateTime
 
 
@@ -97,6 +98,15 @@ kpi_aggregates = Table(
     Column("minimum", Exact, nullable=False),
     Column("maximum", Exact, nullable=False),
 )
+kpi_tallies = Table(
+    "kpi_tallies",
+    metadata,
+    Column("contract_id", String(64), primary_key=True),
+    Column("period", String(7), primary_key=True),
+    Column("kpi", String(100), primary_key=True),
+    Column("tally", Text, nullable=False),
+)
+"""A closed period's `Tally` per KPI: what its late events are checked against."""
 dirty_periods = Table(
     "dirty_periods",
     metadata,
@@ -159,6 +169,34 @@ async def period_ratings(conn: AsyncConnection, contract_id: str, period: str) -
         .order_by(r.bus_partition, r.bus_offset)
     )
     return [RatingRow(**row._mapping) for row in result]
+
+
+async def tallies(conn: AsyncConnection, contract_id: str, period: str) -> dict[str, Tally]:
+    t = kpi_tallies.c
+    result = await conn.execute(
+        select(t.kpi, t.tally).where(and_(t.contract_id == contract_id, t.period == period))
+    )
+    return {kpi: Tally.from_document(jsonutil.loads(text)) for kpi, text in result}
+
+
+async def keep_tallies(
+    conn: AsyncConnection, contract_id: str, period: str, found: dict[str, Tally]
+) -> None:
+    t = kpi_tallies.c
+    await conn.execute(
+        delete(kpi_tallies).where(and_(t.contract_id == contract_id, t.period == period))
+    )
+    if found:
+        rows = [
+            {
+                "contract_id": contract_id,
+                "period": period,
+                "kpi": kpi,
+                "tally": jsonutil.dumps(tally.document()).decode(),
+            }
+            for kpi, tally in found.items()
+        ]
+        await conn.execute(kpi_tallies.insert(), rows)
 
 
 async def add_terms(

@@ -46,6 +46,7 @@ __all__ = [
     "exact",
     "kpi_credit",
     "line_id",
+    "no_data_tier",
     "statement_from_states",
 ]
 
@@ -145,6 +146,11 @@ def applying_tier(kpi: Kpi, value: Fraction) -> CreditTier | None:
     return max(wrong_side, key=_PERCENT, default=None)
 
 
+def no_data_tier(kpi: Kpi) -> CreditTier | None:
+    """What too few measurements earn: the largest tier under "breach", else none."""
+    return max(kpi.credits, key=_PERCENT, default=None) if kpi.no_data == "breach" else None
+
+
 @dataclass(frozen=True, slots=True)
 class KpiCredit:
     """What one KPI earns in a period: its exact value (None without measurements), the
@@ -165,8 +171,7 @@ def kpi_credit(kpi: Kpi, state: KpiState) -> KpiCredit:
     its largest tier, so withholding data never pays."""
     value = state.value(kpi.aggregation, kpi.threshold)
     if value is None or state.count < (kpi.min_count or 1):
-        tier = max(kpi.credits, key=_PERCENT, default=None) if kpi.no_data == "breach" else None
-        return KpiCredit(value, tier, no_data=True)
+        return KpiCredit(value, no_data_tier(kpi), no_data=True)
     return KpiCredit(value, applying_tier(kpi, value), no_data=False)
 
 
