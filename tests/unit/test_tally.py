@@ -53,4 +53,3 @@ def test_a_percentile_tier_follows_the_counts_at_its_bound() -> None:
     tally.add(Decimal(301))
     tally.add(Decimal(301))  # the 20th of 22 is 301 > 300
     assert tally.percent(kpi) == 5
-
