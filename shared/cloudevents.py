@@ -23,6 +23,7 @@ from shared.events import (
     TOPIC_JOURNAL,
     TOPIC_MEASUREMENTS,
     TOPIC_REVIEWS,
+    TOPIC_TICKETS,
     TOPIC_TOKENS,
     Envelope,
 )
@@ -36,6 +37,7 @@ PRODUCERS = {
     TOPIC_REVIEWS: "reviews",
     TOPIC_JOURNAL: "ledger",
     TOPIC_TOKENS: "ledger",
+    TOPIC_TICKETS: "ingest",
 }
 """The service that writes each event topic (ingest, reviews and the ledger's API and fold)."""
 UNKNOWN_SOURCE = "/slapay"

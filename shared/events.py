@@ -35,6 +35,7 @@ TOPIC_REVIEWS = "slapay.reviews"
 TOPIC_JOURNAL = "slapay.journal"
 TOPIC_DEADLETTER = "slapay.deadletter"
 TOPIC_TOKENS = "slapay.tokens"
+TOPIC_TICKETS = "slapay.tickets"
 ALL_TOPICS = (
     TOPIC_CONTRACTS,
     TOPIC_MEASUREMENTS,
@@ -42,6 +43,7 @@ ALL_TOPICS = (
     TOPIC_JOURNAL,
     TOPIC_DEADLETTER,
     TOPIC_TOKENS,
+    TOPIC_TICKETS,
 )
 
 CONTRACT_ID_PATTERN = r"^[a-z0-9-]{3,64}$"
@@ -62,6 +64,19 @@ AwareDatetime = Annotated[
 """An instant: pydantic refuses a naive timestamp (in its core, cheaply); we normalise to UTC."""
 ContractId = Annotated[str, Field(pattern=CONTRACT_ID_PATTERN)]
 Period = Annotated[str, Field(pattern=PERIOD_PATTERN)]
+TICKET_ID_PATTERN = r"^[A-Za-z0-9._~#/@+=-]{1,128}$"
+TicketEventType = Literal["opened", "responded", "paused", "resumed", "resolved", "reopened"]
+Priority = Literal["P1", "P2", "P3", "P4"]
+
+
+def to_the_second(instant: datetime) -> datetime:
+    """`instant` in UTC without its fraction of a second (a ticket's clock counts whole
+    seconds; docs/tickets.md)."""
+    return instant.astimezone(UTC).replace(microsecond=0)
+
+
+Second = Annotated[AwareDatetime, AfterValidator(to_the_second)]
+TicketId = Annotated[str, Field(pattern=TICKET_ID_PATTERN)]
 
 
 def utcnow() -> datetime:
@@ -188,6 +203,17 @@ class TokenRevoked(EventData):
     revoked_by: str
 
 
+class TicketEventRecorded(EventData):
+    """A ticket's lifecycle step (docs/tickets.md); the envelope's `occurred_at` equals `at`."""
+
+    TYPE: ClassVar[str] = "ticket.event.recorded"
+    TOPIC: ClassVar[str] = TOPIC_TICKETS
+    ticket_id: TicketId
+    type: TicketEventType
+    at: Second
+    priority: Priority | None = None
+
+
 EVENT_TYPES: dict[str, type[EventData]] = {
     cls.TYPE: cls
     for cls in (
@@ -202,6 +228,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         StatementProvisional,
         StatementFinalized,
         TokenRevoked,
+        TicketEventRecorded,
     )
 }
 

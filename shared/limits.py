@@ -20,7 +20,13 @@ from shared.web import problem_response
 JSON = "application/json"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Where agents send bulk data (up to 10,000 measurements, survey CSV exports).
-BULK_PATHS = ("/v1/measurements", "/v1/prometheus/write", "/otlp/v1/metrics", "reviews:import")
+BULK_PATHS = (
+    "/v1/measurements",
+    "/v1/tickets/events",
+    "/v1/prometheus/write",
+    "/otlp/v1/metrics",
+    "reviews:import",
+)
 
 
 class RequestLimits:

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from services.ingest import agents_api, api, store
+from services.ingest import agents_api, api, store, tickets_api
 from services.ingest.contracts import ContractBook, follow_contracts
 from shared.bus import Bus
 from shared.events import utcnow
@@ -20,8 +20,8 @@ FORGET_INTERVAL_S = 3600.0
 
 
 def bootstrap(settings: Settings | None = None, bus: Bus | None = None) -> FastAPI:
-    """The ingest app: `POST /v1/measurements` and the agents' protocols (remote write, OTLP),
-    checked against the contracts it follows on the bus."""
+    """The ingest app: `POST /v1/measurements`, `POST /v1/tickets/events` and the agents'
+    protocols (remote write, OTLP), checked against the contracts it follows on the bus."""
     book = ContractBook()
 
     async def contracts(runtime: Runtime) -> None:
@@ -31,7 +31,7 @@ def bootstrap(settings: Settings | None = None, bus: Bus | None = None) -> FastA
         "ingest",
         settings or Settings(),
         store.metadata,
-        [api.router, agents_api.router],
+        [api.router, tickets_api.router, agents_api.router],
         workers=[contracts, forget_old_publications],
         bus=bus,
     )

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 class _KpiName(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
     name: str
+    ticket_metric: str | None = None
 
 
 class DoorTerms(BaseModel):
@@ -42,6 +43,9 @@ class DoorTerms(BaseModel):
 
     def has_kpi(self, name: str) -> bool:
         return any(kpi.name == name for kpi in self.kpis)
+
+    def has_ticket_kpis(self) -> bool:
+        return any(kpi.ticket_metric is not None for kpi in self.kpis)
 
 
 @dataclass(frozen=True)

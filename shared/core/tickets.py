@@ -8,23 +8,34 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
-from typing import Annotated, ClassVar, Literal
+from datetime import datetime
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
-from shared.events import AwareDatetime, ContractId, EventData
+from shared.events import (
+    TICKET_ID_PATTERN,
+    TOPIC_TICKETS,
+    ContractId,
+    Priority,
+    Second,
+    TicketEventRecorded,
+    TicketEventType,
+    TicketId,
+    to_the_second,
+)
 
-TOPIC_TICKETS = "slapay.tickets"
-TICKET_ID_PATTERN = r"^[A-Za-z0-9._~#/@+=-]{1,128}$"
-
-TicketEventType = Literal["opened", "responded", "paused", "resumed", "resolved", "reopened"]
-Priority = Literal["P1", "P2", "P3", "P4"]
-
-
-def to_the_second(instant: datetime) -> datetime:
-    """`instant` in UTC without its fraction of a second (the clock counts whole seconds)."""
-    return instant.astimezone(UTC).replace(microsecond=0)
+__all__ = [
+    "TICKET_ID_PATTERN",
+    "TOPIC_TICKETS",
+    "Priority",
+    "TicketEventIn",
+    "TicketEventRecorded",
+    "TicketEventType",
+    "at_text",
+    "ticket_event_id",
+    "ticket_priority",
+    "to_the_second",
+]
 
 
 def at_text(instant: datetime) -> str:
@@ -41,10 +52,6 @@ def ticket_event_id(contract_id: str, ticket_id: str, type_: str, at: datetime) 
     """
     name = f"slapay:{contract_id}:ticket:{ticket_id}:{type_}:{at_text(at)}"
     return uuid.uuid5(uuid.NAMESPACE_URL, name)
-
-
-Second = Annotated[AwareDatetime, AfterValidator(to_the_second)]
-TicketId = Annotated[str, Field(pattern=TICKET_ID_PATTERN)]
 
 
 class TicketEventIn(BaseModel):
@@ -68,17 +75,6 @@ class TicketEventIn(BaseModel):
         return TicketEventRecorded(
             ticket_id=self.ticket_id, type=self.type, at=self.at, priority=self.priority
         )
-
-
-class TicketEventRecorded(EventData):
-    """A ticket's lifecycle step; the envelope's `occurred_at` equals `at`."""
-
-    TYPE: ClassVar[str] = "ticket.event.recorded"
-    TOPIC: ClassVar[str] = TOPIC_TICKETS
-    ticket_id: TicketId
-    type: TicketEventType
-    at: Second
-    priority: Priority | None = None
 
 
 def ticket_priority(events: Iterable[TicketEventRecorded | TicketEventIn]) -> Priority | None:

@@ -62,6 +62,7 @@ def test_every_public_type_has_a_topic_and_unknown_types_are_refused() -> None:
         "statement.provisional",
         "statement.finalized",
         "token.revoked",
+        "ticket.event.recorded",
     }
     event = make_event(MeasurementRecorded(kpi="a", value=1), contract_id="acme-2026", source="s")
     with pytest.raises(UnknownEventType):

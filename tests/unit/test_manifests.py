@@ -30,7 +30,7 @@ DIRECTORIES = kustomization_dirs(K8S)
 APPS = [K8S / "overlays" / "dev", K8S / "overlays" / "prod"]
 PLATFORMS = [K8S / "overlays" / "dev" / "platform", K8S / "overlays" / "prod" / "platform"]
 KUBERNETES = "1.30"
-LEDGER_INPUTS = ("slapay.contracts", "slapay.measurements", "slapay.reviews")
+LEDGER_INPUTS = ("slapay.contracts", "slapay.measurements", "slapay.reviews", "slapay.tickets")
 YAMLLINT = """
 extends: default
 rules:
