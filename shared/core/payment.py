@@ -31,6 +31,7 @@ from shared.core.statement import (
     number,
 )
 from shared.core.terms import CreditTier, Kpi, Terms
+from shared.core.ticket_kpis import TicketRecord, ticket_states
 
 __all__ = [
     "Derivation",
@@ -40,6 +41,7 @@ __all__ = [
     "Observation",
     "Rating",
     "Statement",
+    "TicketRecord",
     "applying_tier",
     "compute_statement",
     "events_digest",
@@ -69,11 +71,13 @@ def compute_statement(
     reviews: Sequence[Rating],
     *,
     terms_version: int = 1,
+    tickets: Iterable[TicketRecord] = (),
 ) -> Statement:
     """The provisional statement of `period` under `terms`, from the raw events.
 
     Events of other periods (in `terms.timezone`) and of KPIs the terms do not name are
-    ignored; an event id seen twice counts once (the first occurrence).
+    ignored; an event id seen twice counts once (the first occurrence). A ticket KPI is
+    measured from `tickets` (docs/tickets.md), never from measurements.
     """
     start, end = period_bounds(period, terms.timezone)
     states = {kpi.name: KpiState() for kpi in terms.kpis}
@@ -82,7 +86,9 @@ def compute_statement(
         if state is not None and start <= observation.occurred_at < end:
             state.add(observation.event_id, observation.value)
     in_period = [r for r in _first_of_each(reviews) if start <= r.occurred_at < end]
-    return statement_from_states(terms, period, states, in_period, terms_version=terms_version)
+    return statement_from_states(
+        terms, period, states, in_period, terms_version=terms_version, tickets=tickets
+    )
 
 
 def statement_from_states(
@@ -92,9 +98,12 @@ def statement_from_states(
     reviews: Sequence[Rating],
     *,
     terms_version: int = 1,
+    tickets: Iterable[TicketRecord] = (),
 ) -> Statement:
     """The statement from per-KPI states already folded (the ledger keeps them running);
-    `reviews` are the period's ratings. `compute_statement` is this over raw events."""
+    `reviews` are the period's ratings, `tickets` the contract's ticket events up to the
+    period's end at least. `compute_statement` is this over raw events."""
+    states = {**states, **ticket_states(terms, period, tickets)}
     empty = KpiState()
     outcomes = [_sla_credit(terms, period, kpi, states.get(kpi.name, empty)) for kpi in terms.kpis]
     lines = [_base_fee_line(terms, period), *(outcome.line for outcome in outcomes)]
@@ -196,6 +205,7 @@ def _sla_credit(terms: Terms, period: str, kpi: Kpi, state: KpiState) -> _KpiOut
             threshold=None if kpi.threshold is None else float(kpi.threshold),
             breach=None if credit.tier is None else float(credit.tier.breach),
             reason="no_data" if credit.no_data else None,
+            tickets=None if kpi.ticket_metric is None else state.count,
         ),
     )
     return _KpiOutcome(line, percent, state.event_ids)
@@ -212,12 +222,13 @@ def _sla_text(
         else f"tier {number(tier.percent)}% applies: credit of "
         f"{money.format_money(-amount, terms.currency)} {terms.currency}."
     )
+    what = "measurement" if kpi.ticket_metric is None else "ticket"
     if credit.no_data:
         if credit.value is None:
-            text = f"{kpi.name}: no measurements in {period} (no_data"
+            text = f"{kpi.name}: no {what}s in {period} (no_data"
         else:
             text = (
-                f"{kpi.name}: {count} measurement(s) in {period} ({label} "
+                f"{kpi.name}: {count} {what}(s) in {period} ({label} "
                 f"{number(credit.value)}), fewer than the {kpi.min_count} required (no_data"
             )
         if kpi.no_data != "breach":

@@ -127,6 +127,8 @@ class Derivation(BaseModel):
     corrects_line_id: str | None = None
     dispute_id: str | None = None
     flags: tuple[str, ...] | None = None
+    tickets: int | None = None
+    """For a ticket KPI: how many tickets it covered (`events_digest` is their ids')."""
 
     @model_serializer(mode="wrap")
     def _skip_empty_extras(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

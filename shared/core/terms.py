@@ -27,6 +27,7 @@ from pydantic import (
 
 from shared.core import money
 from shared.core.aggregates import check_aggregation
+from shared.core.calendars import BusinessCalendar
 from shared.core.decimals import SHOWN_DIGITS, decimal_of, json_number, significant_digits
 from shared.core.periods import PERIOD_PATTERN, check_timezone
 
@@ -63,6 +64,8 @@ Percent = Annotated[
     WithJsonSchema({"type": "number", "minimum": 0, "maximum": 100}),
 ]
 Count = Annotated[int, Field(strict=True)]
+TicketMetric = Literal["response", "resolution"]
+TicketPriority = Literal["P1", "P2", "P3", "P4"]
 
 
 class _Frozen(BaseModel):
@@ -88,6 +91,18 @@ class Kpi(_Frozen):
     no_data: Literal["no_credit", "breach"] = "no_credit"
     """What fewer measurements than `min_count` (or none) earn: no credit, or the largest tier."""
     min_count: Annotated[Count, Field(ge=1)] | None = None
+    ticket_metric: TicketMetric | None = None
+    """Measured from the contract's tickets in business hours, not from measurements
+    (docs/tickets.md); `threshold`, target and breaches of such a KPI are in hours."""
+    priority: TicketPriority | None = None
+    """The priority of the tickets a ticket KPI covers (every priority without it)."""
+
+    @field_validator("priority")
+    @classmethod
+    def _priority_only_for_tickets(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and "ticket_metric" in info.data and not info.data["ticket_metric"]:
+            raise ValueError("priority is only allowed on a KPI with a ticket_metric")
+        return value
 
     @field_validator("threshold")
     @classmethod
@@ -160,6 +175,18 @@ class Terms(_Frozen):
     max_credit_percent: Percent = Decimal(100)
     grace_days: Annotated[Count, Field(ge=0, le=366)] = 3
     late_events_months: Annotated[Count, Field(ge=1, le=120)] = 12
+    calendar: BusinessCalendar | None = Field(default=None, validate_default=True)
+    """When a ticket's clock runs (docs/tickets.md); required by a KPI with a ticket_metric."""
+
+    @field_validator("calendar")
+    @classmethod
+    def _ticket_kpis_need_a_calendar(
+        cls, value: BusinessCalendar | None, info: ValidationInfo
+    ) -> BusinessCalendar | None:
+        kpis: tuple[Kpi, ...] = info.data.get("kpis") or ()
+        if value is None and any(kpi.ticket_metric is not None for kpi in kpis):
+            raise ValueError("a KPI with a ticket_metric needs a calendar")
+        return value
 
     @field_validator("base_fee")
     @classmethod
@@ -187,6 +214,11 @@ class Terms(_Frozen):
     def kpi(self, name: str) -> Kpi | None:
         """The KPI of that name, or None."""
         return next((kpi for kpi in self.kpis if kpi.name == name), None)
+
+    @property
+    def ticket_kpis(self) -> tuple[Kpi, ...]:
+        """The KPIs measured from tickets, in terms order."""
+        return tuple(kpi for kpi in self.kpis if kpi.ticket_metric is not None)
 
 
 def version_in_force(versions: Sequence[Terms], period: str) -> int | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -77,7 +78,17 @@ class TicketEventIn(BaseModel):
         )
 
 
-def ticket_priority(events: Iterable[TicketEventRecorded | TicketEventIn]) -> Priority | None:
+class Prioritised(Protocol):
+    """What `ticket_priority` reads of an event (posted, recorded, or a formula's record)."""
+
+    @property
+    def at(self) -> datetime: ...
+
+    @property
+    def priority(self) -> Priority | None: ...
+
+
+def ticket_priority(events: Iterable[Prioritised]) -> Priority | None:
     """A ticket's priority: the last one its events state, in time order (None if none does).
 
     A ticket escalated from P3 to P1 is measured against P1 over its whole life, as

@@ -1,0 +1,112 @@
+"""Ticket KPIs (docs/tickets.md, "Ticket KPIs"): a KPI's values in a period are the business
+durations of its tickets, so the payment formula aggregates them like measurements.
+
+Pure, shared by the ledger and the auditor through `compute_statement`. A ticket counts once
+per stop of its clock, in the period the stop falls in; a ticket whose clock is still
+running at the period's end and already past the KPI's `threshold` counts as breached in
+that period (and not again when it stops later). A period reads only the events before its
+end, so later events never change a period's statement unless they are late for it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Context, Decimal
+
+from shared.core.aggregates import KpiState
+from shared.core.calendars import BusinessCalendar
+from shared.core.clock import Measure, TicketSequenceError, measure
+from shared.core.periods import period_bounds
+from shared.core.statement import exact
+from shared.core.terms import Kpi, Terms
+from shared.core.tickets import Priority, ticket_priority
+
+HOURS_PLACES = Decimal("1e-18")
+_WIDE = Context(prec=60)
+
+
+@dataclass(frozen=True, slots=True)
+class TicketRecord:
+    """One ticket event as the formula reads it (from the bus or the ledger's table)."""
+
+    event_id: str
+    ticket_id: str
+    type: str
+    at: datetime
+    priority: Priority | None = None
+
+
+def hours_of(seconds: int) -> Decimal:
+    """Business seconds as decimal hours, rounded half-to-even to 18 places (a second is
+    1/3600 h, which no decimal holds exactly; 18 places tell every second apart)."""
+    return _WIDE.divide(Decimal(seconds), Decimal(3600)).quantize(HOURS_PLACES, context=_WIDE)
+
+
+def ticket_states(
+    terms: Terms, period: str, tickets: Iterable[TicketRecord]
+) -> dict[str, KpiState]:
+    """Each ticket KPI's state in `period`: one value per counted ticket, keyed by ticket id
+    (so a line's `events` is the number of tickets and its digest theirs). Events at or
+    after the period's end are not read; an event id seen twice counts once."""
+    kpis = terms.ticket_kpis
+    if not kpis or terms.calendar is None:
+        return {}
+    start, end = period_bounds(period, terms.timezone)
+    by_ticket: dict[str, list[TicketRecord]] = defaultdict(list)
+    seen: set[str] = set()
+    for record in tickets:
+        if record.event_id in seen:
+            continue
+        seen.add(record.event_id)
+        if record.at < end:
+            by_ticket[record.ticket_id].append(record)
+    states = {kpi.name: KpiState() for kpi in kpis}
+    for ticket_id in sorted(by_ticket):
+        events = by_ticket[ticket_id]
+        priority = ticket_priority(events)
+        for kpi in kpis:
+            if kpi.priority is not None and priority != kpi.priority:
+                continue
+            seconds = counted_seconds(terms.calendar, events, kpi, start, end)
+            if seconds is not None:
+                states[kpi.name].add(ticket_id, hours_of(seconds))
+    return states
+
+
+def counted_seconds(
+    calendar: BusinessCalendar,
+    events: Sequence[TicketRecord],
+    kpi: Kpi,
+    start: datetime,
+    end: datetime,
+) -> int | None:
+    """The business seconds a ticket counts with in the period [start, end), or None when
+    it does not count there (or its events are a sequence no helpdesk produces)."""
+    assert kpi.ticket_metric is not None
+    try:
+        at_end = measure(calendar, events, kpi.ticket_metric, until=end)
+        at_start = measure(calendar, events, kpi.ticket_metric, until=start)
+    except TicketSequenceError:
+        return None
+    if _breached_running(at_start, kpi, events, start):
+        return None  # counted as breached at an earlier close
+    if at_end.stopped_at is not None:
+        return at_end.seconds if start <= at_end.stopped_at else None
+    return at_end.seconds if _breached_running(at_end, kpi, events, end) else None
+
+
+def _breached_running(
+    clock: Measure, kpi: Kpi, events: Sequence[TicketRecord], until: datetime
+) -> bool:
+    """Whether the ticket was open before `until`, its clock not stopped, and past the
+    KPI's threshold."""
+    opened = any(e.type == "opened" and e.at < until for e in events)
+    return (
+        opened
+        and clock.stopped_at is None
+        and kpi.threshold is not None
+        and clock.hours > exact(kpi.threshold)
+    )

@@ -1,0 +1,102 @@
+"""Ticket KPIs in the payment formula, against a month worked out by hand
+(`tests/ticket_examples.py`), and the terms that declare them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from shared.core.aggregates import events_digest
+from shared.core.payment import TicketRecord, compute_statement
+from shared.core.terms import Terms
+from shared.core.ticket_kpis import hours_of, ticket_states
+from shared.core.tickets import TicketEventIn
+from tests.ticket_examples import EXPECTED, JULY, JUNE, PERIOD, TOTAL, ticket_terms
+
+
+def records(items: list[dict[str, Any]]) -> list[TicketRecord]:
+    found = []
+    for item in items:
+        event = TicketEventIn.model_validate(item)
+        found.append(
+            TicketRecord(str(event.id()), event.ticket_id, event.type, event.at, event.priority)
+        )
+    return found
+
+
+TERMS = Terms.model_validate(ticket_terms())
+
+
+def test_a_month_of_tickets_bills_as_worked_out_by_hand() -> None:
+    statement = compute_statement(TERMS, PERIOD, [], [], tickets=records(JUNE + JULY))
+    lines = {line.kpi: line for line in statement.lines if line.kind == "sla_credit"}
+    for kpi, (amount, tickets, value) in EXPECTED.items():
+        line = lines[kpi]
+        assert (str(line.amount), line.derivation.tickets) == (amount, tickets), kpi
+        assert line.derivation.events == tickets
+        assert Decimal(str(line.derivation.value)) == Decimal(value), kpi
+    assert lines["p2_resolution"].derivation.events_digest == events_digest(["C"])
+    assert lines["p1_response"].derivation.events_digest == events_digest(["A", "B", "D", "E"])
+    assert str(statement.total) == TOTAL
+
+
+def test_a_ticket_breached_at_one_close_does_not_count_again_when_it_stops() -> None:
+    july = ticket_states(TERMS, "2026-07", records(JUNE + JULY))
+    assert july["p1_resolution"].count == 0  # E ran past 8 h at June's close
+    assert july["p1_response"].count == 0
+
+
+def test_events_after_the_period_change_nothing_and_order_does_not_matter() -> None:
+    june = compute_statement(TERMS, PERIOD, [], [], tickets=records(JUNE))
+    shuffled = compute_statement(TERMS, PERIOD, [], [], tickets=records(JULY + JUNE[::-1]))
+    twice = compute_statement(TERMS, PERIOD, [], [], tickets=records(JUNE + JUNE + JULY))
+    assert june == shuffled == twice
+
+
+def test_measurements_never_feed_a_ticket_kpi() -> None:
+    from shared.core.payment import Observation
+
+    fake = Observation("m-1", "p2_resolution", Decimal(1), datetime.fromisoformat(JUNE[0]["at"]))
+    with_fake = compute_statement(TERMS, PERIOD, [fake], [], tickets=records(JUNE))
+    assert with_fake == compute_statement(TERMS, PERIOD, [], [], tickets=records(JUNE))
+
+
+def test_a_ticket_whose_events_no_helpdesk_produces_is_not_counted() -> None:
+    broken = [
+        *JUNE,
+        {**JUNE[0], "ticket_id": "X"},
+        {**JUNE[0], "ticket_id": "X", "type": "resumed"},
+    ]
+    states = ticket_states(TERMS, PERIOD, records(broken))
+    assert "X" not in {ticket for ticket, _ in states["p1_response"].items()}
+
+
+def test_hours_are_decimal_to_the_second() -> None:
+    assert hours_of(5400) == Decimal("1.5")
+    assert hours_of(1) == Decimal("0.000277777777777778")
+
+
+@pytest.mark.parametrize(
+    ("change", "loc"),
+    [
+        (lambda t: t.pop("calendar"), ("calendar",)),
+        (lambda t: t["kpis"][0].update(ticket_metric="answered"), ("kpis", 0, "ticket_metric")),
+        (lambda t: t["kpis"][0].update(priority="P5"), ("kpis", 0, "priority")),
+        (
+            lambda t: t["kpis"][0].update(ticket_metric=None),
+            ("kpis", 0, "priority"),
+        ),
+        (lambda t: t["calendar"]["hours"].pop("sun"), ("calendar", "hours", "sun")),
+    ],
+    ids=["no-calendar", "unknown-metric", "unknown-priority", "priority-alone", "no-sunday"],
+)
+def test_ticket_terms_are_refused_naming_the_field(change: Any, loc: tuple[Any, ...]) -> None:
+    terms = ticket_terms()
+    change(terms)
+    with pytest.raises(ValidationError) as caught:
+        Terms.model_validate(terms)
+    assert [error["loc"] for error in caught.value.errors()] == [loc]
