@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.ledger import journal_store, store
+from services.ledger import journal_store, store, ticket_store
 from shared import jsonutil
 from shared.bus import Message
 from shared.core.aggregates import KpiState
@@ -18,9 +18,11 @@ from shared.core.payment import (
     Observation,
     Rating,
     Statement,
+    TicketRecord,
     compute_statement,
     statement_from_states,
 )
+from shared.core.periods import period_bounds
 from shared.core.terms import Terms, terms_in_force, version_in_force
 from shared.events import EventData, make_event
 from shared.publishing import to_message
@@ -109,8 +111,9 @@ async def running_statement(
     terms, version = found
     states = await running.states(conn, terms, book.contract_id, period, version)
     rated = await store.period_ratings(conn, book.contract_id, period)
+    tickets = await tickets_for(conn, terms, book.contract_id, period)
     statement = statement_from_states(
-        terms, period, states, ratings_of(rated), terms_version=version
+        terms, period, states, ratings_of(rated), terms_version=version, tickets=tickets
     )
     return with_review_flags(statement, rated)
 
@@ -131,10 +134,27 @@ async def computed_statement(
         rows = await store.period_measurements(conn, book.contract_id, period)
     observations = [Observation(r.event_id, r.kpi, r.number, r.occurred_at) for r in rows]
     rated = await store.period_ratings(conn, book.contract_id, period)
+    tickets = await tickets_for(conn, terms, book.contract_id, period)
     statement = compute_statement(
-        terms, period, observations, ratings_of(rated), terms_version=version
+        terms, period, observations, ratings_of(rated), terms_version=version, tickets=tickets
     )
     return with_review_flags(statement, rated)
+
+
+async def tickets_for(
+    conn: AsyncConnection,
+    terms: Terms,
+    contract_id: str,
+    period: str,
+    upto_offset: int | None = None,
+) -> list[TicketRecord]:
+    """The ticket events a period's ticket KPIs read: the contract's, before the period's
+    end (at or before bus offset `upto_offset`, if given); none without ticket KPIs."""
+    if not terms.ticket_kpis:
+        return []
+    _, end = period_bounds(period, terms.timezone)
+    rows = await ticket_store.before(conn, contract_id, end, upto_offset)
+    return [row.record() for row in rows]
 
 
 def ratings_of(rows: list[store.RatingRow]) -> list[Rating]:
@@ -158,11 +178,14 @@ def with_review_flags(statement: Statement, rows: list[store.RatingRow]) -> Stat
 
 
 async def inputs(conn: AsyncConnection, contract_id: str) -> dict[str, Any]:
-    """The cut a posting records: how far each input topic had been applied."""
-    return {
+    """The cut a posting records: how far each input topic had been applied (ticket
+    events only for a contract that has some)."""
+    cut = {
         "slapay.measurements": await store.positions(conn, contract_id),
         "slapay.reviews": await store.positions(conn, contract_id, store.ratings),
     }
+    tickets = await ticket_store.ticket_positions(conn, contract_id)
+    return {**cut, ticket_store.TOPIC: tickets} if tickets else cut
 
 
 def event_message(

@@ -15,7 +15,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.ledger import journal_store, store
-from services.ledger.book import Book, computed_statement, event_message, ratings_of
+from services.ledger.book import (
+    Book,
+    computed_statement,
+    event_message,
+    ratings_of,
+    tickets_for,
+)
 from services.ledger.book import inputs as book_inputs
 from services.ledger.domain import posting
 from shared.bus import Message
@@ -138,7 +144,7 @@ async def correct_late(
     for row, at in zip(late, recorded_at, strict=True):
         counted.append(row)
         kpi = terms.kpi(row.kpi)
-        if kpi is None:
+        if kpi is None or kpi.ticket_metric is not None:  # a ticket KPI reads no measurement
             continue
         tally = kept[kpi.name]
         before = tally.percent(kpi)
@@ -183,7 +189,10 @@ async def _post_correction(
         if r.kpi in states:
             states[r.kpi].add(r.event_id, r.number)
     rated = ratings_of(await store.period_ratings(conn, book.contract_id, period))
-    recomputed = statement_from_states(terms, period, states, rated, terms_version=version)
+    tickets = await tickets_for(conn, terms, book.contract_id, period)
+    recomputed = statement_from_states(
+        terms, period, states, rated, terms_version=version, tickets=tickets
+    )
     final = await journal_store.final_statement(conn, book.contract_id, period)
     assert final is not None, f"{period} is closed"
     cut = final.get("inputs", {}).get("slapay.measurements", {})
@@ -254,10 +263,11 @@ async def correct_late_reviews(
     ]
     posted = posting.effective_amounts(await journal_store.entries(conn, book.contract_id), period)
     base_inputs = await book_inputs(conn, book.contract_id)
+    tickets = await tickets_for(conn, terms, book.contract_id, period)
     for row, at in zip(late, recorded_at, strict=True):
         rows.append(row)
         recomputed = statement_from_states(
-            terms, period, states, ratings_of(rows), terms_version=version
+            terms, period, states, ratings_of(rows), terms_version=version, tickets=tickets
         )
         into = periods.first_open_after(period, set(book.closed))
         inputs = {

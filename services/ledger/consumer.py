@@ -1,5 +1,5 @@
-"""Bus edge of the ledger: the fold's consumer (contracts, measurements, reviews into durable
-state: `fold/`), and the listing of dead letters."""
+"""Bus edge of the ledger: the fold's consumer (contracts, measurements, reviews and ticket
+events into durable state: `fold/`), and the listing of dead letters."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ from services.ledger.fold import kafka_records
 from services.ledger.fold.apply import GROUP, apply_delivered
 from shared import heap
 from shared.consuming import ReadAhead, run_consumer
-from shared.events import TOPIC_CONTRACTS, TOPIC_DEADLETTER, TOPIC_MEASUREMENTS, TOPIC_REVIEWS
+from shared.events import (
+    TOPIC_CONTRACTS,
+    TOPIC_DEADLETTER,
+    TOPIC_MEASUREMENTS,
+    TOPIC_REVIEWS,
+    TOPIC_TICKETS,
+)
 from shared.measured import Incoming, decode_measurements
 from shared.retrying import retrying
 from shared.runtime import Runtime, Worker
@@ -32,7 +38,9 @@ def fold_worker(keyring: Keyring | None) -> Worker:
 async def _fold(runtime: Runtime, keyring: Keyring | None) -> None:
     heap.settle()  # the fold's batches are what the collector's defaults slow down
     kafka_records.install()
-    consumer = runtime.bus.consumer([TOPIC_CONTRACTS, TOPIC_MEASUREMENTS, TOPIC_REVIEWS], GROUP)
+    consumer = runtime.bus.consumer(
+        [TOPIC_CONTRACTS, TOPIC_MEASUREMENTS, TOPIC_REVIEWS, TOPIC_TICKETS], GROUP
+    )
     read_ahead = ReadAhead()
 
     async def fold(delivered: Sequence[Incoming]) -> None:

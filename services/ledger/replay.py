@@ -31,6 +31,7 @@ from shared.events import (
     TOPIC_JOURNAL,
     TOPIC_MEASUREMENTS,
     TOPIC_REVIEWS,
+    TOPIC_TICKETS,
     JournalEntryPosted,
     TermsAgreed,
 )
@@ -71,7 +72,8 @@ async def replay_contract(
             live.setdefault(entry.entry_id, entry)
     entries = sorted(live.values(), key=lambda e: e.seq)
     streams = {
-        topic: _Stream(bus, topic, contract_id) for topic in (TOPIC_MEASUREMENTS, TOPIC_REVIEWS)
+        topic: _Stream(bus, topic, contract_id)
+        for topic in (TOPIC_MEASUREMENTS, TOPIC_REVIEWS, TOPIC_TICKETS)
     }
     for run in _schedule(contract_events, streams, entries):
         async for batch in run:
@@ -142,19 +144,22 @@ def _schedule(
         ):
             continue
         seen_causes.add(key)
-        first, second = (
-            (TOPIC_MEASUREMENTS, TOPIC_REVIEWS)
+        order = (
+            (TOPIC_TICKETS, TOPIC_MEASUREMENTS, TOPIC_REVIEWS)
             if cause["topic"] == TOPIC_REVIEWS
-            else (TOPIC_REVIEWS, TOPIC_MEASUREMENTS)
-        )
-        runs.append(streams[first].upto(inputs.get(first, {})))
-        runs.append(streams[second].upto(inputs.get(second, {})))
+            else (TOPIC_REVIEWS, TOPIC_MEASUREMENTS, TOPIC_TICKETS)
+            if cause["topic"] == TOPIC_TICKETS
+            else (TOPIC_TICKETS, TOPIC_REVIEWS, TOPIC_MEASUREMENTS)
+        )  # the cause's own topic last
+        for topic in order:
+            runs.append(streams[topic].upto(inputs.get(topic, {})))
         if cause["topic"] == TOPIC_CONTRACTS:
             end = done
             while end < len(commands) and commands[end].offset <= cause["offset"]:
                 end += 1
             runs.append(_batches(commands[done:end]))
             done = end
-    runs += [streams[TOPIC_MEASUREMENTS].upto(None), streams[TOPIC_REVIEWS].upto(None)]
+    runs += [streams[topic].upto(None) for topic in (TOPIC_MEASUREMENTS, TOPIC_REVIEWS)]
+    runs.append(streams[TOPIC_TICKETS].upto(None))
     runs.append(_batches(commands[done:]))
     return runs

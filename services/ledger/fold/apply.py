@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.ledger import closing, journal_store, store
+from services.ledger import closing, journal_store, late_tickets, store
 from services.ledger.book import Book, open_book, open_books
 from services.ledger.fold.rows import fold_aggregates, insert_new_measurements
 from shared import deadletters, jsonutil
@@ -34,6 +34,7 @@ from shared.events import (
     PeriodCloseRequested,
     ReviewSubmitted,
     TermsAgreed,
+    TicketEventRecorded,
 )
 from shared.measured import DeliveredMeasurement, Incoming
 from shared.signing import Keyring
@@ -76,6 +77,10 @@ async def apply_delivered(
         if reviews:
             with span("ledger.fold reviews", events=len(reviews)):
                 fx.touched |= await _fold_reviews(conn, reviews, fx)
+        tickets = [d for d in delivered if d.type == TicketEventRecorded.TYPE]
+        if tickets:
+            with span("ledger.fold tickets", events=len(tickets)):
+                fx.touched |= await late_tickets.fold_tickets(conn, tickets, fx, _too_late_ticket)
         books: dict[str, Book] = {}
         for d in delivered:
             if d.type in COMMANDS:
@@ -198,6 +203,11 @@ def _too_late(book: Book, period: str, recorded_at: datetime) -> bool:
     found = book.terms_for(period)
     limit = found[0].late_events_months if found else 12
     return periods.months_between(period, period_of(recorded_at, book.timezone)) > limit
+
+
+def _too_late_ticket(d: Delivered, book: Book, period: str) -> tuple[str, Message] | None:
+    """A dead letter for a ticket event of a closed period past the late window, else None."""
+    return _refusal(d, book, period) if _too_late(book, period, d.event.recorded_at) else None
 
 
 def _refusal(d: Incoming, book: Book, period: str) -> tuple[str, Message]:
