@@ -4,8 +4,8 @@ The audit reads a contract's records by their key: on the SQL log by an index, o
 the partition the producer's partitioner maps the key to. That is every record of the
 contract while each key stays in one partition, which holds as long as no partitions are
 added to a topic (adding them moves keys: later records land elsewhere). Every journal entry
-records its cut, how far the ledger had applied the contract's measurements and reviews per
-partition (`inputs`); a cut beyond the records read here means some were not read.
+records its cut, how far the ledger had applied the contract's measurements, reviews and
+ticket events per partition (`inputs`); a cut beyond the records read here means some were not read.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from shared.audit.reading import History, Placed
-from shared.events import TOPIC_MEASUREMENTS, TOPIC_REVIEWS
+from shared.events import TOPIC_MEASUREMENTS, TOPIC_REVIEWS, TOPIC_TICKETS
 
 Difference = dict[str, Any]
 
@@ -26,6 +26,7 @@ def unread_cuts(h: History, period: str) -> list[Difference]:
     read = {
         TOPIC_MEASUREMENTS: _last_offsets(h.measurements),
         TOPIC_REVIEWS: _last_offsets(h.ratings),
+        TOPIC_TICKETS: _last_offsets(h.tickets),
     }
     return [
         {

@@ -31,7 +31,10 @@ def recompute(h: History, period: str, inputs: Any) -> Statement | None:
         return None
     observations = upto(h.measurements, inputs.get("slapay.measurements"))
     ratings = upto(h.ratings, inputs.get("slapay.reviews"))
-    return compute_statement(terms, period, observations, ratings, terms_version=version)
+    tickets = upto(h.tickets, inputs.get("slapay.tickets"))
+    return compute_statement(
+        terms, period, observations, ratings, terms_version=version, tickets=tickets
+    )
 
 
 def upto(events: Iterable[Placed[E]], cut: Any) -> list[E]:

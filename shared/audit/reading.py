@@ -1,6 +1,6 @@
 """What the bus holds for one contract, read the way the ledger reads it: its terms, its
-measurements and ratings each once in bus order, its journal entries and final statements,
-and its disputes as the ledger settled them.
+measurements, ratings and ticket events each once in bus order, its journal entries and
+final statements, and its disputes as the ledger settled them.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from shared import heap
 from shared.bus import Bus, Record
 from shared.consuming import Delivered
 from shared.core.journal import JournalEntry
-from shared.core.payment import Observation, Rating
+from shared.core.payment import Observation, Rating, TicketRecord
 from shared.core.terms import Terms
 from shared.events import (
     TOPIC_CONTRACTS,
     TOPIC_JOURNAL,
     TOPIC_MEASUREMENTS,
     TOPIC_REVIEWS,
+    TOPIC_TICKETS,
     DisputeOpened,
     DisputeResolved,
     Envelope,
@@ -33,10 +34,11 @@ from shared.events import (
     ReviewSubmitted,
     StatementFinalized,
     TermsAgreed,
+    TicketEventRecorded,
 )
 from shared.measured import DeliveredMeasurement, Incoming, decode_measurements
 
-E = TypeVar("E", Observation, Rating)
+E = TypeVar("E", Observation, Rating, TicketRecord)
 Placed = tuple[int, int, E]
 """An event with its place on the bus: (partition, offset, event)."""
 
@@ -73,6 +75,7 @@ class History:
     terms: list[Terms] = field(default_factory=list)
     measurements: list[Placed[Observation]] = field(default_factory=list)
     ratings: list[Placed[Rating]] = field(default_factory=list)
+    tickets: list[Placed[TicketRecord]] = field(default_factory=list)
     journal: Journal = field(default_factory=Journal)
     disputes: dict[str, Dispute] = field(default_factory=dict)
 
@@ -128,6 +131,19 @@ def _ratings(records: Iterable[Record], contract_id: str) -> list[Placed[Rating]
     return found
 
 
+def _tickets(records: Iterable[Record], contract_id: str) -> list[Placed[TicketRecord]]:
+    """The contract's ticket events among `records`, in their order, repeats and all."""
+    found = []
+    for d in _mine(records, contract_id):
+        if isinstance(d, Delivered) and d.type == TicketEventRecorded.TYPE:
+            event = TicketEventRecorded.model_validate(d.event.data)
+            record = TicketRecord(
+                str(d.event.event_id), event.ticket_id, event.type, event.at, event.priority
+            )
+            found.append((d.partition, d.offset, record))
+    return found
+
+
 def _first_in_bus_order(placed: Iterable[Placed[E]]) -> list[Placed[E]]:
     """In bus order (partition, then offset), and each event id only where it came first."""
     seen: set[str] = set()
@@ -148,6 +164,7 @@ def history(
     measurements: Iterable[Record],
     journal: Iterable[Record],
     reviews: Iterable[Record] = (),
+    tickets: Iterable[Record] = (),
 ) -> History:
     found = History(contract_id)
     contract_events = _mine(sorted(contracts, key=_RECORD_PLACE), contract_id)
@@ -160,6 +177,7 @@ def history(
     found.disputes = disputes(contract_events)
     found.measurements = _first_in_bus_order(_observations(measurements, contract_id))
     found.ratings = _first_in_bus_order(_ratings(reviews, contract_id))
+    found.tickets = _first_in_bus_order(_tickets(tickets, contract_id))
     found.journal = read_journal_records(journal, contract_id)
     return found
 
@@ -232,7 +250,9 @@ async def read_history(bus: Bus, contract_id: str) -> History:
     with heap.paused_collector():
         journal = await bus.read_all(TOPIC_JOURNAL, contract_id)
         others = asyncio.gather(
-            bus.read_all(TOPIC_CONTRACTS, contract_id), bus.read_all(TOPIC_REVIEWS, contract_id)
+            bus.read_all(TOPIC_CONTRACTS, contract_id),
+            bus.read_all(TOPIC_REVIEWS, contract_id),
+            bus.read_all(TOPIC_TICKETS, contract_id),
         )
         placed: list[Placed[Observation]] = []
         try:
@@ -243,7 +263,7 @@ async def read_history(bus: Bus, contract_id: str) -> History:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await others
             raise
-        contracts, reviews = await others
-        found = history(contract_id, contracts, (), journal, reviews)
+        contracts, reviews, tickets = await others
+        found = history(contract_id, contracts, (), journal, reviews, tickets)
         found.measurements = _first_in_bus_order(placed)
         return found

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Context, Decimal
 
-from shared.core.aggregates import KpiState
+from shared.core.aggregates import KpiState, events_digest
 from shared.core.calendars import BusinessCalendar
 from shared.core.clock import Measure, TicketSequenceError, measure
 from shared.core.periods import period_bounds
@@ -39,6 +39,29 @@ class TicketRecord:
     priority: Priority | None = None
 
 
+class TicketKpiState(KpiState):
+    """A ticket KPI's state: one value per ticket (`count` is the number of tickets), and
+    the ids of the events read for them, which its digest covers: a late event of a
+    counted ticket changes the digest even where the set of tickets stays the same."""
+
+    __slots__ = ("_read",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._read: set[str] = set()
+
+    def add_ticket(self, ticket_id: str, hours: Decimal, event_ids: Iterable[str]) -> None:
+        if self.add(ticket_id, hours):
+            self._read.update(event_ids)
+
+    @property
+    def event_ids(self) -> frozenset[str]:
+        return frozenset(self._read)
+
+    def digest(self) -> str:
+        return events_digest(self._read)
+
+
 def hours_of(seconds: int) -> Decimal:
     """Business seconds as decimal hours, rounded half-to-even to 18 places (a second is
     1/3600 h, which no decimal holds exactly; 18 places tell every second apart)."""
@@ -47,10 +70,10 @@ def hours_of(seconds: int) -> Decimal:
 
 def ticket_states(
     terms: Terms, period: str, tickets: Iterable[TicketRecord]
-) -> dict[str, KpiState]:
-    """Each ticket KPI's state in `period`: one value per counted ticket, keyed by ticket id
-    (so a line's `events` is the number of tickets and its digest theirs). Events at or
-    after the period's end are not read; an event id seen twice counts once."""
+) -> dict[str, TicketKpiState]:
+    """Each ticket KPI's state in `period`: one value per counted ticket (so a line's
+    `events` is the number of tickets, its digest that of their events read). Events at
+    or after the period's end are not read; an event id seen twice counts once."""
     kpis = terms.ticket_kpis
     if not kpis or terms.calendar is None:
         return {}
@@ -63,7 +86,7 @@ def ticket_states(
         seen.add(record.event_id)
         if record.at < end:
             by_ticket[record.ticket_id].append(record)
-    states = {kpi.name: KpiState() for kpi in kpis}
+    states = {kpi.name: TicketKpiState() for kpi in kpis}
     for ticket_id in sorted(by_ticket):
         events = by_ticket[ticket_id]
         priority = ticket_priority(events)
@@ -72,7 +95,8 @@ def ticket_states(
                 continue
             seconds = counted_seconds(terms.calendar, events, kpi, start, end)
             if seconds is not None:
-                states[kpi.name].add(ticket_id, hours_of(seconds))
+                read = (event.event_id for event in events)
+                states[kpi.name].add_ticket(ticket_id, hours_of(seconds), read)
     return states
 
 

@@ -39,8 +39,12 @@ def test_a_month_of_tickets_bills_as_worked_out_by_hand() -> None:
         assert (str(line.amount), line.derivation.tickets) == (amount, tickets), kpi
         assert line.derivation.events == tickets
         assert Decimal(str(line.derivation.value)) == Decimal(value), kpi
-    assert lines["p2_resolution"].derivation.events_digest == events_digest(["C"])
-    assert lines["p1_response"].derivation.events_digest == events_digest(["A", "B", "D", "E"])
+    by_ticket = {r.ticket_id: r.event_id for r in records(JUNE)}
+    c_events = [r.event_id for r in records(JUNE) if r.ticket_id == "C"]
+    assert lines["p2_resolution"].derivation.events_digest == events_digest(c_events)
+    assert by_ticket  # every P1 ticket's June events are in the P1 digest
+    p1_events = [r.event_id for r in records(JUNE) if r.ticket_id != "C"]
+    assert lines["p1_response"].derivation.events_digest == events_digest(p1_events)
     assert str(statement.total) == TOTAL
 
 
@@ -73,6 +77,17 @@ def test_a_ticket_whose_events_no_helpdesk_produces_is_not_counted() -> None:
     ]
     states = ticket_states(TERMS, PERIOD, records(broken))
     assert "X" not in {ticket for ticket, _ in states["p1_response"].items()}
+
+
+def test_a_late_event_of_a_counted_ticket_changes_the_digest() -> None:
+    late = {**JUNE[11], "type": "responded", "at": "2026-06-30T09:30:00+02:00"}
+    before = compute_statement(TERMS, PERIOD, [], [], tickets=records(JUNE))
+    after = compute_statement(TERMS, PERIOD, [], [], tickets=records([*JUNE, late]))
+    line = {x.kpi: x for x in before.lines}["p1_response"]
+    now = {x.kpi: x for x in after.lines}["p1_response"]
+    assert line.derivation.events == now.derivation.events == 4
+    assert line.derivation.events_digest != now.derivation.events_digest
+    assert (line.derivation.value, now.derivation.value) == (0.5, 0.75)  # D answered in 30 min
 
 
 def test_hours_are_decimal_to_the_second() -> None:

@@ -1,0 +1,114 @@
+"""Ticket KPIs end to end, on both buses: a Bavarian helpdesk's June billed from its ticket
+events through the HTTP API, a late event corrected, and the audit agreeing
+(numbers worked out by hand in `tests/ticket_examples.py`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.ledger import store
+from services.ledger.replay import replay
+from shared import db
+from tests.integration.test_audit import audit_cli
+from tests.integration.test_replay import published
+from tests.system import System, eventually
+from tests.ticket_examples import CONTRACT, EXPECTED, JULY, JUNE, PERIOD, TOTAL, ticket_terms
+
+pytestmark = pytest.mark.integration
+STATEMENT = f"/v1/contracts/{CONTRACT}/statements/{PERIOD}"
+LATE = {
+    "contract_id": CONTRACT,
+    "ticket_id": "C",
+    "type": "responded",
+    "at": "2026-06-16T10:00:00+02:00",
+    "priority": "P1",  # escalated: C now counts against the P1 KPIs, no longer P2
+}
+
+
+async def statement(system: System) -> Any:
+    response = await system.statements.get(STATEMENT, headers=system.token("auditor", [CONTRACT]))
+    return response.json() if response.status_code == 200 else None
+
+
+def ticket_lines(document: dict[str, Any]) -> dict[str, tuple[str, int, float]]:
+    return {
+        line["kpi"]: (line["amount"], line["derivation"]["tickets"], line["derivation"]["value"])
+        for line in document["lines"]
+        if line["kind"] == "sla_credit"
+    }
+
+
+async def journal(system: System) -> list[dict[str, Any]]:
+    from services.ledger import journal_store
+
+    engine = system.apps["ledger"].state.runtime.engine
+    return [e.document() for e in await journal_store.entries(engine, CONTRACT)]
+
+
+async def test_a_month_of_tickets_is_billed_corrected_verified_and_replayed(
+    system: System, tmp_path: Path
+) -> None:
+    created = await system.ledger.post("/v1/contracts", json=ticket_terms(), headers=system.token())
+    assert created.status_code == 201, created.text
+    agent = system.token("agent", [CONTRACT])
+    posted = await system.ingest.post(
+        "/v1/tickets/events", json={"events": JUNE + JULY}, headers=agent
+    )
+    assert posted.status_code == 202, posted.text
+    assert posted.json() == {"accepted": len(JUNE + JULY), "duplicates": 0}
+
+    provisional = await eventually(
+        lambda: statement(system),
+        lambda s: s is not None and ticket_lines(s)["p1_response"][1] == 4,
+    )
+    expected = {kpi: (amount, n, float(value)) for kpi, (amount, n, value) in EXPECTED.items()}
+    assert ticket_lines(provisional) == expected
+    assert provisional["total"] == TOTAL
+
+    closed = await system.ledger.post(
+        f"/v1/contracts/{CONTRACT}/periods/{PERIOD}/close",
+        headers=system.token("provider", [CONTRACT]),
+    )
+    assert closed.status_code == 202, closed.text
+    final = await eventually(lambda: statement(system), lambda s: s and s["status"] == "final")
+    assert ticket_lines(final) == expected
+    assert final["total"] == TOTAL
+    entries = await journal(system)
+    assert all("slapay.tickets" in e["inputs"] for e in entries)
+
+    late = await system.ingest.post("/v1/tickets/events", json={"events": [LATE]}, headers=agent)
+    assert late.status_code == 202, late.text
+    adjustments = await eventually(
+        lambda: journal(system),
+        lambda es: len([e for e in es if e["kind"] == "adjustment"]) == 3,
+    )
+    corrections = {
+        e["corrects_line_id"].split(":")[-1]: e["amount"]
+        for e in adjustments
+        if e["kind"] == "adjustment"
+    }
+    # P1: C's 4 h response and 18 h resolution are both breaches: 2 of 5 within, tier 10 %;
+    # P2 has no ticket left: no data, no credit.
+    assert corrections == {
+        "p1_response": "-500.00",
+        "p1_resolution": "-500.00",
+        "p2_resolution": "300.00",
+    }
+
+    cli = await audit_cli(system, period=PERIOD, contract=CONTRACT)
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert cli.stdout.startswith(f"OK: {CONTRACT} {PERIOD}")
+
+    runtime = system.apps["ledger"].state.runtime
+    await eventually(lambda: published(runtime.bus), lambda n: n >= len(adjustments))
+    engine = db.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'replay.db'}")
+    try:
+        await db.create_schema(engine, store.metadata)
+        outcomes = await replay(runtime.bus, engine)
+    finally:
+        await engine.dispose()
+    assert [(o.contract_id, o.entries) for o in outcomes] == [(CONTRACT, len(adjustments))]
+    assert outcomes[0].matches, outcomes
