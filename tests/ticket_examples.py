@@ -12,6 +12,7 @@ Credits 13 % of 10,000.00 EUR: total 8,700.00 EUR.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 CONTRACT = "bavaria-helpdesk"
@@ -42,6 +43,7 @@ def share_kpi(name: str, metric: str, priority: str, hours: int) -> dict[str, An
 
 
 def ticket_terms(effective_from: str = PERIOD) -> dict[str, Any]:
+    """A fresh copy of the terms, free to change."""
     return {
         "contract_id": CONTRACT,
         "provider": "Helpdesk Co",
@@ -50,7 +52,7 @@ def ticket_terms(effective_from: str = PERIOD) -> dict[str, Any]:
         "base_fee": "10000.00",
         "effective_from": effective_from,
         "timezone": "Europe/Berlin",
-        "calendar": CALENDAR,
+        "calendar": copy.deepcopy(CALENDAR),
         "kpis": [
             share_kpi("p1_response", "response", "P1", 1),
             share_kpi("p1_resolution", "resolution", "P1", 8),

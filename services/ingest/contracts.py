@@ -47,6 +47,9 @@ class DoorTerms(BaseModel):
     def has_ticket_kpis(self) -> bool:
         return any(kpi.ticket_metric is not None for kpi in self.kpis)
 
+    def is_ticket_kpi(self, name: str) -> bool:
+        return any(kpi.name == name and kpi.ticket_metric is not None for kpi in self.kpis)
+
 
 @dataclass(frozen=True)
 class Contract:

@@ -2,9 +2,9 @@
 
 Pure functions of a measurement, its contract's terms versions and the time it arrives
 (see docs/architecture.md, "The door tells the truth"): the contract must exist, the KPI
-must be in the terms in force at `observed_at`, `observed_at` must lie between the first
-`effective_from` and the contract's `late_events_months` window, and the value within
-±1e15 with at most 18 decimal places.
+must be in the terms in force at `observed_at` (and not measured from tickets),
+`observed_at` must lie between the first `effective_from` and the contract's
+`late_events_months` window, and the value within ±1e15 with at most 18 decimal places.
 """
 
 from __future__ import annotations
@@ -98,6 +98,14 @@ def terms_refusal(
             "kpi",
             "kpi_unknown",
             f"KPI {kpi!r} is not in the contract's terms in force in {period}",
+        )
+    if terms.is_ticket_kpi(kpi):
+        return Refusal(
+            index,
+            "kpi",
+            "ticket_kpi",
+            f"KPI {kpi!r} is measured from ticket events (POST /v1/tickets/events), "
+            "not from measurements",
         )
     return None
 

@@ -161,3 +161,20 @@ def test_the_envelope_parses_back() -> None:
     item = TicketEventIn.model_validate(event())
     raw = event_json(item, str(item.id()), "agent:x", NOW)
     assert Envelope.from_json(raw).payload() == item.recorded()
+
+
+async def test_a_measurement_of_a_ticket_kpi_is_refused(tmp_path: Path, bus: InMemoryBus) -> None:
+    measurement = {
+        "contract_id": "helpdesk-co",
+        "kpi": "p1_response",
+        "value": 0.5,
+        "observed_at": (NOW - timedelta(minutes=5)).isoformat(),
+    }
+    async with ingest(tmp_path, bus) as client:
+        response = await client.post(
+            "/v1/measurements", json={"measurements": [measurement]}, headers=AGENT
+        )
+    assert response.status_code == 422, response.text
+    assert [(e["loc"], e["type"]) for e in response.json()["errors"]] == [
+        (["measurements", 0, "kpi"], "ticket_kpi")
+    ]
