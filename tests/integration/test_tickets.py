@@ -112,3 +112,51 @@ async def test_a_month_of_tickets_is_billed_corrected_verified_and_replayed(
         await engine.dispose()
     assert [(o.contract_id, o.entries) for o in outcomes] == [(CONTRACT, len(adjustments))]
     assert outcomes[0].matches, outcomes
+
+
+async def test_a_late_ticket_event_corrects_a_later_closed_period(system: System) -> None:
+    """H's answer on 1 July was on the bus before July closed, its opening on 30 June (17:00,
+    P1) only after June and July had closed: June is unchanged (H ran 1 h, not past the
+    threshold, at June's close), July gains H — a 1.25 h response and a resolution running
+    past 8 h at close — so both its P1 lines go to the 10 % tier, corrected into August."""
+    await system.ledger.post("/v1/contracts", json=ticket_terms(), headers=system.token())
+    agent = system.token("agent", [CONTRACT])
+    answer = {**LATE, "ticket_id": "H", "at": "2026-07-01T09:15:00+02:00", "priority": None}
+    posted = await system.ingest.post(
+        "/v1/tickets/events", json={"events": [*JUNE, *JULY, answer]}, headers=agent
+    )
+    assert posted.status_code == 202, posted.text
+    await eventually(
+        lambda: statement(system), lambda s: s is not None and ticket_lines(s)["p1_response"][1]
+    )
+    for period in (PERIOD, "2026-07"):
+        closed = await system.ledger.post(
+            f"/v1/contracts/{CONTRACT}/periods/{period}/close", headers=system.token()
+        )
+        assert closed.status_code == 202, closed.text
+    july = f"/v1/contracts/{CONTRACT}/statements/2026-07"
+    final = await eventually(
+        lambda: system.statements.get(july, headers=system.token("auditor", [CONTRACT])),
+        lambda r: r.status_code == 200 and r.json()["status"] == "final",
+    )
+    assert final.json()["total"] == "10000.00"  # no P1 ticket stopped in July, none ran past
+
+    opened = {**answer, "type": "opened", "at": "2026-06-30T17:00:00+02:00", "priority": "P1"}
+    late = await system.ingest.post("/v1/tickets/events", json={"events": [opened]}, headers=agent)
+    assert late.status_code == 202, late.text
+    entries = await eventually(
+        lambda: journal(system),
+        lambda es: len([e for e in es if e["kind"] == "adjustment"]) == 2,
+    )
+    corrections = {
+        (e["corrects_period"], e["period"], e["corrects_line_id"].split(":")[-1]): e["amount"]
+        for e in entries
+        if e["kind"] == "adjustment"
+    }
+    assert corrections == {
+        ("2026-07", "2026-08", "p1_response"): "-1000.00",
+        ("2026-07", "2026-08", "p1_resolution"): "-1000.00",
+    }
+    for period in (PERIOD, "2026-07"):
+        cli = await audit_cli(system, period=period, contract=CONTRACT)
+        assert cli.returncode == 0, cli.stdout + cli.stderr
