@@ -12,7 +12,7 @@ from services.statements import charts
 from services.statements.exports import filename, signature_check
 from services.statements.markup import Html, html, join, path
 from services.statements.printable import line_rows
-from services.statements.views import Overview, review_summary
+from services.statements.views import Overview, review_summary, ticket_summary
 from shared.auth import Principal
 from shared.signing import Keyring
 
@@ -167,6 +167,7 @@ def _statement(view: Overview, statement: dict[str, Any], keyring: Keyring) -> H
         lines=lines,
         derivations=derivations,
         reviews=_reviews(statement),
+        tickets=_tickets(statement),
         disputes=_disputes(view.disputes.get(period, [])),
     )
 
@@ -186,7 +187,7 @@ STATEMENT = """<article class="card statement" id="{anchor}">
 <th>#</th><th>Aggregation</th><th>Value</th><th>Target</th><th class="num">Tier %</th>
 <th class="num">Events</th><th>Events digest</th><th>Reason</th></tr></thead>
 <tbody>{derivations}</tbody></table></div></details>
-{reviews}{disputes}</article>"""
+{reviews}{tickets}{disputes}</article>"""
 
 
 def _reviews(statement: dict[str, Any]) -> Html:
@@ -202,6 +203,32 @@ def _reviews(statement: dict[str, Any]) -> Html:
         neutral=summary["neutral"],
         reason=f" ({summary['reason'].replace('_', ' ')})" if summary["reason"] else "",
         amount=summary["amount"],
+    )
+
+
+def _tickets(statement: dict[str, Any]) -> Html:
+    """Breached tickets per ticket KPI (docs/tickets.md)."""
+    summary = ticket_summary(statement)
+    if not summary:
+        return Html("")
+    rows = join(
+        html(
+            '<tr><td>{kpi}</td><td class="num">{n}</td><td class="num">{past}</td>'
+            "<td>{how}</td></tr>",
+            kpi=t["kpi"],
+            n=t["tickets"],
+            past="—" if t["breached"] is None else t["breached"],
+            how=f"over {t['threshold']:g} business hours"
+            if t["threshold"] is not None
+            else f"{t['aggregation']} {t['value'] if t['value'] is not None else '—'} h",
+        )
+        for t in summary
+    )
+    return html(
+        '<h4>Tickets</h4><div class="scroll"><table class="tickets"><thead><tr><th>KPI</th>'
+        '<th class="num">Tickets</th><th class="num">Breached</th><th>Limit</th></tr></thead>'
+        "<tbody>{rows}</tbody></table></div>",
+        rows=rows,
     )
 
 

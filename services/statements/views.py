@@ -133,3 +133,28 @@ def review_summary(statement: dict[str, Any]) -> dict[str, Any] | None:
                 "amount": line["amount"],
             }
     return None
+
+
+def ticket_summary(statement: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per ticket KPI line: how many tickets it covered and, with a threshold, how many of
+    them were past it (breached, running past it at close included; docs/tickets.md)."""
+    found = []
+    for line in statement["lines"]:
+        d = line["derivation"]
+        if line["kind"] != "sla_credit" or d.get("tickets") is None:
+            continue
+        tickets, share, threshold = int(d["tickets"]), d.get("value"), d.get("threshold")
+        breached = None
+        if threshold is not None and share is not None:
+            breached = tickets - round(Decimal(str(share)) * tickets)
+        found.append(
+            {
+                "kpi": line["kpi"],
+                "tickets": tickets,
+                "threshold": threshold,
+                "breached": breached,
+                "aggregation": d.get("aggregation"),
+                "value": share,
+            }
+        )
+    return found

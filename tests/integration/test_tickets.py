@@ -78,6 +78,15 @@ async def test_a_month_of_tickets_is_billed_corrected_verified_and_replayed(
     assert final["total"] == TOTAL
     entries = await journal(system)
     assert all("slapay.tickets" in e["inputs"] for e in entries)
+    token = system.token("customer", [CONTRACT])["Authorization"].removeprefix("Bearer ")
+    page = await system.statements.get(
+        f"/contracts/{CONTRACT}", headers={"Cookie": f"slapay_session={token}"}
+    )
+    assert page.status_code == 200, page.text
+    shown = page.text[page.text.index("<h4>Tickets</h4>") :]
+    # p1_response: 4 tickets, 2 past 1 h (B and D); p2_resolution: C, no threshold
+    assert '<td>p1_response</td><td class="num">4</td><td class="num">2</td>' in shown
+    assert '<td>p2_resolution</td><td class="num">1</td><td class="num">—</td>' in shown
 
     late = await system.ingest.post("/v1/tickets/events", json={"events": [LATE]}, headers=agent)
     assert late.status_code == 202, late.text
