@@ -149,11 +149,12 @@ async def tickets_for(
     upto_offset: int | None = None,
 ) -> list[TicketRecord]:
     """The ticket events a period's ticket KPIs read: the contract's, before the period's
-    end (at or before bus offset `upto_offset`, if given); none without ticket KPIs."""
+    end (at or before bus offset `upto_offset`, if given), of the tickets that may count
+    in it (the others would change nothing); none without ticket KPIs."""
     if not terms.ticket_kpis:
         return []
-    _, end = period_bounds(period, terms.timezone)
-    rows = await ticket_store.before(conn, contract_id, end, upto_offset)
+    start, end = period_bounds(period, terms.timezone)
+    rows = await ticket_store.before(conn, contract_id, end, upto_offset, start)
     return [row.record() for row in rows]
 
 

@@ -11,13 +11,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, and_, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ColumnElement,
+    CompoundSelect,
+    FromClause,
+    Index,
+    Integer,
+    String,
+    Table,
+    and_,
+    case,
+    func,
+    select,
+    union,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.ledger.store import metadata, positions
 from shared import db
 from shared.core.ticket_kpis import TicketRecord
+from shared.core.tickets import Priority
 from shared.db import UtcDateTime
 from shared.events import TOPIC_TICKETS
 
@@ -54,8 +71,8 @@ class TicketRow:
     bus_offset: int
 
     def record(self) -> TicketRecord:
-        priority = self.priority if self.priority in ("P1", "P2", "P3", "P4") else None
-        return TicketRecord(self.event_id, self.ticket_id, self.type, self.at, priority)  # type: ignore[arg-type]
+        priority = cast("Priority | None", self.priority)  # stored from a validated event
+        return TicketRecord(self.event_id, self.ticket_id, self.type, self.at, priority)
 
 
 async def insert_new(conn: AsyncConnection, rows: Sequence[TicketRow]) -> list[TicketRow]:
@@ -73,18 +90,54 @@ async def insert_new(conn: AsyncConnection, rows: Sequence[TicketRow]) -> list[T
 
 
 async def before(
-    conn: AsyncConnection, contract_id: str, end: datetime, upto_offset: int | None = None
+    conn: AsyncConnection,
+    contract_id: str,
+    end: datetime,
+    upto_offset: int | None = None,
+    start: datetime | None = None,
 ) -> list[TicketRow]:
     """The contract's ticket events before instant `end` (at or before bus offset
-    `upto_offset`, if given), in bus order."""
+    `upto_offset`, if given), in bus order. With `start`, only those of the tickets that
+    can count in [start, end): with an event in it, or not resolved before it (a ticket
+    resolved as many times more than reopened stopped both clocks before `start`)."""
     t = ticket_events.c
-    condition = and_(t.contract_id == contract_id, t.at < end)
-    if upto_offset is not None:
-        condition = and_(condition, t.bus_offset <= upto_offset)
+    condition = _rows(ticket_events, contract_id, end, upto_offset)
+    if start is not None:
+        condition = and_(
+            condition, t.ticket_id.in_(_may_count(contract_id, end, upto_offset, start))
+        )
     result = await conn.execute(
         select(ticket_events).where(condition).order_by(t.bus_partition, t.bus_offset)
     )
     return [TicketRow(**row._mapping) for row in result]
+
+
+def _rows(
+    table: FromClause, contract_id: str, end: datetime, upto_offset: int | None
+) -> ColumnElement[bool]:
+    t = table.c
+    condition = and_(t.contract_id == contract_id, t.at < end)
+    return condition if upto_offset is None else and_(condition, t.bus_offset <= upto_offset)
+
+
+def _may_count(
+    contract_id: str, end: datetime, upto_offset: int | None, start: datetime
+) -> CompoundSelect:
+    """The ids of the tickets (among the rows `_rows` selects) that may count from `start`
+    on: an event at or after it, or not left resolved before it. Read from an alias, so the
+    subquery is never correlated with the outer one."""
+    earlier = ticket_events.alias("earlier")
+    t = earlier.c
+    mine = _rows(earlier, contract_id, end, upto_offset)
+    resolved = func.sum(case((t.type == "resolved", 1), else_=0))
+    reopened = func.sum(case((t.type == "reopened", 1), else_=0))
+    running = (
+        select(t.ticket_id)
+        .where(and_(mine, t.at < start))
+        .group_by(t.ticket_id)
+        .having(resolved <= reopened)
+    )
+    return union(running, select(t.ticket_id).where(and_(mine, t.at >= start)))
 
 
 async def ticket_positions(conn: AsyncConnection, contract_id: str) -> dict[str, dict[str, int]]:
