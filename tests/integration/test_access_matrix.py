@@ -122,6 +122,10 @@ HOOK = {"url": "http://127.0.0.1:9/hook", "types": ["statement.finalized"], "con
 ROWS = (
     Row("ingest", "POST", "/v1/measurements", WRITERS, 202,
         lambda s, r: {"json": measurements(CONTRACT, 2, f"matrix-{uuid.uuid4().hex}")}),
+    # The seeded terms have no ticket KPI: a writer gets past the guard to the door's 422.
+    Row("ingest", "POST", "/v1/tickets/events", WRITERS, 422, lambda s, r: {"json": {"events": [
+        {"contract_id": CONTRACT, "ticket_id": "T-1", "type": "opened",
+         "at": datetime.now(UTC).isoformat()}]}}),
     Row("ingest", "POST", "/v1/prometheus/write", WRITERS, 204,
         lambda s, r: remote_write(CONTRACT)),
     Row("ingest", "POST", "/otlp/v1/metrics", WRITERS, 200, lambda s, r: otlp_json(CONTRACT)),
