@@ -102,7 +102,11 @@ class RunningStates:
 
 
 async def running_statement(
-    conn: AsyncConnection, book: Book, period: str, running: RunningStates
+    conn: AsyncConnection,
+    book: Book,
+    period: str,
+    running: RunningStates,
+    as_of: datetime | None = None,
 ) -> Statement | None:
     """`computed_statement` from the running state: the same numbers, read incrementally."""
     found = book.terms_for(period)
@@ -113,7 +117,13 @@ async def running_statement(
     rated = await store.period_ratings(conn, book.contract_id, period)
     tickets = await tickets_for(conn, terms, book.contract_id, period)
     statement = statement_from_states(
-        terms, period, states, ratings_of(rated), terms_version=version, tickets=tickets
+        terms,
+        period,
+        states,
+        ratings_of(rated),
+        terms_version=version,
+        tickets=tickets,
+        as_of=as_of,
     )
     return with_review_flags(statement, rated)
 
@@ -123,9 +133,11 @@ async def computed_statement(
     book: Book,
     period: str,
     rows: Sequence[store.MeasurementRow] | None = None,
+    as_of: datetime | None = None,
 ) -> Statement | None:
     """The period's lines from every measurement folded so far, or from `rows` where the
-    caller has read them already (None without terms)."""
+    caller has read them already (None without terms). `as_of`: a snapshot of a running
+    period, whose running tickets are measured up to then (docs/tickets.md)."""
     found = book.terms_for(period)
     if found is None:
         return None
@@ -136,7 +148,13 @@ async def computed_statement(
     rated = await store.period_ratings(conn, book.contract_id, period)
     tickets = await tickets_for(conn, terms, book.contract_id, period)
     statement = compute_statement(
-        terms, period, observations, ratings_of(rated), terms_version=version, tickets=tickets
+        terms,
+        period,
+        observations,
+        ratings_of(rated),
+        terms_version=version,
+        tickets=tickets,
+        as_of=as_of,
     )
     return with_review_flags(statement, rated)
 

@@ -21,7 +21,7 @@ from services.ledger.book import (
 )
 from services.ledger.domain import posting
 from shared.consuming import POISON_ATTEMPTS
-from shared.events import StatementProvisional, make_event
+from shared.events import StatementProvisional, make_event, utcnow
 from shared.publishing import publish_events
 from shared.retrying import blames_the_data, every
 from shared.runtime import Runtime
@@ -105,10 +105,11 @@ async def provisional_statement(
             if running is not None:
                 running.forget(contract_id, period)
             return None
+        now = utcnow()  # a running ticket is measured up to now, not to the period's end
         computed = (
-            await computed_statement(conn, book, period)
+            await computed_statement(conn, book, period, as_of=now)
             if running is None
-            else await running_statement(conn, book, period, running)
+            else await running_statement(conn, book, period, running, as_of=now)
         )
         if computed is None:
             return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
 from typing import TypeVar
@@ -72,12 +73,14 @@ def compute_statement(
     *,
     terms_version: int = 1,
     tickets: Iterable[TicketRecord] = (),
+    as_of: datetime | None = None,
 ) -> Statement:
     """The provisional statement of `period` under `terms`, from the raw events.
 
     Events of other periods (in `terms.timezone`) and of KPIs the terms do not name are
     ignored; an event id seen twice counts once (the first occurrence). A ticket KPI is
-    measured from `tickets` (docs/tickets.md), never from measurements.
+    measured from `tickets` (docs/tickets.md), never from measurements; `as_of`, for a
+    snapshot of a period still running, measures its running tickets up to then.
     """
     start, end = period_bounds(period, terms.timezone)
     states = {kpi.name: KpiState() for kpi in terms.kpis}
@@ -87,7 +90,7 @@ def compute_statement(
             state.add(observation.event_id, observation.value)
     in_period = [r for r in _first_of_each(reviews) if start <= r.occurred_at < end]
     return statement_from_states(
-        terms, period, states, in_period, terms_version=terms_version, tickets=tickets
+        terms, period, states, in_period, terms_version=terms_version, tickets=tickets, as_of=as_of
     )
 
 
@@ -99,11 +102,12 @@ def statement_from_states(
     *,
     terms_version: int = 1,
     tickets: Iterable[TicketRecord] = (),
+    as_of: datetime | None = None,
 ) -> Statement:
     """The statement from per-KPI states already folded (the ledger keeps them running);
     `reviews` are the period's ratings, `tickets` the contract's ticket events up to the
     period's end at least. `compute_statement` is this over raw events."""
-    states = {**states, **ticket_states(terms, period, tickets)}
+    states = {**states, **ticket_states(terms, period, tickets, as_of)}
     empty = KpiState()
     outcomes = [_sla_credit(terms, period, kpi, states.get(kpi.name, empty)) for kpi in terms.kpis]
     lines = [_base_fee_line(terms, period), *(outcome.line for outcome in outcomes)]

@@ -69,15 +69,21 @@ def hours_of(seconds: int) -> Decimal:
 
 
 def ticket_states(
-    terms: Terms, period: str, tickets: Iterable[TicketRecord]
+    terms: Terms,
+    period: str,
+    tickets: Iterable[TicketRecord],
+    as_of: datetime | None = None,
 ) -> dict[str, TicketKpiState]:
     """Each ticket KPI's state in `period`: one value per counted ticket (so a line's
     `events` is the number of tickets, its digest that of their events read). Events at
-    or after the period's end are not read; an event id seen twice counts once."""
+    or after the period's end are not read; an event id seen twice counts once. `as_of`
+    (an open period's snapshot) measures running tickets up to then instead of the end."""
     kpis = terms.ticket_kpis
     if not kpis or terms.calendar is None:
         return {}
     start, end = period_bounds(period, terms.timezone)
+    if as_of is not None:
+        end = min(end, max(as_of, start))
     by_ticket: dict[str, list[TicketRecord]] = defaultdict(list)
     seen: set[str] = set()
     for record in tickets:

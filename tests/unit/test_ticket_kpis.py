@@ -115,3 +115,15 @@ def test_ticket_terms_are_refused_naming_the_field(change: Any, loc: tuple[Any, 
     with pytest.raises(ValidationError) as caught:
         Terms.model_validate(terms)
     assert [error["loc"] for error in caught.value.errors()] == [loc]
+
+
+def test_a_snapshot_measures_running_tickets_up_to_then() -> None:
+    """On 30 June at 09:30, D has run half an hour (not yet past 1 h) and E 9.5 h (past 8)."""
+    as_of = datetime.fromisoformat("2026-06-30T09:30:00+02:00")
+    states = ticket_states(TERMS, PERIOD, records(JUNE), as_of)
+    assert [t for t, _ in states["p1_response"].items()] == ["A", "B", "E"]
+    assert dict(states["p1_resolution"].items())["E"] == Decimal("9.5")
+    after_the_end = datetime.fromisoformat("2026-07-05T00:00:00+02:00")
+    assert compute_statement(
+        TERMS, PERIOD, [], [], tickets=records(JUNE), as_of=after_the_end
+    ) == compute_statement(TERMS, PERIOD, [], [], tickets=records(JUNE))
