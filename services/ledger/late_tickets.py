@@ -2,9 +2,10 @@
 correct the closed periods a late one changes (docs/tickets.md).
 
 A ticket event at instant `at` can change the statement of the period `at` falls in and of
-any later one (a ticket counts in the period its clock stops). A late event is applied one
-at a time in bus order: every closed period from its own on is recomputed with the ticket
-events up to it, and an adjustment is posted wherever the money moved.
+any later one (a ticket counts in the period its clock stops), so it is late for every
+closed period from its own on. Such an event is applied one at a time in bus order: each of
+those periods is recomputed with the ticket events up to it, and an adjustment is posted
+wherever the money moved.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ Refuse = Callable[[Delivered, Book, str], tuple[str, Message] | None]
 async def fold_tickets(
     conn: AsyncConnection, delivered: Sequence[Delivered], fx: closing.Effects, refuse: Refuse
 ) -> set[tuple[str, str]]:
-    """Store new ticket events; return the open periods to refresh. Late ones post
-    corrections; too late ones go to the dead letters (`refuse`)."""
+    """Store new ticket events; return the open periods to refresh (from the event's own to
+    the current one: a ticket counts where its clock stops). An event that can change a
+    closed period posts corrections; one too late goes to the dead letters (`refuse`)."""
     books = await open_books(conn, (d.event.contract_id for d in delivered))
     rows, recorded = [], {}
     for d in delivered:
@@ -61,11 +63,11 @@ async def fold_tickets(
     touched = set()
     for row in await ticket_store.insert_new(conn, rows):
         book = books[row.contract_id]
-        if row.period in book.closed:
+        if any(closed >= row.period for closed in book.closed):
             await correct_late_ticket(conn, book, row, fx, recorded[row.event_id])
-            touched.add((row.contract_id, periods.first_open_after(row.period, book.closed)))
-        else:
-            touched.add((row.contract_id, row.period))
+        current = periods.period_of(recorded[row.event_id], book.timezone)
+        since = periods.periods(row.period, max(current, row.period))
+        touched |= {(row.contract_id, p) for p in since if p not in book.closed}
     return touched
 
 

@@ -117,3 +117,31 @@ async def test_late_ticket_events_are_corrected_or_dead_lettered(engine: AsyncEn
     ]
     assert len(letters) == 1 and "late_events_months" in letters[0]["reason"]
     assert len(await journal_store.entries(engine, CONTRACT)) == len(finals) + 1
+
+
+async def test_an_event_of_an_open_period_corrects_a_later_closed_one(engine: AsyncEngine) -> None:
+    """July closed before June: H's opening on 30 June is not late for June, but H's clock
+    stops in July (its answer on 1 July), so July is corrected."""
+    feed = Feed(engine)
+    await handlers.agree(
+        engine, feed.bus, Terms.model_validate(ticket_terms()), "a", revision=False
+    )
+    await feed.fold()
+    answer = {**JUNE[11], "ticket_id": "H", "type": "responded", "at": "2026-07-01T09:15:00+02:00"}
+    await feed.tickets([*JUNE, answer], recorded_at=at("2026-07-01T08:00:00"))
+    now = at("2026-08-02T00:00:00")
+    await handlers.request_close(engine, feed.bus, CONTRACT, "2026-07", "a", now=now)
+    await feed.fold()
+    closed = await journal_store.entries(engine, CONTRACT)
+    assert {e.period for e in closed} == {"2026-07"} and sum(e.amount for e in closed) == 10000
+
+    opened = {**answer, "type": "opened", "at": "2026-06-30T17:00:00+02:00", "priority": "P1"}
+    await feed.tickets([opened], recorded_at=at("2026-08-05T12:00:00"))
+    adjustments = [
+        e for e in await journal_store.entries(engine, CONTRACT) if e.kind == "adjustment"
+    ]
+    assert sorted((e.corrects_line_id.split(":")[-1], str(e.amount)) for e in adjustments) == [
+        ("p1_resolution", "-1000.00"),  # H runs past 8 h by July's end
+        ("p1_response", "-1000.00"),  # 1.25 h: June 17:00-18:00, July 09:00-09:15
+    ]
+    assert {(e.corrects_period, e.period) for e in adjustments} == {("2026-07", "2026-08")}
