@@ -22,7 +22,9 @@ from services.ledger.domain import posting
 from shared.bus import Message
 from shared.consuming import Delivered
 from shared.core import periods
-from shared.core.payment import Observation, compute_statement
+from shared.core.payment import Observation, TicketRecord, compute_statement, kpi_credit
+from shared.core.terms import Terms
+from shared.core.ticket_kpis import ticket_states
 from shared.events import TicketEventRecorded
 
 Refuse = Callable[[Delivered, Book, str], tuple[str, Message] | None]
@@ -78,8 +80,9 @@ async def correct_late_ticket(
     fx: closing.Effects,
     at: datetime,
 ) -> None:
-    """Recompute every closed period from the event's own on, with the ticket events up to
-    it on the bus, and post what changed (posted at `at`, when the event was recorded)."""
+    """Recompute every closed period from the event's own on whose ticket KPIs' credit the
+    event changes, with the ticket events up to it on the bus, and post what changed
+    (posted at `at`, when the event was recorded)."""
     base_inputs = await book_inputs(conn, book.contract_id)
     for period in sorted(p for p in book.closed if p >= row.period):
         found = book.terms_for(period)
@@ -87,6 +90,8 @@ async def correct_late_ticket(
             continue
         terms, version = found
         tickets = await tickets_for(conn, terms, book.contract_id, period, row.bus_offset)
+        if not moves_money(terms, period, tickets, row.event_id):
+            continue  # read no measurements for a period whose money stays
         measured = await store.period_measurements(conn, book.contract_id, period)
         observations = [Observation(m.event_id, m.kpi, m.number, m.occurred_at) for m in measured]
         rated = ratings_of(await store.period_ratings(conn, book.contract_id, period))
@@ -108,3 +113,14 @@ async def correct_late_ticket(
         into = periods.first_open_after(period, set(book.closed))
         bodies = posting.correction_bodies(recomputed, posted, into, at, [row.event_id], inputs)
         await closing.post(conn, book, bodies, fx)
+
+
+def moves_money(terms: Terms, period: str, tickets: Sequence[TicketRecord], event_id: str) -> bool:
+    """Whether the ticket event `event_id` (among `tickets`) changes the credit tier of one
+    of the period's ticket KPIs; the money of a closed period moves only then."""
+    without = [t for t in tickets if t.event_id != event_id]
+    before, after = ticket_states(terms, period, without), ticket_states(terms, period, tickets)
+    return any(
+        kpi_credit(kpi, before[kpi.name]).tier != kpi_credit(kpi, after[kpi.name]).tier
+        for kpi in terms.ticket_kpis
+    )
