@@ -39,10 +39,9 @@ def test_a_month_of_tickets_bills_as_worked_out_by_hand() -> None:
         assert (str(line.amount), line.derivation.tickets) == (amount, tickets), kpi
         assert line.derivation.events == tickets
         assert Decimal(str(line.derivation.value)) == Decimal(value), kpi
-    by_ticket = {r.ticket_id: r.event_id for r in records(JUNE)}
+    # the digest covers the June events of the tickets counted (E's July event is not read)
     c_events = [r.event_id for r in records(JUNE) if r.ticket_id == "C"]
     assert lines["p2_resolution"].derivation.events_digest == events_digest(c_events)
-    assert by_ticket  # every P1 ticket's June events are in the P1 digest
     p1_events = [r.event_id for r in records(JUNE) if r.ticket_id != "C"]
     assert lines["p1_response"].derivation.events_digest == events_digest(p1_events)
     assert str(statement.total) == TOTAL
