@@ -19,6 +19,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from shared.bus import Bus, BusUnavailable, Record
+from shared.core.agents import AgentKey
 from shared.core.periods import PERIOD_PATTERN, check_timezone
 from shared.events import TOPIC_CONTRACTS, Envelope, TermsAgreed
 
@@ -39,6 +40,8 @@ class DoorTerms(BaseModel):
     timezone: Annotated[str, AfterValidator(check_timezone)] = "UTC"
     kpis: tuple[_KpiName, ...] = ()
     late_events_months: int = 12
+    agents: tuple[AgentKey, ...] = ()
+    require_signed: bool = False
 
     def has_kpi(self, name: str) -> bool:
         return any(kpi.name == name for kpi in self.kpis)

@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.ledger import journal_store, store
 from shared import jsonutil
 from shared.bus import Message
-from shared.core.aggregates import KpiState
 from shared.core.payment import (
     Observation,
+    PeriodStates,
     Rating,
     Statement,
     compute_statement,
@@ -80,16 +80,15 @@ class RunningStates:
     Per contract, the bus offset of its (one) partition grows with every applied event."""
 
     def __init__(self) -> None:
-        self._states: dict[tuple[str, str, int], tuple[dict[str, KpiState], int]] = {}
+        self._states: dict[tuple[str, str, int], tuple[PeriodStates, int]] = {}
 
     async def states(
         self, conn: AsyncConnection, terms: Terms, contract_id: str, period: str, version: int
-    ) -> dict[str, KpiState]:
+    ) -> PeriodStates:
         key = (contract_id, period, version)
-        states, seen = self._states.get(key) or ({k.name: KpiState() for k in terms.kpis}, -1)
+        states, seen = self._states.get(key) or (PeriodStates(terms), -1)
         for row in await store.period_measurements(conn, contract_id, period, after=seen):
-            if row.kpi in states:
-                states[row.kpi].add(row.event_id, row.number)
+            states.add(row.kpi, row.event_id, row.number, row.party)
             seen = max(seen, row.bus_offset)
         self._states[key] = (states, seen)
         return states
@@ -122,7 +121,7 @@ async def computed_statement(conn: AsyncConnection, book: Book, period: str) -> 
         return None
     terms, version = found
     rows = await store.period_measurements(conn, book.contract_id, period)
-    observations = [Observation(r.event_id, r.kpi, r.number, r.occurred_at) for r in rows]
+    observations = [Observation(r.event_id, r.kpi, r.number, r.occurred_at, r.party) for r in rows]
     rated = await store.period_ratings(conn, book.contract_id, period)
     statement = compute_statement(
         terms, period, observations, ratings_of(rated), terms_version=version

@@ -21,9 +21,8 @@ from services.ledger.domain import posting
 from shared import signing
 from shared.bus import Message
 from shared.core import periods
-from shared.core.aggregates import KpiState
 from shared.core.journal import EntryBody, JournalEntry
-from shared.core.payment import kpi_credit, statement_from_states
+from shared.core.payment import PeriodStates, kpi_credit, statement_from_states
 from shared.events import JournalEntryPosted, StatementFinalized
 
 
@@ -114,10 +113,9 @@ async def correct_late(
         for r in await store.period_measurements(conn, book.contract_id, period)
         if r.event_id not in late_ids
     ]
-    states = {kpi.name: KpiState() for kpi in terms.kpis}
+    states = PeriodStates(terms)
     for row in earlier:
-        if row.kpi in states:
-            states[row.kpi].add(row.event_id, row.number)
+        states.add(row.kpi, row.event_id, row.number, row.party)
     posted = posting.effective_amounts(await journal_store.entries(conn, book.contract_id), period)
     rated = ratings_of(await store.period_ratings(conn, book.contract_id, period))
     base_inputs = await book_inputs(conn, book.contract_id)
@@ -132,9 +130,9 @@ async def correct_late(
         pending.append(row.event_id)
         if kpi is None:
             continue
-        state = states[kpi.name]
+        state = states.counted[kpi.name]
         before = kpi_credit(kpi, state).percent
-        state.add(row.event_id, row.number)
+        states.add(kpi.name, row.event_id, row.number, row.party)
         if kpi_credit(kpi, state).percent == before:
             continue
         recomputed = statement_from_states(terms, period, states, rated, terms_version=version)
@@ -192,10 +190,9 @@ async def correct_late_reviews(
         return
     terms, version = found
     late_ids = {row.event_id for row in late}
-    states = {kpi.name: KpiState() for kpi in terms.kpis}
+    states = PeriodStates(terms)
     for m in await store.period_measurements(conn, book.contract_id, period):
-        if m.kpi in states:
-            states[m.kpi].add(m.event_id, m.number)
+        states.add(m.kpi, m.event_id, m.number, m.party)
     rows = [
         r
         for r in await store.period_ratings(conn, book.contract_id, period)

@@ -70,6 +70,7 @@ measurements = Table(
     Column("occurred_at", UtcDateTime, nullable=False),
     Column("bus_partition", Integer, nullable=False),
     Column("bus_offset", BigInteger, nullable=False),
+    Column("party", String(20), nullable=True),  # a signed measurement's; docs/architecture.md
     Index("ix_measurements_contract_period", "contract_id", "period"),
 )
 ratings = Table(
@@ -118,6 +119,7 @@ class MeasurementRow(NamedTuple):
     occurred_at: datetime
     bus_partition: int
     bus_offset: int
+    party: str | None = None
 
     @property
     def number(self) -> Decimal:

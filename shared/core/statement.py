@@ -63,6 +63,8 @@ class Observation:
     kpi: str
     value: Decimal
     occurred_at: datetime
+    party: str | None = None
+    """The party of the agent whose key signed it; None when it came unsigned."""
 
     def __post_init__(self) -> None:
         _aware(self.occurred_at, f"measurement {self.event_id}")
@@ -100,6 +102,17 @@ _CORE_DERIVATION = frozenset(
 )
 
 
+class NotCounted(BaseModel):
+    """Measurements of a KPI kept but not counted: they came from parties (or unsigned,
+    `"unsigned"`) that the KPI's `sources` do not name."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    events: Annotated[int, Field(ge=0)]
+    events_digest: str
+    parties: dict[str, int]
+
+
 class Derivation(BaseModel):
     """How a line's amount follows from the terms and the events it used.
 
@@ -127,6 +140,8 @@ class Derivation(BaseModel):
     corrects_line_id: str | None = None
     dispute_id: str | None = None
     flags: tuple[str, ...] | None = None
+    sources: tuple[str, ...] | None = None
+    not_counted: NotCounted | None = None
 
     @model_serializer(mode="wrap")
     def _skip_empty_extras(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from shared.core import money
+from shared.core.agents import Agents, Sources
 from shared.core.aggregates import check_aggregation
 from shared.core.decimals import SHOWN_DIGITS, decimal_of, json_number, significant_digits
 from shared.core.periods import PERIOD_PATTERN, check_timezone
@@ -65,6 +66,14 @@ Percent = Annotated[
 Count = Annotated[int, Field(strict=True)]
 
 
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+def _is_empty(value: object) -> bool:
+    return not value
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -88,6 +97,8 @@ class Kpi(_Frozen):
     no_data: Literal["no_credit", "breach"] = "no_credit"
     """What fewer measurements than `min_count` (or none) earn: no credit, or the largest tier."""
     min_count: Annotated[Count, Field(ge=1)] | None = None
+    sources: Sources | None = Field(default=None, exclude_if=_is_none)
+    """The parties whose agents' measurements count (None: every measurement, signed or not)."""
 
     @field_validator("threshold")
     @classmethod
@@ -160,6 +171,16 @@ class Terms(_Frozen):
     max_credit_percent: Percent = Decimal(100)
     grace_days: Annotated[Count, Field(ge=0, le=366)] = 3
     late_events_months: Annotated[Count, Field(ge=1, le=120)] = 12
+    agents: Agents = Field(default=(), exclude_if=_is_empty)
+    """The keys agents sign measurements with (docs/architecture.md, "Signed measurements")."""
+    require_signed: Annotated[bool, Field(strict=True)] = Field(default=False, exclude_if=_is_empty)
+
+    @field_validator("require_signed")
+    @classmethod
+    def _signed_by_someone(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and not info.data.get("agents"):
+            raise ValueError("require_signed needs at least one key in agents")
+        return value
 
     @field_validator("base_fee")
     @classmethod

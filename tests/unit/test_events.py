@@ -56,6 +56,7 @@ def test_every_public_type_has_a_topic_and_unknown_types_are_refused() -> None:
         "dispute.opened",
         "dispute.resolved",
         "sla.measurement.recorded",
+        "sla.batch.signed",
         "review.submitted",
         "reviewer.erased",
         "journal.entry.posted",

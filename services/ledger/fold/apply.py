@@ -234,6 +234,7 @@ def _row(m: DeliveredMeasurement, period_of_: PeriodFinder) -> store.Measurement
             m.occurred_at,
             m.partition,
             m.offset,
+            m.party,
         ),
     )
 
