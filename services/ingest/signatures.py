@@ -28,10 +28,11 @@ def signed_request(request: Request, body: bytes) -> SignedRequest | None:
     headers = request.headers
     if "signature" not in headers and "signature-input" not in headers:
         return None
-    raw_path = request.scope.get("raw_path")
+    raw_path = request.scope.get("raw_path")  # as sent: percent-escapes kept, as @path has them
+    path = raw_path.decode("latin-1").partition("?")[0] if raw_path else request.url.path
     return SignedRequest(
         method=request.method,
-        path=raw_path.decode("latin-1") if raw_path else request.url.path,
+        path=path,
         content_type=headers.get("content-type"),
         content_digest=", ".join(headers.getlist("content-digest")) or None,
         signature_input=", ".join(headers.getlist("signature-input")),

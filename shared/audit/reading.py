@@ -10,12 +10,14 @@ import contextlib
 import operator
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from shared import heap
+from shared.audit.origins import Origins
 from shared.bus import Bus, Record
 from shared.consuming import Delivered
 from shared.core.journal import JournalEntry
@@ -75,6 +77,9 @@ class History:
     ratings: list[Placed[Rating]] = field(default_factory=list)
     journal: Journal = field(default_factory=Journal)
     disputes: dict[str, Dispute] = field(default_factory=dict)
+    agreed: list[datetime] = field(default_factory=list)
+    """When each terms version was agreed, in version order."""
+    origins: Origins = field(default_factory=Origins)
 
     @property
     def entries(self) -> list[JournalEntry]:
@@ -102,11 +107,16 @@ def _mine(records: Iterable[Record], contract_id: str) -> list[Incoming]:
     return [d for d in decode_measurements(keyed).delivered if d.contract_id == contract_id]
 
 
-def _observations(records: Iterable[Record], contract_id: str) -> list[Placed[Observation]]:
-    """The contract's measurements among `records`, in their order, repeats and all."""
+def _observations(
+    records: Iterable[Record], contract_id: str, origins: Origins
+) -> list[Placed[Observation]]:
+    """The contract's measurements among `records`, in their order, repeats and all; where
+    they came from goes into `origins`."""
+    mine = _mine(records, contract_id)
+    origins.add(mine)
     return [
-        (m.partition, m.offset, Observation(m.event_id, m.kpi, m.number, m.occurred_at))
-        for m in _mine(records, contract_id)
+        (m.partition, m.offset, Observation(m.event_id, m.kpi, m.number, m.occurred_at, m.party))
+        for m in mine
         if isinstance(m, DeliveredMeasurement)
     ]
 
@@ -151,14 +161,17 @@ def history(
 ) -> History:
     found = History(contract_id)
     contract_events = _mine(sorted(contracts, key=_RECORD_PLACE), contract_id)
-    versions: dict[int, Terms] = {}
+    versions: dict[int, tuple[Terms, datetime]] = {}
     for d in contract_events:
         if isinstance(d, Delivered) and d.type == TermsAgreed.TYPE:
             agreed = TermsAgreed.model_validate(d.event.data)
-            versions.setdefault(agreed.version, Terms.model_validate(agreed.terms))
-    found.terms = [versions[v] for v in sorted(versions)]
+            terms = Terms.model_validate(agreed.terms)
+            versions.setdefault(agreed.version, (terms, d.event.recorded_at))
+    found.terms = [versions[v][0] for v in sorted(versions)]
+    found.agreed = [versions[v][1] for v in sorted(versions)]
     found.disputes = disputes(contract_events)
-    found.measurements = _first_in_bus_order(_observations(measurements, contract_id))
+    placed = _observations(measurements, contract_id, found.origins)
+    found.measurements = _first_in_bus_order(placed)
     found.ratings = _first_in_bus_order(_ratings(reviews, contract_id))
     found.journal = read_journal_records(journal, contract_id)
     return found
@@ -235,9 +248,10 @@ async def read_history(bus: Bus, contract_id: str) -> History:
             bus.read_all(TOPIC_CONTRACTS, contract_id), bus.read_all(TOPIC_REVIEWS, contract_id)
         )
         placed: list[Placed[Observation]] = []
+        origins = Origins()
         try:
             async for chunk in bus.read_chunks(TOPIC_MEASUREMENTS, contract_id):
-                placed += _observations(chunk, contract_id)
+                placed += _observations(chunk, contract_id, origins)
         except BaseException:
             others.cancel()  # the measurements could not be read: nor is the rest wanted
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -246,4 +260,5 @@ async def read_history(bus: Bus, contract_id: str) -> History:
         contracts, reviews = await others
         found = history(contract_id, contracts, (), journal, reviews)
         found.measurements = _first_in_bus_order(placed)
+        found.origins = origins
         return found
