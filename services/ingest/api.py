@@ -21,7 +21,7 @@ from services.ingest.measurements import (
 from shared.auth import Principal
 from shared.bus import BusUnavailable
 from shared.runtime import RuntimeDep
-from shared.signed_requests import ACCEPT_SIGNATURE, BadSignature
+from shared.signed_requests import BadSignature
 from shared.web import Problem, ensure_visible, inline_schema, require, validation_errors
 
 router = APIRouter(prefix="/v1", tags=["measurements"])
@@ -82,12 +82,7 @@ async def post_measurements(
         accepted = await accept_batch(runtime, book, batch.measurements, source, signed)
     except BadSignature as exc:
         metrics.count_measurements("json", rejected=len(batch.measurements))
-        raise Problem(
-            401,
-            "Signature refused",
-            f"{exc}; nothing was published",
-            headers={"Accept-Signature": ACCEPT_SIGNATURE},
-        ) from exc
+        raise signatures.refused(exc) from exc
     except TooLarge as exc:
         raise Problem(413, "Content too large", str(exc)) from exc
     except Refused as exc:

@@ -11,7 +11,8 @@ from fastapi import Request
 
 from services.ingest.contracts import ContractBook, DoorTerms
 from shared.core.agents import AgentKey, Party
-from shared.signed_requests import BadSignature, SignedRequest, verify
+from shared.signed_requests import ACCEPT_SIGNATURE, BadSignature, SignedRequest, verify
+from shared.web import Problem
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,16 @@ def accepted_keys(versions: Iterable[DoorTerms]) -> dict[str, AgentKey]:
             }
         )
     return found or {}
+
+
+def refused(exc: BadSignature, advice: str = "") -> Problem:
+    """The 401 for a request a contract's terms do not accept as signed; nothing published."""
+    return Problem(
+        401,
+        "Signature refused",
+        f"{exc}; nothing was published{advice}",
+        headers={"Accept-Signature": ACCEPT_SIGNATURE},
+    )
 
 
 def _key(terms: DoorTerms, key_id: str) -> AgentKey:

@@ -10,14 +10,17 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from shared.auth import issue_token
 from shared.events import TOPIC_MEASUREMENTS, BatchSigned, Envelope, MeasurementRecorded
 from shared.signed_requests import body_digest
+from tests.doc_snippets import DOCS, defined_by
 from tests.fakes import InMemoryBus
 from tests.service.test_ingest import agree, ingest
 from tests.signing_agent import SigningAgent
 from tests.system import SECRET
+from tests.unit import test_prometheus_endpoint as remote_write
 
 PATH = "/v1/measurements"
 TOKEN = {"Authorization": f"Bearer {issue_token(SECRET, 'agent', ['acme-2026', 'other-co'])}"}
@@ -230,3 +233,34 @@ async def test_a_replayed_request_counts_nothing_twice(tmp_path: Path, bus: InMe
     assert first.json() == {"accepted": 2, "duplicates": 0}
     assert again.json() == {"accepted": 0, "duplicates": 2}
     assert len(events(bus)) == 3
+
+
+async def test_remote_write_is_refused_where_the_terms_require_signatures(
+    tmp_path: Path, bus: InMemoryBus
+) -> None:
+    await signed_contract(bus)
+    request = remote_write.body(remote_write.series("availability", [1, 1]))
+    headers = {**TOKEN, **remote_write.PROTOBUF}
+    async with ingest(tmp_path, bus, contracts=("other-co",)) as client:
+        response = await client.post("/v1/prometheus/write", content=request, headers=headers)
+    assert response.status_code == 401, response.text
+    assert "POST /v1/measurements" in response.json()["detail"]
+    assert not bus.topics.get(TOPIC_MEASUREMENTS)
+
+
+async def test_the_agent_docs_agents_md_shows_is_accepted(
+    tmp_path: Path, bus: InMemoryBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent = SigningAgent("customer-probe-eu", "customer")
+    pem = agent.key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    (tmp_path / "customer-probe-eu.pem").write_bytes(pem)
+    monkeypatch.chdir(tmp_path)
+    snippet = defined_by("signing-agent", DOCS / "agents.md")
+    await signed_contract(bus, agent)
+    request = snippet["signed"](
+        "http://ingest/v1/measurements", TOKEN["Authorization"][7:], measurements(1)["measurements"]
+    )
+    async with ingest(tmp_path, bus, contracts=("other-co",)) as client:
+        response = await client.send(request)
+    assert response.status_code == 202, response.text
+    assert events(bus)[0].source == "agent:customer-probe-eu"
