@@ -13,8 +13,10 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
+import http_sf
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from http_message_signatures import (
     HTTPMessageSignaturesException,
@@ -22,8 +24,6 @@ from http_message_signatures import (
     HTTPSignatureKeyResolver,
     algorithms,
 )
-from http_message_signatures.structures import VerifyResult
-from http_sf.compat import InnerList
 
 from shared.core.agents import AgentKey, public_key_bytes
 
@@ -51,7 +51,7 @@ class SignedRequest:
     signature: str
     body: bytes
 
-    @property
+    @cached_property
     def digest(self) -> str:
         """`"sha256:" + hex(sha256(body))`: how measurement events name their batch."""
         return body_digest(self.body)
@@ -91,7 +91,7 @@ class _Keys(HTTPSignatureKeyResolver):
 class _Offline(HTTPMessageVerifier):
     """A verifier for a request recorded earlier: its `created` and `expires` are history."""
 
-    def validate_created_and_expires(self, sig_input: InnerList, max_age: Any = None) -> None:
+    def validate_created_and_expires(self, sig_input: Any, max_age: Any = None) -> None:
         return None
 
 
@@ -105,6 +105,12 @@ def verify(request: SignedRequest, keys: Mapping[str, AgentKey], skew_s: float |
     )
     if skew_s is not None:
         verifier.max_clock_skew = timedelta(seconds=skew_s)
+    extra = sorted(_covered(request.signature_input) - RECORDED)
+    if extra:
+        raise BadSignature(
+            f"the signature covers {', '.join(extra)}; cover only "
+            f"{', '.join(sorted(RECORDED))}, so that it can be checked later from the bus"
+        )
     try:
         results = verifier.verify(
             request.message(),
@@ -114,19 +120,20 @@ def verify(request: SignedRequest, keys: Mapping[str, AgentKey], skew_s: float |
         )
     except HTTPMessageSignaturesException as exc:
         raise BadSignature(_reason(exc)) from exc
-    return keys[_checked(results[0])]
+    return keys[str(results[0].parameters["keyid"])]
 
 
-def _checked(result: VerifyResult) -> str:
-    covered = {name.split(";")[0].strip('"') for name in result.covered_components}
-    extra = sorted(covered - RECORDED - {"@signature-params"})
-    if extra:
-        raise BadSignature(
-            f"the signature covers {', '.join(extra)}; cover only "
-            + ", ".join(sorted(RECORDED))
-            + " so that it can be checked later from the bus"
-        )
-    return str(result.parameters["keyid"])
+def _covered(signature_input: str) -> set[str]:
+    """The components a `Signature-Input` field names (every label's)."""
+    try:
+        parsed: Any = http_sf.parse(signature_input.encode(), tltype="dictionary")
+    except (ValueError, UnicodeError) as exc:
+        raise BadSignature(f"malformed Signature-Input: {exc}") from exc
+    names: set[str] = set()
+    for member, _ in parsed.values():
+        if isinstance(member, list):
+            names.update(str(name) for name, _ in member)
+    return names
 
 
 def _reason(exc: Exception) -> str:

@@ -41,6 +41,14 @@ BookDep = Annotated[ContractBook, Depends(get_book)]
     "/measurements",
     status_code=202,
     response_model=Accepted,
+    responses={
+        401: {
+            "description": "no valid token; or a contract's terms require an RFC 9421 signature"
+            " (ed25519 over @path and content-digest) by a key they list, and the request"
+            " carries none that verifies (see Accept-Signature); nothing was published"
+        },
+        413: {"description": "too many measurements, or a signed request too large to publish"},
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -51,7 +59,9 @@ BookDep = Annotated[ContractBook, Depends(get_book)]
 async def post_measurements(
     request: Request, runtime: RuntimeDep, book: BookDep, principal: Writer
 ) -> JSONResponse:
-    """Validate the whole batch first; any bad item → 422 naming every bad index."""
+    """Validate the whole batch first; any bad item → 422 naming every bad index. A request
+    may be signed (headers `Signature`, `Signature-Input`, `Content-Digest`); contracts whose
+    terms require it take only signed ones."""
     metrics = runtime.telemetry.metrics
     raw = await request.body()
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from services.ingest import door, signatures, store
 from services.ingest.bounds import TooLarge
@@ -52,8 +53,7 @@ async def accept_batch(
     skew = runtime.settings.max_clock_skew_s
     signer = signatures.signer_of(book, signed, contract_ids, skew)
     batch = None if signer is None else signer.request.digest
-    if signer is not None:
-        source = f"agent:{signer.key_id}"
+    source = source if signer is None else f"agent:{signer.key_id}"
     refused = {r.index for r in refusals}
     refused_values = {r.index for r in refusals if r.field == "value"}
     values = [  # a refused value may be 1e999999999: never spelled out
@@ -75,18 +75,7 @@ async def accept_batch(
             Message(
                 key=items[i].contract_id,
                 value=event_json(
-                    items[i],
-                    event_id,
-                    source,
-                    now,
-                    values[i],
-                    None
-                    if signer is None
-                    else {
-                        "batch": batch,
-                        "batch_index": i,
-                        "party": signer.parties[items[i].contract_id],
-                    },
+                    items[i], event_id, source, now, values[i], provenance(signer, i, items[i])
                 ),
                 headers=cloudevents.headers(
                     headers,
@@ -146,6 +135,17 @@ async def check_terms(
             if refusal is not None:
                 refusals.append(refusal)
     return refusals
+
+
+def provenance(signer: Signer | None, index: int, item: MeasurementIn) -> dict[str, Any] | None:
+    """What a measurement of a signed request says of it: the request, its place, the party."""
+    if signer is None:
+        return None
+    return {
+        "batch": signer.request.digest,
+        "batch_index": index,
+        "party": signer.parties[item.contract_id],
+    }
 
 
 def batch_message(

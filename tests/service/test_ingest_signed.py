@@ -191,23 +191,25 @@ async def test_a_signature_is_checked_where_the_terms_do_not_require_one(
 
 
 @pytest.mark.parametrize(
-    "options",
+    ("options", "said"),
     [
-        {"created": NOW - timedelta(minutes=10)},
-        {"created": NOW + timedelta(minutes=10)},
-        {"covered": ("@method", "@authority", "@path", "content-digest")},
-        {"path": "/v1/other"},
+        ({"created": NOW - timedelta(minutes=10)}, "age"),
+        ({"created": NOW + timedelta(minutes=10)}, "future"),
+        ({"covered": ("@method", "@authority", "@path", "content-digest")}, "covers @authority"),
+        ({"path": "/v1/other"}, "does not verify"),
     ],
     ids=["created-too-early", "created-in-the-future", "covers-authority", "other-path"],
 )
 async def test_a_signature_outside_the_rules_is_refused(
-    tmp_path: Path, bus: InMemoryBus, options: dict[str, Any]
+    tmp_path: Path, bus: InMemoryBus, options: dict[str, Any], said: str
 ) -> None:
     await signed_contract(bus)
     body, headers = PROBE.signed(measurements(1), **options)
     async with ingest(tmp_path, bus, contracts=("other-co",)) as client:
         response = await post(client, body, headers)
     assert response.status_code == 401, response.text
+    assert said in response.json()["detail"]
+    assert not bus.topics.get(TOPIC_MEASUREMENTS)
 
 
 async def test_a_revision_without_the_key_revokes_it(tmp_path: Path, bus: InMemoryBus) -> None:
