@@ -19,6 +19,7 @@ from services.reviews.models import (
     Pseudonym,
     PseudonymFound,
     PseudonymRequest,
+    Released,
     ReviewIn,
     ReviewSummary,
     Submitted,
@@ -64,8 +65,10 @@ def rate_limited(*roles: str) -> Callable[..., Awaitable[Caller]]:
 
 Reader = Annotated[Principal, Depends(require(*READER_ROLES))]
 Admin = Annotated[Principal, Depends(require("admin"))]
-Reviewer = Annotated[Caller, Depends(rate_limited("customer"))]
-Importer = Annotated[Caller, Depends(rate_limited("provider", "admin"))]
+# Reviews come from the customer's side: a provider token may neither submit nor import
+# them (docs/privacy.md, "Who may do what with reviews").
+Reviewer = Annotated[Caller, Depends(rate_limited("customer", "admin"))]
+Importer = Annotated[Caller, Depends(rate_limited("customer", "admin"))]
 
 
 @contextlib.contextmanager
@@ -86,6 +89,14 @@ def domain_errors() -> Iterator[None]:
             "Invalid request",
             f"occurred_at {exc}",
             errors=[{"loc": ["body", "occurred_at"], "msg": str(exc)}],
+        ) from exc
+    except handlers.TooManyReviewers as exc:
+        raise Problem(
+            422, "Too many reviewers", str(exc), errors=[{"loc": ["body", "reviewer"]}]
+        ) from exc
+    except handlers.NothingHeld as exc:
+        raise Problem(
+            409, "Nothing held", f"no review of {exc} is flagged as a burst: nothing to release"
         ) from exc
     except MalformedCsv as exc:
         raise Problem(400, "Malformed CSV", str(exc)) from exc
@@ -159,6 +170,23 @@ async def get_summary(
     party = principal.role in PARTIES
     with domain_errors():
         return await queries.period_summary(runtime, config, contract_id, period, party)
+
+
+@router.post(
+    "/contracts/{contract_id}/reviews/{period}/release", status_code=202, response_model=Released
+)
+async def release_review_line(
+    contract_id: str,
+    period: Annotated[str, Path(pattern=PERIOD_PATTERN, description="YYYY-MM")],
+    runtime: RuntimeDep,
+    admin: Admin,
+) -> JSONResponse:
+    """Release the review line of a period held for a burst of reviews; the ledger pays it
+    (an adjustment if the period is closed). Repeating it publishes the same event."""
+    ensure_visible(admin, contract_id)
+    with domain_errors():
+        released = await handlers.release(runtime, contract_id, period, admin.subject)
+    return JSONResponse(released.model_dump(), status_code=202)
 
 
 @router.delete("/reviewers/{reviewer_pseudonym}", status_code=204, response_class=Response)

@@ -14,13 +14,15 @@ from datetime import datetime, timedelta
 from services.reviews import crypto, keys, store
 from services.reviews.config import ReviewsConfig
 from services.reviews.csv_import import ImportRow, InvalidCsv, parse_csv
-from services.reviews.models import Imported, ReviewIn, Submitted
+from services.reviews.models import Imported, Released, ReviewIn, Submitted
 from services.reviews.store import ReviewRow
-from services.reviews.summary import BURST, StoredReview, burst_flags
+from services.reviews.summary import StoredReview, burst_flags, over_cap
 from shared.core.periods import period_of
-from shared.core.terms import Terms
+from shared.core.review_score import BURST
+from shared.core.terms import Terms, terms_in_force
 from shared.events import (
     ReviewerErased,
+    ReviewLineReleased,
     ReviewSubmitted,
     deterministic_event_id,
     make_event,
@@ -44,6 +46,14 @@ class FutureReview(ValueError):
 
 class UncountableDate(ValueError):
     """A review dated where no period of the contract can count it."""
+
+
+class TooManyReviewers(ValueError):
+    """A review from one distinct reviewer more than the terms' `max_reviewers` count."""
+
+
+class NothingHeld(LookupError):
+    """No review of the period is flagged as a burst: there is no held line to release."""
 
 
 def countable_period(moment: datetime, versions: Sequence[Terms]) -> str:
@@ -100,6 +110,12 @@ async def submit(
         occurred_at=occurred,
         period=period,
     )
+    if await _past_cap(runtime, review.contract_id, versions, [draft]):
+        cap = _cap(versions, period)
+        raise TooManyReviewers(
+            f"the terms count at most {cap} distinct reviewers in {period} and {cap} have "
+            "reviewed already; a reviewer already counted may replace their review"
+        )
     await _record(runtime, config, review.contract_id, [draft], submitter, "api")
     return Submitted(review_id=draft.review_id, reviewer_pseudonym=alias, period=draft.period)
 
@@ -114,7 +130,8 @@ async def import_csv(
     parsed = parse_csv(body, now, config.import_max_rows, skew)
     periods = _row_periods(parsed.rows, versions)
     drafts: dict[str, Draft] = {}
-    for row, period in zip(parsed.rows, periods, strict=True):
+    rows_of: dict[str, int] = {}
+    for number, (row, period) in enumerate(zip(parsed.rows, periods, strict=True), start=1):
         alias = crypto.pseudonym(config.pepper, contract_id, row.reviewer)
         producer = f"review-import:{alias}:{row.submitted_at.isoformat()}"
         review_id = str(deterministic_event_id(contract_id, producer))
@@ -130,8 +147,20 @@ async def import_csv(
                 period=period,
             ),
         )
+        rows_of.setdefault(review_id, number)
     known = await store.known_review_ids(runtime.engine, drafts.keys())
     fresh = [draft for review_id, draft in drafts.items() if review_id not in known]
+    refused = await _past_cap(runtime, contract_id, versions, fresh)
+    if refused:
+        raise InvalidCsv(
+            [
+                {
+                    "row": rows_of[draft.review_id],
+                    "errors": [{"field": "reviewer", "msg": _cap_text(versions, draft.period)}],
+                }
+                for draft in refused
+            ]
+        )
     await _record(runtime, config, contract_id, fresh, submitter, "import")
     return Imported(
         imported=len(fresh),
@@ -151,6 +180,52 @@ def _row_periods(rows: Sequence[ImportRow], versions: Sequence[Terms]) -> list[s
     if problems:
         raise InvalidCsv(problems)
     return periods
+
+
+def _cap(versions: Sequence[Terms], period: str) -> int | None:
+    terms = terms_in_force(versions, period)
+    return None if terms is None or terms.reviews is None else terms.reviews.max_reviewers
+
+
+def _cap_text(versions: Sequence[Terms], period: str) -> str:
+    return (
+        f"one distinct reviewer more than the {_cap(versions, period)} the terms count "
+        f"in {period}"
+    )
+
+
+async def _past_cap(
+    runtime: Runtime, contract_id: str, versions: Sequence[Terms], drafts: Sequence[Draft]
+) -> list[Draft]:
+    """The drafts from reviewers past their period's `max_reviewers` (docs/privacy.md)."""
+    refused: list[Draft] = []
+    for period in sorted({draft.period for draft in drafts}):
+        cap = _cap(versions, period)
+        if cap is None:
+            continue
+        mine = [draft for draft in drafts if draft.period == period]
+        held = await store.period_reviews(runtime.engine, contract_id, period)
+        refused += [mine[i] for i in over_cap(held, [d.pseudonym for d in mine], cap)]
+    return refused
+
+
+async def release(runtime: Runtime, contract_id: str, period: str, admin: str) -> Released:
+    """Publish the release of `period`'s held review line. Its id follows the latest
+    flagged review, so a repeated release is the same event and a new burst needs a new one."""
+    await contract_versions(runtime, contract_id)
+    held = await store.period_reviews(runtime.engine, contract_id, period)
+    flagged = [review for review in held if BURST in review.flags]
+    if not flagged:
+        raise NothingHeld(period)
+    last = max(flagged, key=lambda review: review.seq)
+    event = make_event(
+        ReviewLineReleased(period=period, released_by=admin),
+        contract_id=contract_id,
+        source="reviews:release",
+        producer_id=f"review-release:{period}:{last.review_id}",
+    )
+    await publish_events(runtime.bus, [event])
+    return Released(contract_id=contract_id, period=period, release_id=str(event.event_id))
 
 
 async def erase(runtime: Runtime, pseudonym: str) -> None:

@@ -52,6 +52,12 @@ class Submitted(BaseModel):
     period: str
 
 
+class Released(BaseModel):
+    contract_id: str
+    period: str
+    release_id: str = Field(description="the id of the `review.line.released` event")
+
+
 class PseudonymRequest(BaseModel):
     """An admin's look-up for a data subject's erasure request; nothing is stored."""
 
