@@ -189,8 +189,7 @@ def _cap(versions: Sequence[Terms], period: str) -> int | None:
 
 def _cap_text(versions: Sequence[Terms], period: str) -> str:
     return (
-        f"one distinct reviewer more than the {_cap(versions, period)} the terms count "
-        f"in {period}"
+        f"one distinct reviewer more than the {_cap(versions, period)} the terms count in {period}"
     )
 
 

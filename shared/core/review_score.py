@@ -47,8 +47,7 @@ def held(ratings: Iterable[Rating], releases: Iterable[Release]) -> bool:
     none): the flag is the reviews service's, the release an admin's, both on the bus."""
     released = max((release.seq for release in releases), default=None)
     return any(
-        BURST in rating.flags and (released is None or rating.seq > released)
-        for rating in ratings
+        BURST in rating.flags and (released is None or rating.seq > released) for rating in ratings
     )
 
 
@@ -132,9 +131,8 @@ def _held(terms: Terms, line: Line, extras: dict[str, object]) -> Line:
             "held_amount": format(line.amount, "f"),
         }
     )
-    return line.model_copy(
-        update={"amount": _amount(terms, Fraction(0)), "description": text, "derivation": derivation}
-    )
+    zero = _amount(terms, Fraction(0))
+    return line.model_copy(update={"amount": zero, "description": text, "derivation": derivation})
 
 
 def _scored_line(
