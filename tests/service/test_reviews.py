@@ -79,17 +79,21 @@ class FakeBus(InMemoryBus):
 
 @contextlib.asynccontextmanager
 async def reviews_service(
-    tmp_path: Path, bus: InMemoryBus, **settings: Any
+    tmp_path: Path, bus: InMemoryBus, agreed: dict[str, Any] | None = None, **settings: Any
 ) -> AsyncIterator[httpx.AsyncClient]:
+    """The reviews service on `bus`, once it knows the contract's terms (`agreed`, or
+    `terms()`)."""
     app = bootstrap(make_settings(data_dir=tmp_path, **settings), bus=bus)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r") as client,
     ):
-        agreed = make_event(
-            TermsAgreed(version=1, terms=terms()), contract_id=CONTRACT, source="admin:test"
+        event = make_event(
+            TermsAgreed(version=1, terms=agreed or terms()),
+            contract_id=CONTRACT,
+            source="admin:test",
         )
-        await publish_events(bus, [agreed])
+        await publish_events(bus, [event])
         admin = auth("admin", ())
         await eventually(lambda: client.get(SUMMARY, headers=admin), lambda r: r.status_code == 200)
         yield client
