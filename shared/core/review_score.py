@@ -103,7 +103,7 @@ def review_line(
     line = _scored_line(terms, period, rules, counted, sla_breached)
     flags = sorted({flag for rating in ratings for flag in rating.flags})
     extras: dict[str, object] = {
-        "sources": dict(sorted(Counter(r.source for r in counted).items())),
+        "review_sources": dict(sorted(Counter(r.source for r in counted).items())),
         "flags": tuple(flags) or None,
     }
     if held(ratings, releases):

@@ -119,7 +119,7 @@ class Derivation(BaseModel):
     The six core keys are always present; the others only where they say something.
     `reason` names why a line is zero (`no_data`, `too_few_reviews`, `sla_not_met`,
     `held_burst`); a held review line shows what it would pay in `held_amount`, and
-    `sources` counts the counted ratings by where they came from.
+    `review_sources` counts the counted ratings by where they came from.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -142,7 +142,7 @@ class Derivation(BaseModel):
     corrects_line_id: str | None = None
     dispute_id: str | None = None
     flags: tuple[str, ...] | None = None
-    sources: dict[str, int] | None = None
+    review_sources: dict[str, int] | None = None
     held_amount: str | None = None
 
     @model_serializer(mode="wrap")

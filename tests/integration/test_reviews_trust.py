@@ -110,7 +110,7 @@ async def test_invented_imports_neither_get_in_nor_pay_at_once(system: System) -
     assert held["amount"] == "0.00"
     assert held["derivation"]["reason"] == "held_burst"
     assert held["derivation"]["held_amount"] == "500.00"
-    assert held["derivation"]["sources"] == {"import": 20}
+    assert held["derivation"]["review_sources"] == {"import": 20}
     assert held["derivation"]["flags"] == ["burst"]
 
     release = f"/v1/contracts/{CONTRACT}/reviews/{PERIOD}/release"
@@ -147,7 +147,7 @@ async def test_a_customer_cannot_claim_more_reviewers_than_the_terms_count(
     assert summary["count"] == 5 and summary["flags"] == []
     # ann's 4 replaces her 5: (5 + 5 + 4 + 1 + 1) / 5 = 3.2 → +0.5 % = +50.00
     line = await review_line(system, lambda x: x["amount"] == "50.00")
-    assert line["derivation"]["reviews"] == 5 and line["derivation"]["sources"] == {"api": 5}
+    assert line["derivation"]["reviews"] == 5 and line["derivation"]["review_sources"] == {"api": 5}
 
 
 async def test_comments_stay_hidden_when_a_provider_tries_to_add_reviewers(

@@ -111,9 +111,9 @@ def test_the_line_counts_its_reviews_per_source() -> None:
     ratings = [rating(1, "a", source="api"), rating(2, "b", source="import")]
     ratings += [rating(3, "c", source="api"), rating(4, "d", source="import")]
     line = review_line(capped(3), ratings)
-    assert line.derivation.sources == {"api": 2, "import": 1}
+    assert line.derivation.review_sources == {"api": 2, "import": 1}
     dumped = line.model_dump(mode="json")["derivation"]
-    assert dumped["sources"] == {"api": 2, "import": 1}
+    assert dumped["review_sources"] == {"api": 2, "import": 1}
     assert "held_amount" not in dumped
 
 
