@@ -1,4 +1,4 @@
-"""Reviews commands: submit, import, erase. Each publishes first and answers only once the
+"""Reviews commands: submit, import, release, erase. Each publishes first and answers only once the
 bus acknowledged (`BusUnavailable` otherwise); the plaintext reviewer id and comment stay in
 these functions' locals: hashed or encrypted before anything is stored, published or logged.
 """
@@ -6,20 +6,18 @@ these functions' locals: hashed or encrypted before anything is stored, publishe
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from services.reviews import crypto, keys, store
+from services.reviews import crypto, guards, keys, store
 from services.reviews.config import ReviewsConfig
 from services.reviews.csv_import import ImportRow, InvalidCsv, parse_csv
 from services.reviews.models import Imported, Released, ReviewIn, Submitted
 from services.reviews.store import ReviewRow
-from services.reviews.summary import StoredReview, burst_flags, over_cap
 from shared.core.periods import period_of
 from shared.core.review_score import BURST
-from shared.core.terms import Terms, terms_in_force
+from shared.core.terms import Terms
 from shared.events import (
     ReviewerErased,
     ReviewLineReleased,
@@ -110,12 +108,8 @@ async def submit(
         occurred_at=occurred,
         period=period,
     )
-    if await _past_cap(runtime, review.contract_id, versions, [draft]):
-        cap = _cap(versions, period)
-        raise TooManyReviewers(
-            f"the terms count at most {cap} distinct reviewers in {period} and {cap} have "
-            "reviewed already; a reviewer already counted may replace their review"
-        )
+    if await guards.past_cap(runtime.engine, review.contract_id, versions, [(period, alias)]):
+        raise TooManyReviewers(guards.cap_reached(versions, period))
     await _record(runtime, config, review.contract_id, [draft], submitter, "api")
     return Submitted(review_id=draft.review_id, reviewer_pseudonym=alias, period=draft.period)
 
@@ -150,13 +144,16 @@ async def import_csv(
         rows_of.setdefault(review_id, number)
     known = await store.known_review_ids(runtime.engine, drafts.keys())
     fresh = [draft for review_id, draft in drafts.items() if review_id not in known]
-    refused = await _past_cap(runtime, contract_id, versions, fresh)
+    new = [(draft.period, draft.pseudonym) for draft in fresh]
+    refused = [fresh[i] for i in await guards.past_cap(runtime.engine, contract_id, versions, new)]
     if refused:
         raise InvalidCsv(
             [
                 {
                     "row": rows_of[draft.review_id],
-                    "errors": [{"field": "reviewer", "msg": _cap_text(versions, draft.period)}],
+                    "errors": [
+                        {"field": "reviewer", "msg": guards.cap_reached(versions, draft.period)}
+                    ],
                 }
                 for draft in refused
             ]
@@ -180,32 +177,6 @@ def _row_periods(rows: Sequence[ImportRow], versions: Sequence[Terms]) -> list[s
     if problems:
         raise InvalidCsv(problems)
     return periods
-
-
-def _cap(versions: Sequence[Terms], period: str) -> int | None:
-    terms = terms_in_force(versions, period)
-    return None if terms is None or terms.reviews is None else terms.reviews.max_reviewers
-
-
-def _cap_text(versions: Sequence[Terms], period: str) -> str:
-    return (
-        f"one distinct reviewer more than the {_cap(versions, period)} the terms count in {period}"
-    )
-
-
-async def _past_cap(
-    runtime: Runtime, contract_id: str, versions: Sequence[Terms], drafts: Sequence[Draft]
-) -> list[Draft]:
-    """The drafts from reviewers past their period's `max_reviewers` (docs/privacy.md)."""
-    refused: list[Draft] = []
-    for period in sorted({draft.period for draft in drafts}):
-        cap = _cap(versions, period)
-        if cap is None:
-            continue
-        mine = [draft for draft in drafts if draft.period == period]
-        held = await store.period_reviews(runtime.engine, contract_id, period)
-        refused += [mine[i] for i in over_cap(held, [d.pseudonym for d in mine], cap)]
-    return refused
 
 
 async def release(runtime: Runtime, contract_id: str, period: str, admin: str) -> Released:
@@ -255,7 +226,7 @@ async def _record(
     with_comment = {d.pseudonym for d in drafts if d.comment is not None}
     data_keys = await keys.data_keys_for(runtime.engine, config.kek, contract_id, with_comment, now)
     rows = [_sealed_row(contract_id, d, data_keys, submitter, source) for d in drafts]
-    rows = await _flagged(runtime, config, contract_id, rows)
+    rows = await guards.flagged(runtime.engine, config.burst, contract_id, rows)
     events = [
         make_event(
             ReviewSubmitted(
@@ -307,31 +278,3 @@ def _sealed_row(
         flags=(),
         occurred_at=draft.occurred_at,
     )
-
-
-async def _flagged(
-    runtime: Runtime, config: ReviewsConfig, contract_id: str, rows: list[ReviewRow]
-) -> list[ReviewRow]:
-    """Flag the new reviews of every period that the burst detector flags with them in it."""
-    by_period: dict[str, list[ReviewRow]] = defaultdict(list)
-    for row in rows:
-        by_period[row.period].append(row)
-    flagged: set[str] = set()
-    for period, new in by_period.items():
-        held = await store.period_reviews(runtime.engine, contract_id, period)
-        last = max((r.seq for r in held), default=0)
-        candidates = [
-            StoredReview(
-                r.review_id,
-                r.pseudonym,
-                r.rating,
-                r.occurred_at,
-                last + i,
-                {},
-                submitter=r.submitter,
-            )
-            for i, r in enumerate(new, start=1)
-        ]
-        if burst_flags([*held, *candidates], config.burst):
-            flagged.add(period)
-    return [replace(row, flags=(BURST,)) if row.period in flagged else row for row in rows]
