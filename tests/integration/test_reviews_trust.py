@@ -5,10 +5,15 @@ releases it; the audit recomputes the released amount from the bus alone."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from services.ledger import journal_store, store
+from services.ledger.replay import replay
+from shared import db
+from tests.integration.test_replay import published
 from tests.system import System, eventually
 
 pytestmark = pytest.mark.integration
@@ -170,7 +175,7 @@ async def test_comments_stay_hidden_when_a_provider_tries_to_add_reviewers(
 
 
 async def test_a_release_after_the_close_posts_an_adjustment_the_audit_recomputes(
-    system: System,
+    system: System, tmp_path: Path
 ) -> None:
     await agree(system)
     reviews = system.clients["reviews"]
@@ -200,8 +205,6 @@ async def test_a_release_after_the_close_posts_an_adjustment_the_audit_recompute
         assert answer.status_code == 202, answer.text
 
     async def adjustments() -> list[dict[str, Any]]:
-        from services.ledger import journal_store
-
         engine = system.apps["ledger"].state.runtime.engine
         entries = [e.document() for e in await journal_store.entries(engine, CONTRACT)]
         return [e for e in entries if e["kind"] == "adjustment"]
@@ -222,3 +225,15 @@ async def test_a_release_after_the_close_posts_an_adjustment_the_audit_recompute
     report = await eventually(verification, lambda v: v["entries_checked"] >= 4)
     assert report["verified"] is True, report["differences"]
     assert len(await adjustments()) == 1
+
+    # a ledger rebuilt from the bus folds the release the same way: the same chain head
+    runtime = system.apps["ledger"].state.runtime
+    entries = await journal_store.entries(runtime.engine, CONTRACT)
+    await eventually(lambda: published(runtime.bus), lambda n: n >= len(entries))
+    engine = db.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'replay.db'}")
+    try:
+        await db.create_schema(engine, store.metadata)
+        (outcome,) = [o for o in await replay(runtime.bus, engine) if o.contract_id == CONTRACT]
+    finally:
+        await engine.dispose()
+    assert outcome.matches and outcome.replayed_head == entries[-1].hash, outcome
