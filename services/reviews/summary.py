@@ -141,6 +141,7 @@ def summarise(
         trim_percent=trim_percent,
         trimmed=dropped,
         min_reviews=None if rules is None else rules.min_reviews,
+        max_reviewers=None if rules is None else rules.max_reviewers,
         counts_for_payment=rules is not None and len(latest) >= rules.min_reviews,
         dimensions=_dimensions(latest),
         sources=dict(sorted(Counter(r.source for r in latest).items())),

@@ -82,6 +82,7 @@ async def test_a_reviewer_past_the_cap_is_refused_and_a_counted_one_may_replace(
         assert "at most 2 distinct reviewers" in refused.text
         summary = (await client.get(SUMMARY, headers=customer)).json()
     assert summary["count"] == 2 and summary["submissions"] == 3
+    assert summary["max_reviewers"] == 2
     assert len(published(bus)) == 3
 
 
