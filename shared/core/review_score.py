@@ -111,7 +111,7 @@ def review_line(
             return _held(terms, line, extras)
     elif BURST in flags:  # released: the releases are among the events the line used
         used = [r.event_id for r in counted] + [release.event_id for release in releases]
-        extras["events_digest"] = events_digest(used)
+        extras |= {"events": len(used), "events_digest": events_digest(used)}
     derivation = line.derivation.model_copy(update=extras)
     return line.model_copy(update={"derivation": derivation})
 
