@@ -67,8 +67,7 @@ Reader = Annotated[Principal, Depends(require(*READER_ROLES))]
 Admin = Annotated[Principal, Depends(require("admin"))]
 # Reviews come from the customer's side: a provider token may neither submit nor import
 # them (docs/privacy.md, "Who may do what with reviews").
-Reviewer = Annotated[Caller, Depends(rate_limited("customer", "admin"))]
-Importer = Annotated[Caller, Depends(rate_limited("customer", "admin"))]
+CustomerSide = Annotated[Caller, Depends(rate_limited("customer", "admin"))]
 
 
 @contextlib.contextmanager
@@ -117,7 +116,7 @@ async def post_review(
     review: ReviewIn,
     runtime: RuntimeDep,
     config: Config,
-    caller: Reviewer,
+    caller: CustomerSide,
 ) -> JSONResponse:
     """One review; the same reviewer's later review in the same period replaces it."""
     ensure_visible(caller.principal, review.contract_id)
@@ -143,7 +142,7 @@ async def import_reviews(
     request: Request,
     runtime: RuntimeDep,
     config: Config,
-    caller: Importer,
+    caller: CustomerSide,
 ) -> JSONResponse:
     """A survey tool's CSV export: every row valid, or 422 listing each bad row."""
     ensure_visible(caller.principal, contract_id)
