@@ -15,7 +15,14 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.ledger import journal_store, store
-from services.ledger.book import Book, computed_statement, event_message, ratings_of
+from services.ledger.book import (
+    Book,
+    computed_statement,
+    event_message,
+    ratings_of,
+    releases_of,
+    review_inputs,
+)
 from services.ledger.book import inputs as book_inputs
 from services.ledger.domain import posting
 from shared.bus import Message
@@ -39,7 +46,9 @@ class Effects:
     touched: set[tuple[str, str]] = field(default_factory=set)
 
 
-def cause_of(topic: str, row: store.MeasurementRow | store.RatingRow) -> dict[str, Any]:
+def cause_of(
+    topic: str, row: store.MeasurementRow | store.RatingRow | store.ReleaseRow
+) -> dict[str, Any]:
     """The bus position of the event that caused a posting (replay orders by it)."""
     return {"topic": topic, "partition": row.bus_partition, "offset": row.bus_offset}
 
@@ -182,8 +191,10 @@ async def _post_correction(
     for r in rows:
         if r.kpi in states:
             states[r.kpi].add(r.event_id, r.number)
-    rated = ratings_of(await store.period_ratings(conn, book.contract_id, period))
-    recomputed = statement_from_states(terms, period, states, rated, terms_version=version)
+    rated, releases = await review_inputs(conn, book.contract_id, period)
+    recomputed = statement_from_states(
+        terms, period, states, rated, terms_version=version, releases=releases
+    )
     final = await journal_store.final_statement(conn, book.contract_id, period)
     assert final is not None, f"{period} is closed"
     cut = final.get("inputs", {}).get("slapay.measurements", {})
@@ -233,11 +244,12 @@ async def correct_late_reviews(
     conn: AsyncConnection,
     book: Book,
     period: str,
-    late: Sequence[store.RatingRow],
+    late: Sequence[store.RatingRow | store.ReleaseRow],
     recorded_at: Sequence[datetime],
     fx: Effects,
 ) -> None:
-    """Post adjustments for late ratings of a closed period, one at a time in bus order."""
+    """Post adjustments for late ratings and releases of a closed period, one at a time in
+    bus order (a release pays what the held review line would have)."""
     found = book.terms_for(period)
     if found is None or found[0].reviews is None:
         return
@@ -252,12 +264,25 @@ async def correct_late_reviews(
         for r in await store.period_ratings(conn, book.contract_id, period)
         if r.event_id not in late_ids
     ]
+    releases = [
+        r
+        for r in await store.period_releases(conn, book.contract_id, period)
+        if r.event_id not in late_ids
+    ]
     posted = posting.effective_amounts(await journal_store.entries(conn, book.contract_id), period)
     base_inputs = await book_inputs(conn, book.contract_id)
     for row, at in zip(late, recorded_at, strict=True):
-        rows.append(row)
+        if isinstance(row, store.ReleaseRow):
+            releases.append(row)
+        else:
+            rows.append(row)
         recomputed = statement_from_states(
-            terms, period, states, ratings_of(rows), terms_version=version
+            terms,
+            period,
+            states,
+            ratings_of(rows),
+            terms_version=version,
+            releases=releases_of(releases),
         )
         into = periods.first_open_after(period, set(book.closed))
         inputs = {

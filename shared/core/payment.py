@@ -25,6 +25,7 @@ from shared.core.statement import (
     Line,
     Observation,
     Rating,
+    Release,
     Statement,
     exact,
     line_id,
@@ -39,6 +40,7 @@ __all__ = [
     "Line",
     "Observation",
     "Rating",
+    "Release",
     "Statement",
     "applying_tier",
     "compute_statement",
@@ -69,11 +71,13 @@ def compute_statement(
     reviews: Sequence[Rating],
     *,
     terms_version: int = 1,
+    releases: Sequence[Release] = (),
 ) -> Statement:
     """The provisional statement of `period` under `terms`, from the raw events.
 
     Events of other periods (in `terms.timezone`) and of KPIs the terms do not name are
-    ignored; an event id seen twice counts once (the first occurrence).
+    ignored; an event id seen twice counts once (the first occurrence). `releases` free a
+    review line held for a burst (formula step 4).
     """
     start, end = period_bounds(period, terms.timezone)
     states = {kpi.name: KpiState() for kpi in terms.kpis}
@@ -82,7 +86,9 @@ def compute_statement(
         if state is not None and start <= observation.occurred_at < end:
             state.add(observation.event_id, observation.value)
     in_period = [r for r in _first_of_each(reviews) if start <= r.occurred_at < end]
-    return statement_from_states(terms, period, states, in_period, terms_version=terms_version)
+    return statement_from_states(
+        terms, period, states, in_period, terms_version=terms_version, releases=releases
+    )
 
 
 def statement_from_states(
@@ -92,6 +98,7 @@ def statement_from_states(
     reviews: Sequence[Rating],
     *,
     terms_version: int = 1,
+    releases: Sequence[Release] = (),
 ) -> Statement:
     """The statement from per-KPI states already folded (the ledger keeps them running);
     `reviews` are the period's ratings. `compute_statement` is this over raw events."""
@@ -103,7 +110,8 @@ def statement_from_states(
         lines.append(cap)
     if terms.reviews is not None:
         sla_breached = any(outcome.percent > 0 for outcome in outcomes)
-        lines.append(review_line(terms, period, _first_of_each(reviews), sla_breached))
+        rated = _first_of_each(reviews)
+        lines.append(review_line(terms, period, rated, sla_breached, releases))
     return Statement(
         contract_id=terms.contract_id,
         period=period,
