@@ -155,6 +155,7 @@ ROWS = (
     Row("statements", "GET", C + "/balance", READERS, 200),
     Row("statements", "GET", "/contracts/{contract_id}", READERS, 200, cookie=True),
     Row("statements", "POST", "/v1/webhooks", PARTIES, 201, lambda s, r: {"json": HOOK}),
+    Row("statements", "GET", "/v1/webhooks", PARTIES, 200, listing=True),
     Row("statements", "GET", "/v1/webhooks/{webhook_id}/deliveries", PARTIES, 200),
     Row("statements", "DELETE", "/v1/webhooks/{webhook_id}", PARTIES, 204),
 )
