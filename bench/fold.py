@@ -34,7 +34,7 @@ from bench.core import (
 from bench.environment import SECRET, asyncpg_dsn, broker, postgres_database, quiet_postgres
 from bench.probe import CountingBus
 from services.ledger import store
-from services.ledger.consumer import fold_loop
+from services.ledger.consumer import fold_worker
 from shared.bus import Bus, Message
 from shared.bus.factory import create_bus
 from shared.db import create_engine, create_schema
@@ -59,7 +59,9 @@ CREATE INDEX ix_{COPY_TABLE}_contract_period ON {COPY_TABLE} (contract_id, perio
 async def ledger_fold(settings: Settings, bus: Bus, engine: AsyncEngine, total: int) -> float:
     """Events per second through the ledger's own fold worker, until it has committed all."""
     probe = CountingBus(bus, total)
-    worker = asyncio.create_task(fold_loop(Runtime("ledger", settings, engine, probe, SECRET)))
+    worker = asyncio.create_task(
+        fold_worker(None)(Runtime("ledger", settings, engine, probe, SECRET))
+    )
     try:
         seconds = await probe.finished(worker)
     finally:

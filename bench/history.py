@@ -131,7 +131,7 @@ async def build(
         for d in decode(await bus.read_all(TOPIC_CONTRACTS, key)).delivered
         if d.type == close.type and d.contract_id == contract
     ]
-    await apply_delivered(engine, closes)
+    await apply_delivered(engine, closes, keyring=None)
     await relay_outbox(Runtime("ledger", settings, engine, bus, SECRET))
     closed = time.perf_counter()
     entries = await journal_store.entries(engine, contract)
@@ -162,7 +162,7 @@ async def _fold(bus: Bus, engine: AsyncEngine, topic: str, key: str | None) -> N
         decoded = decode_measurements(chunk)
         if decoded.failures:
             raise BenchError(f"{len(decoded.failures)} undecodable records on {topic}")
-        await apply_delivered(engine, decoded.delivered)
+        await apply_delivered(engine, decoded.delivered, keyring=None)
 
 
 async def read_rate(env: Ledger, built: Built) -> float:

@@ -191,6 +191,16 @@ class ReviewerErased(EventData):
     reviewer_pseudonym: str
 
 
+class ReviewLineReleased(EventData):
+    """An admin released the review line of `period`, held because the reviews service
+    flagged a burst; it covers the reviews before it on the bus."""
+
+    TYPE: ClassVar[str] = "review.line.released"
+    TOPIC: ClassVar[str] = TOPIC_REVIEWS
+    period: Period
+    released_by: str
+
+
 class JournalEntryPosted(EventData):
     TYPE: ClassVar[str] = "journal.entry.posted"
     TOPIC: ClassVar[str] = TOPIC_JOURNAL
@@ -230,6 +240,7 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         DisputeResolved,
         ReviewSubmitted,
         ReviewerErased,
+        ReviewLineReleased,
         JournalEntryPosted,
         StatementProvisional,
         StatementFinalized,

@@ -21,14 +21,12 @@ bundle) a key derived from `SLAPAY_AUTH_SECRET`, so the ledger and statements ag
 from __future__ import annotations
 
 import base64
-import contextlib
-import contextvars
 import hashlib
 import logging
 import os
 import re
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,10 +36,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 
-from shared.runtime import Runtime, Worker
 from shared.settings import ConfigurationError, Settings
 
 ALG = "EdDSA"
@@ -237,49 +232,3 @@ def _create_once(path: Path, content: bytes) -> None:
         pass
     finally:
         staged.unlink()
-
-
-# The keyring of the ledger's fold: set by its worker (see `signing_worker`), read where a
-# period closes, so the domain code needs no handle on settings. Per task, not global state.
-_ACTIVE: contextvars.ContextVar[Keyring | None] = contextvars.ContextVar(
-    "slapay_signing_keyring", default=None
-)
-
-
-@contextlib.contextmanager
-def using(keyring: Keyring) -> Iterator[None]:
-    """Make `keyring` the one `sign_final` uses in this context (task)."""
-    token = _ACTIVE.set(keyring)
-    try:
-        yield
-    finally:
-        _ACTIVE.reset(token)
-
-
-def signing_worker(keyring: Keyring, worker: Worker) -> Worker:
-    """`worker`, with `keyring` as the one `sign_final` uses inside it."""
-
-    async def signing(runtime: Runtime) -> None:
-        with using(keyring):
-            await worker(runtime)
-
-    signing.__name__ = worker.__name__
-    return signing
-
-
-def sign_final(statement: Mapping[str, Any]) -> dict[str, Any]:
-    """The final statement signed with the running worker's key (unsigned outside one)."""
-    keyring = _ACTIVE.get()
-    if keyring is None or keyring.signer is None:
-        return dict(statement)
-    return keyring.sign(statement)
-
-
-router = APIRouter(tags=["signatures"])
-
-
-@router.get(KEYS_PATH)
-async def published_keys(request: Request) -> JSONResponse:
-    """The public keys that verify final statements, as a JWK set (public: no token)."""
-    keyring: Keyring = request.app.state.keyring
-    return JSONResponse(keyring.jwks(), headers={"Cache-Control": "public, max-age=300"})

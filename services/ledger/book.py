@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,6 +17,7 @@ from shared.core.payment import (
     Observation,
     PeriodStates,
     Rating,
+    Release,
     Statement,
     compute_statement,
     statement_from_states,
@@ -107,53 +108,72 @@ async def running_statement(
         return None
     terms, version = found
     states = await running.states(conn, terms, book.contract_id, period, version)
-    rated = await store.period_ratings(conn, book.contract_id, period)
-    statement = statement_from_states(
-        terms, period, states, ratings_of(rated), terms_version=version
+    rated, releases = await review_inputs(conn, book.contract_id, period)
+    return statement_from_states(
+        terms, period, states, rated, terms_version=version, releases=releases
     )
-    return with_review_flags(statement, rated)
 
 
-async def computed_statement(conn: AsyncConnection, book: Book, period: str) -> Statement | None:
-    """The period's lines from every measurement folded so far (None without terms)."""
+async def computed_statement(
+    conn: AsyncConnection,
+    book: Book,
+    period: str,
+    rows: Sequence[store.MeasurementRow] | None = None,
+) -> Statement | None:
+    """The period's lines from every measurement folded so far, or from `rows` where the
+    caller has read them already (None without terms)."""
     found = book.terms_for(period)
     if found is None:
         return None
     terms, version = found
-    rows = await store.period_measurements(conn, book.contract_id, period)
+    if rows is None:
+        rows = await store.period_measurements(conn, book.contract_id, period)
     observations = [Observation(r.event_id, r.kpi, r.number, r.occurred_at, r.party) for r in rows]
-    rated = await store.period_ratings(conn, book.contract_id, period)
-    statement = compute_statement(
-        terms, period, observations, ratings_of(rated), terms_version=version
+    rated, releases = await review_inputs(conn, book.contract_id, period)
+    return compute_statement(
+        terms, period, observations, rated, terms_version=version, releases=releases
     )
-    return with_review_flags(statement, rated)
+
+
+async def review_inputs(
+    conn: AsyncConnection, contract_id: str, period: str
+) -> tuple[list[Rating], list[Release]]:
+    """The period's ratings (with their source and flags) and releases, in bus order."""
+    rated = ratings_of(await store.period_ratings(conn, contract_id, period))
+    return rated, releases_of(await store.period_releases(conn, contract_id, period))
 
 
 def ratings_of(rows: list[store.RatingRow]) -> list[Rating]:
-    return [Rating(r.event_id, r.reviewer, r.rating, r.occurred_at, r.bus_offset) for r in rows]
-
-
-def with_review_flags(statement: Statement, rows: list[store.RatingRow]) -> Statement:
-    """Surface what the reviews service flagged (e.g. a burst) on the review line."""
-    flags = sorted({flag for row in rows for flag in jsonutil.loads(row.flags)})
-    if not flags:
-        return statement
-    lines = tuple(
-        line.model_copy(
-            update={"derivation": line.derivation.model_copy(update={"flags": tuple(flags)})}
+    return [
+        Rating(
+            r.event_id,
+            r.reviewer,
+            r.rating,
+            r.occurred_at,
+            r.bus_offset,
+            source=r.source,
+            flags=tuple(jsonutil.loads(r.flags)),
         )
-        if line.kind == "review_adjustment"
-        else line
-        for line in statement.lines
-    )
-    return statement.model_copy(update={"lines": lines})
+        for r in rows
+    ]
+
+
+def releases_of(rows: list[store.ReleaseRow]) -> list[Release]:
+    return [Release(r.event_id, r.period, r.bus_offset) for r in rows]
 
 
 async def inputs(conn: AsyncConnection, contract_id: str) -> dict[str, Any]:
-    """The cut a posting records: how far each input topic had been applied."""
+    """The cut a posting records: how far each input topic had been applied (reviews:
+    ratings and releases alike)."""
+    reviews = await store.positions(conn, contract_id, store.ratings)
+    for partition, place in (
+        await store.positions(conn, contract_id, store.review_releases)
+    ).items():
+        if place["offset"] > reviews.get(partition, {"offset": -1})["offset"]:
+            reviews[partition] = place
     return {
         "slapay.measurements": await store.positions(conn, contract_id),
-        "slapay.reviews": await store.positions(conn, contract_id, store.ratings),
+        "slapay.reviews": reviews,
     }
 
 

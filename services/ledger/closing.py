@@ -15,26 +15,40 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.ledger import journal_store, store
-from services.ledger.book import Book, computed_statement, event_message, ratings_of
+from services.ledger.book import (
+    Book,
+    computed_statement,
+    event_message,
+    ratings_of,
+    releases_of,
+    review_inputs,
+)
 from services.ledger.book import inputs as book_inputs
 from services.ledger.domain import posting
-from shared import signing
 from shared.bus import Message
 from shared.core import periods
+from shared.core.agents import counts
 from shared.core.journal import EntryBody, JournalEntry
-from shared.core.payment import PeriodStates, kpi_credit, statement_from_states
+from shared.core.payment import PeriodStates, statement_from_states
+from shared.core.tally import Tally
+from shared.core.terms import Terms
 from shared.events import JournalEntryPosted, StatementFinalized
+from shared.signing import Keyring
 
 
 @dataclass
 class Effects:
-    """What a batch produces beyond its rows: messages for the outbox, periods to refresh."""
+    """What a batch produces beyond its rows: messages for the outbox, periods to refresh;
+    and the keyring final statements are signed with (None: unsigned)."""
 
+    keyring: Keyring | None
     out: list[tuple[str, Message]] = field(default_factory=list)
     touched: set[tuple[str, str]] = field(default_factory=set)
 
 
-def cause_of(topic: str, row: store.MeasurementRow | store.RatingRow) -> dict[str, Any]:
+def cause_of(
+    topic: str, row: store.MeasurementRow | store.RatingRow | store.ReleaseRow
+) -> dict[str, Any]:
     """The bus position of the event that caused a posting (replay orders by it)."""
     return {"topic": topic, "partition": row.bus_partition, "offset": row.bus_offset}
 
@@ -63,16 +77,21 @@ async def close_period(
     """Post the final entries of `period`; return why not, if it cannot be closed."""
     if period in book.closed:
         return None
-    computed = await computed_statement(conn, book, period)
+    rows = await store.period_measurements(conn, book.contract_id, period)
+    computed = await computed_statement(conn, book, period, rows)
     if computed is None:
         return f"no terms in force for {period}"
+    terms_found = book.terms_for(period)
+    assert terms_found is not None
+    await store.keep_tallies(conn, book.contract_id, period, tallies(terms_found[0], rows))
     inputs = {**await book_inputs(conn, book.contract_id), "cause": cause}
     entries = await post(conn, book, posting.final_bodies(computed, at, inputs), fx)
     posted_into = await journal_store.entries(conn, book.contract_id, period)
     adjustments = [e for e in posted_into if e.kind == posting.ADJUSTMENT]
     final = posting.compose(computed, adjustments, status="final", entries=[*entries, *adjustments])
     terms = book.terms_for(period)
-    document = signing.sign_final(
+    document = _signed(
+        fx.keyring,
         {
             **final.model_dump(mode="json"),
             "inputs": inputs,
@@ -80,7 +99,7 @@ async def close_period(
             "parties": {"provider": terms[0].provider, "customer": terms[0].customer}
             if terms
             else None,
-        }
+        },
     )
     await journal_store.record_close(conn, book.contract_id, period, at, inputs, document)
     book.closed.add(period)
@@ -90,6 +109,10 @@ async def close_period(
         )
     )
     return None
+
+
+def _signed(keyring: Keyring | None, statement: dict[str, Any]) -> dict[str, Any]:
+    return statement if keyring is None else keyring.sign(statement)
 
 
 async def correct_late(
@@ -102,51 +125,92 @@ async def correct_late(
 ) -> None:
     """Post adjustments for late measurements of a closed period, one event at a time in bus
     order; a correction is posted each time the money changes (a tier is crossed, or enough
-    data arrives for the KPI's `no_data` rule to stop deciding)."""
+    data arrives for the KPI's `no_data` rule to stop deciding).
+
+    Whether a tier changes is read from the period's tallies, so a late event that changes
+    no money costs the same in a period of ten measurements or of millions; only a change
+    reads the period to post its correction."""
     found = book.terms_for(period)
     if found is None:
         return
-    terms, version = found
+    terms, _ = found
+    kept = await store.tallies(conn, book.contract_id, period)
     late_ids = {row.event_id for row in late}
-    earlier = [
+    if set(kept) != {kpi.name for kpi in terms.kpis}:  # closed before tallies were kept
+        earlier = [
+            r
+            for r in await store.period_measurements(conn, book.contract_id, period)
+            if r.event_id not in late_ids
+        ]
+        kept = tallies(terms, earlier)
+    counted: list[store.MeasurementRow] = []
+    for row, at in zip(late, recorded_at, strict=True):
+        counted.append(row)
+        kpi = terms.kpi(row.kpi)
+        if kpi is None or not counts(kpi.sources, row.party):
+            continue
+        tally = kept[kpi.name]
+        before = tally.percent(kpi)
+        tally.add(row.number)
+        if tally.percent(kpi) != before:
+            await _post_correction(conn, book, period, late_ids, counted, at, fx)
+    await store.keep_tallies(conn, book.contract_id, period, kept)
+
+
+def tallies(terms: Terms, rows: Sequence[store.MeasurementRow]) -> dict[str, Tally]:
+    """Each KPI's tally of the measurements it counts (those from its `sources`)."""
+    values: dict[str, list[Decimal]] = {kpi.name: [] for kpi in terms.kpis}
+    sources = {kpi.name: kpi.sources for kpi in terms.kpis}
+    for row in rows:
+        if row.kpi in values and counts(sources[row.kpi], row.party):
+            values[row.kpi].append(row.number)
+    return {kpi.name: Tally.of(kpi, values[kpi.name]) for kpi in terms.kpis}
+
+
+async def _post_correction(
+    conn: AsyncConnection,
+    book: Book,
+    period: str,
+    late_ids: set[str],
+    counted: Sequence[store.MeasurementRow],
+    at: datetime,
+    fx: Effects,
+) -> None:
+    """Recompute the period with the late events `counted` so far and post what changed.
+    The correction names every late event of the period so far: deterministic, whatever
+    the batch boundaries were."""
+    found = book.terms_for(period)
+    assert found is not None
+    terms, version = found
+    counted_ids = {r.event_id for r in counted}
+    rows = [
         r
         for r in await store.period_measurements(conn, book.contract_id, period)
-        if r.event_id not in late_ids
+        if r.event_id not in late_ids or r.event_id in counted_ids
     ]
     states = PeriodStates(terms)
-    for row in earlier:
-        states.add(row.kpi, row.event_id, row.number, row.party)
-    posted = posting.effective_amounts(await journal_store.entries(conn, book.contract_id), period)
-    rated = ratings_of(await store.period_ratings(conn, book.contract_id, period))
-    base_inputs = await book_inputs(conn, book.contract_id)
+    for r in rows:
+        states.add(r.kpi, r.event_id, r.number, r.party)
+    rated, releases = await review_inputs(conn, book.contract_id, period)
+    recomputed = statement_from_states(
+        terms, period, states, rated, terms_version=version, releases=releases
+    )
     final = await journal_store.final_statement(conn, book.contract_id, period)
     assert final is not None, f"{period} is closed"
     cut = final.get("inputs", {}).get("slapay.measurements", {})
-    # A correction names every late event of the period so far: deterministic, whatever
-    # the batch boundaries were.
-    pending = [r.event_id for r in earlier if _after(r, cut)]
-    for row, at in zip(late, recorded_at, strict=True):
-        kpi = terms.kpi(row.kpi)
-        pending.append(row.event_id)
-        if kpi is None:
-            continue
-        state = states.counted[kpi.name]
-        before = kpi_credit(kpi, state).percent
-        states.add(kpi.name, row.event_id, row.number, row.party)
-        if kpi_credit(kpi, state).percent == before:
-            continue
-        recomputed = statement_from_states(terms, period, states, rated, terms_version=version)
-        into = periods.first_open_after(period, set(book.closed))
-        inputs = {
-            **base_inputs,
-            "slapay.measurements": {str(row.bus_partition): {"offset": row.bus_offset}},
-            "cause": cause_of("slapay.measurements", row),
-        }
-        bodies = posting.correction_bodies(recomputed, posted, into, at, pending, inputs)
-        for body in bodies:
-            key = str(body.corrects_line_id)
-            posted[key] = posted.get(key, Decimal(0)) + body.amount
-        await post(conn, book, bodies, fx)
+    pending = [r.event_id for r in rows if r.event_id not in counted_ids and _after(r, cut)]
+    pending += [r.event_id for r in counted]
+    row = counted[-1]
+    inputs = {
+        **await book_inputs(conn, book.contract_id),
+        "slapay.measurements": {str(row.bus_partition): {"offset": row.bus_offset}},
+        "cause": cause_of("slapay.measurements", row),
+    }
+    posted = posting.effective_amounts(await journal_store.entries(conn, book.contract_id), period)
+    into = periods.first_open_after(period, set(book.closed))
+    await post(
+        conn, book, posting.correction_bodies(recomputed, posted, into, at, pending, inputs), fx
+    )
 
 
 def _after(row: store.MeasurementRow, cut: dict[str, Any]) -> bool:
@@ -180,11 +244,12 @@ async def correct_late_reviews(
     conn: AsyncConnection,
     book: Book,
     period: str,
-    late: Sequence[store.RatingRow],
+    late: Sequence[store.RatingRow | store.ReleaseRow],
     recorded_at: Sequence[datetime],
     fx: Effects,
 ) -> None:
-    """Post adjustments for late ratings of a closed period, one at a time in bus order."""
+    """Post adjustments for late ratings and releases of a closed period, one at a time in
+    bus order (a release pays what the held review line would have)."""
     found = book.terms_for(period)
     if found is None or found[0].reviews is None:
         return
@@ -198,12 +263,25 @@ async def correct_late_reviews(
         for r in await store.period_ratings(conn, book.contract_id, period)
         if r.event_id not in late_ids
     ]
+    releases = [
+        r
+        for r in await store.period_releases(conn, book.contract_id, period)
+        if r.event_id not in late_ids
+    ]
     posted = posting.effective_amounts(await journal_store.entries(conn, book.contract_id), period)
     base_inputs = await book_inputs(conn, book.contract_id)
     for row, at in zip(late, recorded_at, strict=True):
-        rows.append(row)
+        if isinstance(row, store.ReleaseRow):
+            releases.append(row)
+        else:
+            rows.append(row)
         recomputed = statement_from_states(
-            terms, period, states, ratings_of(rows), terms_version=version
+            terms,
+            period,
+            states,
+            ratings_of(rows),
+            terms_version=version,
+            releases=releases_of(releases),
         )
         into = periods.first_open_after(period, set(book.closed))
         inputs = {

@@ -14,19 +14,31 @@ from shared.consuming import ReadAhead, run_consumer
 from shared.events import TOPIC_CONTRACTS, TOPIC_DEADLETTER, TOPIC_MEASUREMENTS, TOPIC_REVIEWS
 from shared.measured import Incoming, decode_measurements
 from shared.retrying import retrying
-from shared.runtime import Runtime
+from shared.runtime import Runtime, Worker
+from shared.signing import Keyring
 
 DEADLETTER_GROUP = "ledger.deadletters"
 
 
-async def fold_loop(runtime: Runtime) -> None:
+def fold_worker(keyring: Keyring | None) -> Worker:
+    """The fold as a worker; final statements it closes are signed with `keyring`."""
+
+    async def fold_loop(runtime: Runtime) -> None:
+        await _fold(runtime, keyring)
+
+    return fold_loop
+
+
+async def _fold(runtime: Runtime, keyring: Keyring | None) -> None:
     heap.settle()  # the fold's batches are what the collector's defaults slow down
     kafka_records.install()
     consumer = runtime.bus.consumer([TOPIC_CONTRACTS, TOPIC_MEASUREMENTS, TOPIC_REVIEWS], GROUP)
     read_ahead = ReadAhead()
 
     async def fold(delivered: Sequence[Incoming]) -> None:
-        touched = await apply_delivered(runtime.engine, delivered, read_ahead.ready)
+        touched = await apply_delivered(
+            runtime.engine, delivered, keyring=keyring, cpu_done=read_ahead.ready
+        )
         runtime.telemetry.handoff.remember(touched)  # provisional statements continue the trace
 
     await run_consumer(

@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import db, jsonutil
+from shared.core.tally import Tally
 from shared.db import UtcDateTime
 
 
@@ -87,6 +88,24 @@ ratings = Table(
     Column("bus_offset", BigInteger, nullable=False),
     Index("ix_ratings_contract_period", "contract_id", "period"),
 )
+rating_sources = Table(
+    "rating_sources",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("source", String(64), nullable=False),
+)
+"""Where each rating came in (`api`, `import`): beside `ratings`, which an earlier version
+created without it."""
+review_releases = Table(
+    "review_releases",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("contract_id", String(64), nullable=False),
+    Column("period", String(7), nullable=False),
+    Column("bus_partition", Integer, nullable=False),
+    Column("bus_offset", BigInteger, nullable=False),
+    Index("ix_review_releases_contract_period", "contract_id", "period"),
+)
 kpi_aggregates = Table(
     "kpi_aggregates",
     metadata,
@@ -98,6 +117,15 @@ kpi_aggregates = Table(
     Column("minimum", Exact, nullable=False),
     Column("maximum", Exact, nullable=False),
 )
+kpi_tallies = Table(
+    "kpi_tallies",
+    metadata,
+    Column("contract_id", String(64), primary_key=True),
+    Column("period", String(7), primary_key=True),
+    Column("kpi", String(100), primary_key=True),
+    Column("tally", Text, nullable=False),
+)
+"""A closed period's `Tally` per KPI: what its late events are checked against."""
 dirty_periods = Table(
     "dirty_periods",
     metadata,
@@ -137,6 +165,21 @@ class RatingRow:
     flags: str
     bus_partition: int
     bus_offset: int
+    source: str = "api"
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRow:
+    """A `review.line.released`: the review line of `period` released up to its place."""
+
+    event_id: str
+    contract_id: str
+    period: str
+    bus_partition: int
+    bus_offset: int
+
+
+_RATING_COLUMNS = [c.name for c in ratings.columns]
 
 
 async def insert_new_ratings(conn: AsyncConnection, rows: Sequence[RatingRow]) -> list[RatingRow]:
@@ -145,10 +188,14 @@ async def insert_new_ratings(conn: AsyncConnection, rows: Sequence[RatingRow]) -
     for row in rows:
         statement = (
             db.upsert(conn, ratings)
-            .values(**{name: getattr(row, name) for name in RatingRow.__slots__})
+            .values(**{name: getattr(row, name) for name in _RATING_COLUMNS})
             .on_conflict_do_nothing()
         )
         if (await conn.execute(statement)).rowcount:
+            source = db.upsert(conn, rating_sources).values(
+                event_id=row.event_id, source=row.source
+            )
+            await conn.execute(source.on_conflict_do_nothing())
             new.append(row)
     return new
 
@@ -156,11 +203,66 @@ async def insert_new_ratings(conn: AsyncConnection, rows: Sequence[RatingRow]) -
 async def period_ratings(conn: AsyncConnection, contract_id: str, period: str) -> list[RatingRow]:
     r = ratings.c
     result = await conn.execute(
-        select(ratings)
+        select(ratings, func.coalesce(rating_sources.c.source, "api").label("source"))
+        .outerjoin(rating_sources, rating_sources.c.event_id == r.event_id)
         .where(and_(r.contract_id == contract_id, r.period == period))
         .order_by(r.bus_partition, r.bus_offset)
     )
     return [RatingRow(**row._mapping) for row in result]
+
+
+async def tallies(conn: AsyncConnection, contract_id: str, period: str) -> dict[str, Tally]:
+    t = kpi_tallies.c
+    result = await conn.execute(
+        select(t.kpi, t.tally).where(and_(t.contract_id == contract_id, t.period == period))
+    )
+    return {kpi: Tally.from_document(jsonutil.loads(text)) for kpi, text in result}
+
+
+async def keep_tallies(
+    conn: AsyncConnection, contract_id: str, period: str, found: dict[str, Tally]
+) -> None:
+    t = kpi_tallies.c
+    await conn.execute(
+        delete(kpi_tallies).where(and_(t.contract_id == contract_id, t.period == period))
+    )
+    if found:
+        rows = [
+            {
+                "contract_id": contract_id,
+                "period": period,
+                "kpi": kpi,
+                "tally": jsonutil.dumps(tally.document()).decode(),
+            }
+            for kpi, tally in found.items()
+        ]
+        await conn.execute(kpi_tallies.insert(), rows)
+
+
+async def insert_new_releases(
+    conn: AsyncConnection, rows: Sequence[ReleaseRow]
+) -> list[ReleaseRow]:
+    """Insert, skipping event ids already applied; return only the rows that were new."""
+    new = []
+    for row in rows:
+        statement = (
+            db.upsert(conn, review_releases)
+            .values(**{name: getattr(row, name) for name in ReleaseRow.__slots__})
+            .on_conflict_do_nothing()
+        )
+        if (await conn.execute(statement)).rowcount:
+            new.append(row)
+    return new
+
+
+async def period_releases(conn: AsyncConnection, contract_id: str, period: str) -> list[ReleaseRow]:
+    t = review_releases.c
+    result = await conn.execute(
+        select(review_releases)
+        .where(and_(t.contract_id == contract_id, t.period == period))
+        .order_by(t.bus_partition, t.bus_offset)
+    )
+    return [ReleaseRow(**row._mapping) for row in result]
 
 
 async def add_terms(

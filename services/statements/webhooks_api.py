@@ -1,4 +1,4 @@
-"""HTTP edge of the webhooks: register one, read its delivery log, delete it.
+"""HTTP edge of the webhooks: register one, list them, read one's delivery log, delete it.
 
 An admin may follow every contract; a customer or provider only contracts its token lists,
 and sees only webhooks whose contracts it may all see (any other is 404, as if it did not
@@ -82,13 +82,20 @@ class Delivery(BaseModel):
     log: list[Attempt]
 
 
-class DeliveryLog(BaseModel):
+class Endpoint(BaseModel):
     webhook_id: str
     url: str
     types: list[str]
-    contracts: list[str] | None
+    contracts: list[str] | None = Field(description="null: every contract")
     created_at: datetime
     disabled: str | None = Field(description="why the endpoint stopped receiving, if it did")
+
+
+class Endpoints(BaseModel):
+    webhooks: list[Endpoint]
+
+
+class DeliveryLog(Endpoint):
     deliveries: list[Delivery]
 
 
@@ -126,6 +133,13 @@ async def register(
     )
 
 
+@router.get("", response_model=Endpoints)
+async def listing(runtime: RuntimeDep, principal: Subscriber) -> Endpoints:
+    """The webhooks the caller may see (an admin: all), oldest first; never their secrets."""
+    hooks = [h for h in await store.every(runtime.engine) if _may_see(principal, h)]
+    return Endpoints(webhooks=[_endpoint(h) for h in hooks])
+
+
 @router.get("/{webhook_id}/deliveries", response_model=DeliveryLog)
 async def deliveries(
     webhook_id: WebhookId,
@@ -136,12 +150,7 @@ async def deliveries(
     """The newest deliveries first, each with every attempt's status code and time."""
     hook = await _visible(runtime, principal, webhook_id)
     return {
-        "webhook_id": hook.webhook_id,
-        "url": hook.url,
-        "types": sorted(hook.types),
-        "contracts": None if hook.contracts is None else sorted(hook.contracts),
-        "created_at": hook.created_at,
-        "disabled": hook.disabled,
+        **_endpoint(hook).model_dump(),
         "deliveries": await store.log(runtime.engine, webhook_id, limit),
     }
 
@@ -168,11 +177,25 @@ def _contracts(principal: Principal, asked: list[str]) -> frozenset[str] | None:
     return chosen
 
 
+def _may_see(principal: Principal, hook: store.Webhook) -> bool:
+    return principal.role == "admin" or (
+        hook.contracts is not None and all(principal.may_see(c) for c in hook.contracts)
+    )
+
+
+def _endpoint(hook: store.Webhook) -> Endpoint:
+    return Endpoint(
+        webhook_id=hook.webhook_id,
+        url=hook.url,
+        types=sorted(hook.types),
+        contracts=None if hook.contracts is None else sorted(hook.contracts),
+        created_at=hook.created_at,
+        disabled=hook.disabled,
+    )
+
+
 async def _visible(runtime: RuntimeDep, principal: Principal, webhook_id: str) -> store.Webhook:
     hook = await store.get(runtime.engine, webhook_id)
-    if hook is None or not (
-        principal.role == "admin"
-        or (hook.contracts is not None and all(principal.may_see(c) for c in hook.contracts))
-    ):
+    if hook is None or not _may_see(principal, hook):
         raise Problem(404, "Not found", f"no webhook {webhook_id!r}")
     return hook

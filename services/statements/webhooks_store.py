@@ -162,6 +162,13 @@ async def get(engine: AsyncEngine, webhook_id: str) -> Webhook | None:
     return None if row is None else _webhook(row)
 
 
+async def every(engine: AsyncEngine) -> list[Webhook]:
+    """Every registered webhook, oldest first."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(webhooks).order_by(webhooks.c.created_at))
+    return [_webhook(row) for row in rows]
+
+
 async def remove(engine: AsyncEngine, webhook_id: str) -> None:
     """The webhook, its queue and its log, at once: nothing more is sent to it."""
     d = deliveries.c

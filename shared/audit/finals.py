@@ -31,7 +31,10 @@ def recompute(h: History, period: str, inputs: Any) -> Statement | None:
         return None
     observations = upto(h.measurements, inputs.get("slapay.measurements"))
     ratings = upto(h.ratings, inputs.get("slapay.reviews"))
-    return compute_statement(terms, period, observations, ratings, terms_version=version)
+    releases = upto(h.releases, inputs.get("slapay.reviews"))
+    return compute_statement(
+        terms, period, observations, ratings, terms_version=version, releases=releases
+    )
 
 
 def upto(events: Iterable[Placed[E]], cut: Any) -> list[E]:

@@ -21,7 +21,8 @@ from shared.audit.origins import Origins
 from shared.bus import Bus, Record
 from shared.consuming import Delivered
 from shared.core.journal import JournalEntry
-from shared.core.payment import Observation, Rating
+from shared.core.payment import Observation, Rating, Release
+from shared.core.review_score import review_source
 from shared.core.terms import Terms
 from shared.events import (
     TOPIC_CONTRACTS,
@@ -32,13 +33,14 @@ from shared.events import (
     DisputeResolved,
     Envelope,
     JournalEntryPosted,
+    ReviewLineReleased,
     ReviewSubmitted,
     StatementFinalized,
     TermsAgreed,
 )
 from shared.measured import DeliveredMeasurement, Incoming, decode_measurements
 
-E = TypeVar("E", Observation, Rating)
+E = TypeVar("E", Observation, Rating, Release)
 Placed = tuple[int, int, E]
 """An event with its place on the bus: (partition, offset, event)."""
 
@@ -75,6 +77,7 @@ class History:
     terms: list[Terms] = field(default_factory=list)
     measurements: list[Placed[Observation]] = field(default_factory=list)
     ratings: list[Placed[Rating]] = field(default_factory=list)
+    releases: list[Placed[Release]] = field(default_factory=list)
     journal: Journal = field(default_factory=Journal)
     disputes: dict[str, Dispute] = field(default_factory=dict)
     agreed: list[datetime] = field(default_factory=list)
@@ -133,8 +136,21 @@ def _ratings(records: Iterable[Record], contract_id: str) -> list[Placed[Rating]
                 review.rating,
                 d.event.occurred_at,
                 d.offset,
+                source=review_source(d.event.source),
+                flags=tuple(review.flags),
             )
             found.append((d.partition, d.offset, rating))
+    return found
+
+
+def _releases(records: Iterable[Record], contract_id: str) -> list[Placed[Release]]:
+    """The contract's releases of held review lines among `records`, in their order."""
+    found = []
+    for d in _mine(records, contract_id):
+        if isinstance(d, Delivered) and d.type == ReviewLineReleased.TYPE:
+            released = ReviewLineReleased.model_validate(d.event.data)
+            release = Release(str(d.event.event_id), released.period, d.offset)
+            found.append((d.partition, d.offset, release))
     return found
 
 
@@ -172,7 +188,9 @@ def history(
     found.disputes = disputes(contract_events)
     placed = _observations(measurements, contract_id, found.origins)
     found.measurements = _first_in_bus_order(placed)
+    reviews = list(reviews)
     found.ratings = _first_in_bus_order(_ratings(reviews, contract_id))
+    found.releases = _first_in_bus_order(_releases(reviews, contract_id))
     found.journal = read_journal_records(journal, contract_id)
     return found
 

@@ -27,6 +27,7 @@ from shared.core.statement import (
     NotCounted,
     Observation,
     Rating,
+    Release,
     Statement,
     exact,
     line_id,
@@ -42,6 +43,7 @@ __all__ = [
     "Observation",
     "PeriodStates",
     "Rating",
+    "Release",
     "Statement",
     "applying_tier",
     "compute_statement",
@@ -49,6 +51,7 @@ __all__ = [
     "exact",
     "kpi_credit",
     "line_id",
+    "no_data_tier",
     "statement_from_states",
 ]
 
@@ -71,12 +74,14 @@ def compute_statement(
     reviews: Sequence[Rating],
     *,
     terms_version: int = 1,
+    releases: Sequence[Release] = (),
 ) -> Statement:
     """The provisional statement of `period` under `terms`, from the raw events.
 
     Events of other periods (in `terms.timezone`) and of KPIs the terms do not name are
     ignored; an event id seen twice counts once (the first occurrence); a measurement from
-    a party a KPI's `sources` do not name is shown as not counted.
+    a party a KPI's `sources` do not name is shown as not counted. `releases` free a
+    review line held for a burst (formula step 4).
     """
     start, end = period_bounds(period, terms.timezone)
     states = PeriodStates(terms)
@@ -84,7 +89,9 @@ def compute_statement(
         if start <= observation.occurred_at < end:
             states.add(observation.kpi, observation.event_id, observation.value, observation.party)
     in_period = [r for r in _first_of_each(reviews) if start <= r.occurred_at < end]
-    return statement_from_states(terms, period, states, in_period, terms_version=terms_version)
+    return statement_from_states(
+        terms, period, states, in_period, terms_version=terms_version, releases=releases
+    )
 
 
 def statement_from_states(
@@ -94,6 +101,7 @@ def statement_from_states(
     reviews: Sequence[Rating],
     *,
     terms_version: int = 1,
+    releases: Sequence[Release] = (),
 ) -> Statement:
     """The statement from per-KPI states already folded (the ledger keeps them running);
     `reviews` are the period's ratings. `compute_statement` is this over raw events. A plain
@@ -111,7 +119,8 @@ def statement_from_states(
         lines.append(cap)
     if terms.reviews is not None:
         sla_breached = any(outcome.percent > 0 for outcome in outcomes)
-        lines.append(review_line(terms, period, _first_of_each(reviews), sla_breached))
+        rated = _first_of_each(reviews)
+        lines.append(review_line(terms, period, rated, sla_breached, releases))
     return Statement(
         contract_id=terms.contract_id,
         period=period,
@@ -154,6 +163,11 @@ def applying_tier(kpi: Kpi, value: Fraction) -> CreditTier | None:
     return max(wrong_side, key=_PERCENT, default=None)
 
 
+def no_data_tier(kpi: Kpi) -> CreditTier | None:
+    """What too few measurements earn: the largest tier under "breach", else none."""
+    return max(kpi.credits, key=_PERCENT, default=None) if kpi.no_data == "breach" else None
+
+
 @dataclass(frozen=True, slots=True)
 class KpiCredit:
     """What one KPI earns in a period: its exact value (None without measurements), the
@@ -174,8 +188,7 @@ def kpi_credit(kpi: Kpi, state: KpiState) -> KpiCredit:
     its largest tier, so withholding data never pays."""
     value = state.value(kpi.aggregation, kpi.threshold)
     if value is None or state.count < (kpi.min_count or 1):
-        tier = max(kpi.credits, key=_PERCENT, default=None) if kpi.no_data == "breach" else None
-        return KpiCredit(value, tier, no_data=True)
+        return KpiCredit(value, no_data_tier(kpi), no_data=True)
     return KpiCredit(value, applying_tier(kpi, value), no_data=False)
 
 

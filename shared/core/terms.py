@@ -35,6 +35,7 @@ CONTRACT_ID_PATTERN = r"^[a-z0-9-]{3,64}$"
 KPI_NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 FIRST_PERIOD, LAST_PERIOD = "2000-01", "9999-12"
+MAX_REVIEWERS = 100_000
 
 
 def _terms_number(value: object) -> Decimal:
@@ -147,6 +148,9 @@ class ReviewTerms(_Frozen):
     max_penalty_percent: Percent
     trim_percent: Annotated[Number, Field(ge=0, lt=50)] = Decimal(0)
     bonus_requires_sla_met: Annotated[bool, Field(strict=True)] = True
+    max_reviewers: Annotated[Count, Field(ge=1, le=MAX_REVIEWERS)] | None = None
+    """At most this many distinct reviewers count per period (the first in bus order); the
+    reviews service refuses a review from one more."""
 
 
 def _in_range(period: str) -> str:

@@ -10,8 +10,10 @@ import pytest
 from sqlalchemy import text
 
 from services.demo import demo_terms
+from services.ledger import store
 from services.ledger.workers import request_due_closes
 from shared.core.journal import JournalEntry, chain_breaks
+from shared.core.tally import Tally
 from tests.system import System, eventually
 
 pytestmark = pytest.mark.integration
@@ -109,6 +111,9 @@ async def test_late_events_crossing_a_tier_post_a_correction_next_period(system:
     final = await setup_closed_september(system, up=1000)  # availability 1.0: no credit
     assert final["total"] == "10000.00"
     agent = system.token("agent", [CONTRACT])
+    # A period closed before the ledger kept tallies gets them from its first late event.
+    assert set(await tallies(system)) == {"availability", "latency_ms", "resolution_hours"}
+    await forget_tallies(system)
     # 5 late failures: 1000/1005 = 0.99502 < 0.999 → the 10% tier; nothing else changes.
     late = availability(5, 0, prefix="late")
     assert (
@@ -144,6 +149,19 @@ async def test_late_events_crossing_a_tier_post_a_correction_next_period(system:
         lambda s: s and s["lines"][1]["derivation"]["events"] == 1,
     )
     assert len([e for e in await journal(system) if e["kind"] == "adjustment"]) == 1
+    assert (await tallies(system))["availability"].count == 1008
+
+
+async def tallies(system: System) -> dict[str, Tally]:
+    engine = system.apps["ledger"].state.runtime.engine
+    async with engine.connect() as conn:
+        return await store.tallies(conn, CONTRACT, "2026-09")
+
+
+async def forget_tallies(system: System) -> None:
+    engine = system.apps["ledger"].state.runtime.engine
+    async with engine.begin() as conn:
+        await store.keep_tallies(conn, CONTRACT, "2026-09", {})
 
 
 async def test_disputes_accepted_post_an_adjustment_and_rejected_ones_record_why(

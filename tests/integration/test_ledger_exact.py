@@ -87,7 +87,7 @@ class Bus:
 async def apply(engine: AsyncEngine, *records: Record) -> None:
     decoded = decode_measurements(records)
     assert decoded.failures == []
-    await apply_delivered(engine, decoded.delivered)
+    await apply_delivered(engine, decoded.delivered, keyring=None)
 
 
 def sum_terms(breach: float) -> dict[str, Any]:

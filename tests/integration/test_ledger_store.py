@@ -115,8 +115,8 @@ async def test_measurements_fold_alike_read_by_either_reader(engine: AsyncEngine
         [record(n, "fast-co") for n in range(5)],
         [record(n, "slow-co") for n in range(5)],
     )
-    await apply_delivered(engine, decode_measurements(fast).delivered)
-    await apply_delivered(engine, decode(envelopes).delivered)
+    await apply_delivered(engine, decode_measurements(fast).delivered, keyring=None)
+    await apply_delivered(engine, decode(envelopes).delivered, keyring=None)
     fast_rows = await store.aggregates(engine, "fast-co", "2026-10")
     slow_rows = await store.aggregates(engine, "slow-co", "2026-10")
     assert [{**r, "contract_id": ""} for r in fast_rows] == [

@@ -14,7 +14,14 @@ from shared.bus import Message
 from shared.events import TOPIC_MEASUREMENTS, MeasurementRecorded, make_event
 from shared.publishing import to_message
 from tests.integration.test_audit import audit_cli
-from tests.integration.test_ledger import CONTRACT, availability, final_statement, get, terms
+from tests.integration.test_ledger import (
+    CONTRACT,
+    availability,
+    final_statement,
+    get,
+    journal,
+    terms,
+)
 from tests.signing_agent import SigningAgent
 from tests.system import System, eventually
 
@@ -75,6 +82,19 @@ async def test_two_parties_probes_feed_one_contract_and_an_auditor_checks_them(
     assert closed.status_code == 202, closed.text
     final = await final_statement(system, "2026-09")
     assert availability_line(final)["derivation"]["not_counted"]["events"] == 100
+    audit = await audit_cli(system)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+
+    # Late events: the provider's zeros change nothing; the customer's cross a tier.
+    late_provider = await post_signed(system, PROVIDER_PROBE, availability(100, 0, prefix="lp"))
+    late_customer = await post_signed(system, CUSTOMER_PROBE, availability(10, 0, prefix="lc"))
+    assert (late_provider.status_code, late_customer.status_code) == (202, 202)
+    entries = await eventually(
+        lambda: journal(system), lambda es: sum(e["kind"] == "adjustment" for e in es) == 3
+    )
+    # the customer's zeros cross the tiers one by one: 10%, 25%, then 50% at 100 of 106 up
+    adjustments = [e["amount"] for e in entries if e["kind"] == "adjustment"]
+    assert adjustments == ["-1000.00", "-1500.00", "-2500.00"]
     audit = await audit_cli(system)
     assert audit.returncode == 0, audit.stdout + audit.stderr
 

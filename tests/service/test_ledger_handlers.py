@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.demo import demo_terms
-from services.ledger import handlers, store
+from services.ledger import handlers, journal_store, store
 from services.ledger.fold.apply import apply_delivered
-from shared import db
+from shared import db, signing
 from shared.bus import BusUnavailable
 from shared.core.terms import Terms
 from shared.events import TOPIC_CONTRACTS, DisputeResolved, PeriodCloseRequested, TermsAgreed
@@ -25,6 +26,7 @@ from tests.fakes import InMemoryBus
 
 CONTRACT = "acme-2026"
 NOW = datetime(2026, 11, 15, tzinfo=UTC)
+KEYRING = signing.Keyring.of(Ed25519PrivateKey.generate())
 
 
 def terms(effective_from: str = "2026-09", **changes: Any) -> Terms:
@@ -43,7 +45,9 @@ async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
 
 async def fold(engine: AsyncEngine, bus: InMemoryBus) -> None:
     """Apply everything on the contracts topic, as the fold would."""
-    await apply_delivered(engine, decode_measurements(bus.topics[TOPIC_CONTRACTS]).delivered)
+    await apply_delivered(
+        engine, decode_measurements(bus.topics[TOPIC_CONTRACTS]).delivered, keyring=KEYRING
+    )
 
 
 def types(bus: InMemoryBus) -> list[str]:
@@ -95,6 +99,9 @@ async def test_a_close_is_requested_only_for_an_ended_open_period(engine: AsyncE
     await fold(engine, bus)
     closed = await refused(handlers.request_close(engine, bus, CONTRACT, "2026-09", "x", NOW))
     assert (closed.status, closed.title) == (409, "Period already closed")
+    async with engine.connect() as conn:
+        final = await journal_store.final_statement(conn, CONTRACT, "2026-09")
+    assert final is not None and KEYRING.verify(final) == KEYRING.active  # the fold's key
 
 
 async def test_disputes_need_a_final_line_and_an_amount_to_be_accepted(

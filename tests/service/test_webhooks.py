@@ -147,6 +147,16 @@ async def test_a_party_follows_only_its_own_contracts(tmp_path: Path, bus: InMem
         assert everything.json()["contracts"] is None
         admins = f"/v1/webhooks/{everything.json()['webhook_id']}/deliveries"
         assert (await client.get(admins, headers=customer)).status_code == 404
+
+        def listed(answer: Any) -> list[str]:
+            assert answer.status_code == 200, answer.text
+            assert all("secret" not in hook for hook in answer.json()["webhooks"])
+            return [hook["webhook_id"] for hook in answer.json()["webhooks"]]
+
+        theirs = [mine.json()["webhook_id"], everything.json()["webhook_id"]]
+        assert listed(await client.get("/v1/webhooks", headers=ADMIN)) == theirs
+        assert listed(await client.get("/v1/webhooks", headers=customer)) == theirs[:1]
+        assert listed(await client.get("/v1/webhooks", headers=stranger)) == []
         assert (await client.delete(path, headers=customer)).status_code == 204
         assert (await client.get(f"{path}/deliveries", headers=ADMIN)).status_code == 404
 

@@ -59,6 +59,7 @@ def test_every_public_type_has_a_topic_and_unknown_types_are_refused() -> None:
         "sla.batch.signed",
         "review.submitted",
         "reviewer.erased",
+        "review.line.released",
         "journal.entry.posted",
         "statement.provisional",
         "statement.finalized",

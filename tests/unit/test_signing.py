@@ -156,11 +156,3 @@ def test_distributed_mode_reads_the_bundle_or_derives_from_the_auth_secret(
         signing.load_keyring(make_settings(signing_keys=tmp_path / "missing.pem"))
     with pytest.raises(ConfigurationError, match="no Ed25519 key"):
         signing.parse_bundle(b"not a key")
-
-
-def test_sign_final_signs_only_inside_a_signing_context() -> None:
-    ring = keyring()
-    assert "signature" not in signing.sign_final(STATEMENT)
-    with signing.using(ring):
-        assert ring.verify(signing.sign_final(STATEMENT)) == ring.active
-    assert "signature" not in signing.sign_final(STATEMENT)

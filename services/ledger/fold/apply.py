@@ -24,6 +24,7 @@ from shared.bus import Message
 from shared.consuming import Delivered
 from shared.core import periods
 from shared.core.periods import PeriodFinder, period_of
+from shared.core.review_score import review_source
 from shared.core.terms import Terms
 from shared.deadletters import DeadLetter
 from shared.events import (
@@ -32,13 +33,16 @@ from shared.events import (
     Envelope,
     MeasurementRecorded,
     PeriodCloseRequested,
+    ReviewLineReleased,
     ReviewSubmitted,
     TermsAgreed,
 )
 from shared.measured import DeliveredMeasurement, Incoming
+from shared.signing import Keyring
 from shared.telemetry import span
 
 GROUP = "ledger"
+REVIEW_TYPES = frozenset({ReviewSubmitted.TYPE, ReviewLineReleased.TYPE})
 
 
 def _nothing() -> None:
@@ -46,12 +50,17 @@ def _nothing() -> None:
 
 
 async def apply_delivered(
-    engine: AsyncEngine, incoming: Sequence[Incoming], cpu_done: Callable[[], None] = _nothing
+    engine: AsyncEngine,
+    incoming: Sequence[Incoming],
+    *,
+    keyring: Keyring | None,
+    cpu_done: Callable[[], None] = _nothing,
 ) -> set[tuple[str, str]]:
     """Apply a batch in one transaction; return the (contract, period)s it changed.
     Measurements are best given as `DeliveredMeasurement`s (`decode_measurements`); one
-    given as an envelope is read from it. `cpu_done` is called once what is left of the
-    batch is mostly the database's work (the consumer then reads its next batch)."""
+    given as an envelope is read from it. Final statements are signed with `keyring` (None:
+    left unsigned, as replay's scratch tables do). `cpu_done` is called once what is left of
+    the batch is mostly the database's work (the consumer then reads its next batch)."""
     delivered = [d for d in incoming if isinstance(d, Delivered)]
     measurements = (
         [_measurement(d) for d in incoming if d.type == MeasurementRecorded.TYPE]
@@ -59,14 +68,14 @@ async def apply_delivered(
         else cast("Sequence[DeliveredMeasurement]", incoming)  # the fold's usual batch
     )
     async with engine.begin() as conn:
-        fx = closing.Effects()
+        fx = closing.Effects(keyring=keyring)
         for d in delivered:
             if d.type == TermsAgreed.TYPE:
                 fx.touched |= await apply_terms(conn, d.event) or set()
         if measurements:
             with span("ledger.fold measurements", events=len(measurements)):
                 fx.touched |= await _fold_measurements(conn, measurements, fx, cpu_done)
-        reviews = [d for d in delivered if d.type == ReviewSubmitted.TYPE]
+        reviews = [d for d in delivered if d.type in REVIEW_TYPES]
         if reviews:
             with span("ledger.fold reviews", events=len(reviews)):
                 fx.touched |= await _fold_reviews(conn, reviews, fx)
@@ -154,38 +163,55 @@ async def _fold_measurements(
 async def _fold_reviews(
     conn: AsyncConnection, reviews: Sequence[Delivered], fx: closing.Effects
 ) -> set[tuple[str, str]]:
+    """Ratings and releases, in bus order; one of a closed period corrects it."""
     books = await open_books(conn, (d.contract_id for d in reviews))
-    rows, recorded = [], {}
-    for d in reviews:
-        book, data = books[d.event.contract_id], d.event.data
-        period = period_of(d.event.occurred_at, book.timezone)
-        if period in book.closed and _too_late(book, period, d.event.recorded_at):
-            fx.out.append(_refusal(d, book, period))
-            continue
-        rows.append(
-            store.RatingRow(
-                event_id=str(d.event.event_id),
-                contract_id=d.event.contract_id,
-                period=period,
-                reviewer=str(data["reviewer_pseudonym"]),
-                rating=int(data["rating"]),
-                occurred_at=d.event.occurred_at,
-                flags=jsonutil.dumps(data.get("flags") or []).decode(),
-                bus_partition=d.partition,
-                bus_offset=d.offset,
-            )
-        )
-        recorded[rows[-1].event_id] = d.event.recorded_at
     touched = set()
-    for row in await store.insert_new_ratings(conn, rows):
-        book = books[row.contract_id]
+    for d in reviews:
+        book = books[d.event.contract_id]
+        row = _review_row(d, book)
+        if row.period in book.closed and _too_late(book, row.period, d.event.recorded_at):
+            fx.out.append(_refusal(d, book, row.period))
+            continue
+        new = (
+            await store.insert_new_releases(conn, [row])
+            if isinstance(row, store.ReleaseRow)
+            else await store.insert_new_ratings(conn, [row])
+        )
+        if not new:
+            continue
         if row.period in book.closed:
             await closing.correct_late_reviews(
-                conn, book, row.period, [row], [recorded[row.event_id]], fx
+                conn, book, row.period, [row], [d.event.recorded_at], fx
             )
         else:
             touched.add((row.contract_id, row.period))
     return touched
+
+
+def _review_row(d: Delivered, book: Book) -> store.RatingRow | store.ReleaseRow:
+    event = d.event
+    payload = event.payload()
+    if isinstance(payload, ReviewLineReleased):
+        return store.ReleaseRow(
+            event_id=str(event.event_id),
+            contract_id=event.contract_id,
+            period=payload.period,
+            bus_partition=d.partition,
+            bus_offset=d.offset,
+        )
+    assert isinstance(payload, ReviewSubmitted)
+    return store.RatingRow(
+        event_id=str(event.event_id),
+        contract_id=event.contract_id,
+        period=period_of(event.occurred_at, book.timezone),
+        reviewer=payload.reviewer_pseudonym,
+        rating=payload.rating,
+        occurred_at=event.occurred_at,
+        flags=jsonutil.dumps(payload.flags).decode(),
+        bus_partition=d.partition,
+        bus_offset=d.offset,
+        source=review_source(event.source),
+    )
 
 
 def _too_late(book: Book, period: str, recorded_at: datetime) -> bool:

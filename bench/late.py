@@ -1,0 +1,85 @@
+"""A late measurement into a closed period of N, beside an on-time one into an open period.
+
+The history (`bench.history`) is one contract's month of N measurements, folded and closed.
+Each step then publishes `LATE_EVENTS` measurements that change no money (availability 1 in
+a month already above its target) and folds them one transaction each, as a trickle of late
+events arrives: into the closed month, or, as the baseline, into the next, open month. The
+ratio is near 1 when a late event costs what an on-time one does, whatever N is; the ledger
+process's CPU per event is printed beside it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from bench import data
+from bench.core import (
+    DISTRIBUTED,
+    EMBEDDED,
+    BenchError,
+    Config,
+    Rates,
+    Scenario,
+    progress,
+    run_steps,
+)
+from bench.history import CONTRACT, PERIOD, Ledger, build, ledger, measurement_messages
+from services.ledger import journal_store
+from services.ledger.fold.apply import apply_delivered
+from shared.events import TOPIC_MEASUREMENTS
+from shared.measured import decode_measurements
+
+LATE_EVENTS = 20
+LATE = f"late event into the closed {PERIOD} (no money change)"
+ON_TIME = "on-time event into the open next month"
+
+
+async def trickle(env: Ledger, month: str, entries_before: int) -> float:
+    """Events per second: `LATE_EVENTS` measurements of `month`, one transaction each."""
+    tag = uuid.uuid4().hex[:8]
+    items = [
+        {
+            "measurement_id": f"{tag}-{i}",
+            "contract_id": CONTRACT,
+            "kpi": "availability",
+            "value": 1.0,
+            "observed_at": f"{month}-15T12:00:{i:02d}Z",
+        }
+        for i in range(LATE_EVENTS)
+    ]
+    await env.bus.publish(TOPIC_MEASUREMENTS, data.messages(items))
+    records = (await env.bus.read_all(TOPIC_MEASUREMENTS, CONTRACT))[-LATE_EVENTS:]
+    delivered = decode_measurements(records).delivered
+    wall, cpu = time.perf_counter(), time.process_time()
+    for one in delivered:
+        await apply_delivered(env.engine, [one], keyring=None)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    if len(await journal_store.entries(env.engine, CONTRACT)) != entries_before:
+        raise BenchError(f"events of {month} that change no money posted entries")
+    progress(f"  {month}: {cpu / LATE_EVENTS * 1000:.1f} ms of this process's CPU per event")
+    return LATE_EVENTS / wall
+
+
+def run_for(mode: str) -> Callable[[Config, int], Awaitable[Rates]]:
+    async def run_once(config: Config, turn: int) -> Rates:
+        async with ledger(mode) as env:
+            built = await build(
+                env.settings, env.bus, env.engine, measurement_messages(config.records(mode))
+            )
+            return await run_steps(
+                [
+                    (LATE, lambda: trickle(env, PERIOD, built.entries)),
+                    (ON_TIME, lambda: trickle(env, "2026-11", built.entries)),
+                ],
+                turn,
+            )
+
+    return run_once
+
+
+SCENARIOS = (
+    Scenario("ledger-late", DISTRIBUTED, LATE, (ON_TIME,), run_for(DISTRIBUTED)),
+    Scenario("ledger-late", EMBEDDED, LATE, (ON_TIME,), run_for(EMBEDDED)),
+)
