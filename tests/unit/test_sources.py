@@ -10,6 +10,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from services.demo import demo_terms
@@ -30,7 +32,11 @@ def terms(sources: list[str] | None = None, **changes: Any) -> Terms:
 
 def probe(n: int, value: int, party: str | None) -> Observation:
     return Observation(
-        f"{party}-{n}", "availability", Decimal(value), datetime(2026, 9, 1 + n, tzinfo=UTC), party
+        f"{party}-{n}",
+        "availability",
+        Decimal(value),
+        datetime(2026, 9, 1 + n % 28, n // 28 % 24, tzinfo=UTC),
+        party,
     )
 
 
@@ -128,3 +134,30 @@ def test_terms_without_the_new_fields_serialise_as_before() -> None:
     signed = terms(["customer"], agents=[CUSTOMER], require_signed=True).model_dump(mode="json")
     assert signed["agents"] == [CUSTOMER] and signed["require_signed"] is True
     assert signed["kpis"][0]["sources"] == ["customer"]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 1), st.sampled_from(["customer", "provider", "third_party", None])
+        ),
+        max_size=40,
+    ),
+    st.sets(st.sampled_from(["customer", "provider", "third_party"]), min_size=1),
+)
+def test_sources_are_the_statement_of_their_parties_measurements_alone(
+    probes: list[tuple[int, str | None]], sources: set[str]
+) -> None:
+    """Naming sources gives the very lines of the same terms over only those parties'
+    measurements; what is left out is exactly what the derivation shows aside."""
+    observations = [probe(i, value, party) for i, (value, party) in enumerate(probes)]
+    kept = [o for o in observations if o.party in sources]
+    restricted = availability(terms(sorted(sources)), observations)
+    alone = availability(terms(), kept)
+    assert (restricted.amount, restricted.derivation.value) == (
+        alone.amount,
+        alone.derivation.value,
+    )
+    assert restricted.derivation.events_digest == alone.derivation.events_digest
+    aside = restricted.derivation.not_counted
+    assert aside is not None and aside.events == len(observations) - len(kept)
