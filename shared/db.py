@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any, cast
 
 import asyncpg
-from sqlalchemy import DateTime, MetaData, Table, TypeDecorator, event, text
+from sqlalchemy import DateTime, MetaData, Table, TypeDecorator, event, inspect, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.schema import CreateColumn
 
 
 def normalise_url(url: str) -> str:
@@ -137,8 +138,21 @@ async def create_schema(engine: AsyncEngine, metadata: MetaData) -> None:
         else:
             await conn.exec_driver_sql("BEGIN IMMEDIATE")
         await conn.run_sync(metadata.create_all)
+        await conn.run_sync(_add_missing_columns, metadata)
         await conn.run_sync(_create_missing_indexes, metadata)
         await conn.commit()
+
+
+def _add_missing_columns(connection: Any, metadata: MetaData) -> None:
+    """Nullable columns added to a table that an older version already created (the rows it
+    holds read as NULL there, which is what the column means for them)."""
+    inspector = inspect(connection)
+    for table in metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present and column.nullable:
+                ddl = CreateColumn(column).compile(dialect=connection.dialect)
+                connection.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
 
 
 def _create_missing_indexes(connection: Any, metadata: MetaData) -> None:

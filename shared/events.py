@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from shared import jsonutil
+from shared.core.agents import Party
 from shared.core.decimals import measurement_value
 from shared.core.journal import JournalEntry
 
@@ -89,6 +90,10 @@ def deterministic_event_id(contract_id: str, producer_id: str) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"slapay:{contract_id}:{producer_id}")
 
 
+def _is_none(value: object) -> bool:
+    return value is None
+
+
 class EventData(BaseModel):
     """Base of every payload; `TYPE` is the public type string."""
 
@@ -114,12 +119,38 @@ MeasurementValue = Annotated[
 
 
 class MeasurementRecorded(EventData):
+    """A measurement; one that came in a signed request names that request's `batch`
+    (a `sla.batch.signed` digest), its `batch_index` in it and the signing key's `party`."""
+
     TYPE: ClassVar[str] = "sla.measurement.recorded"
     TOPIC: ClassVar[str] = TOPIC_MEASUREMENTS
     kpi: str
     value: MeasurementValue
     labels: dict[str, str] = Field(default_factory=dict)
     measurement_id: str | None = None
+    batch: str | None = Field(default=None, exclude_if=_is_none)
+    batch_index: int | None = Field(default=None, ge=0, exclude_if=_is_none)
+    party: Party | None = Field(default=None, exclude_if=_is_none)
+
+
+class BatchSigned(EventData):
+    """A signed request to ingest, as it came (docs/architecture.md, "Signed measurements"):
+    enough to check its RFC 9421 signature offline. Published before its measurements, once
+    per contract it names; `digest` is `"sha256:" + hex(sha256(body))`."""
+
+    TYPE: ClassVar[str] = "sla.batch.signed"
+    TOPIC: ClassVar[str] = TOPIC_MEASUREMENTS
+    digest: str
+    key_id: str
+    party: Party
+    method: str
+    path: str
+    content_type: str | None = None
+    content_digest: str
+    signature_input: str
+    signature: str
+    body: str
+    """The request body, byte for byte (it is UTF-8 JSON)."""
 
 
 class TermsAgreed(EventData):
@@ -175,6 +206,16 @@ class ReviewerErased(EventData):
     reviewer_pseudonym: str
 
 
+class ReviewLineReleased(EventData):
+    """An admin released the review line of `period`, held because the reviews service
+    flagged a burst; it covers the reviews before it on the bus."""
+
+    TYPE: ClassVar[str] = "review.line.released"
+    TOPIC: ClassVar[str] = TOPIC_REVIEWS
+    period: Period
+    released_by: str
+
+
 class JournalEntryPosted(EventData):
     TYPE: ClassVar[str] = "journal.entry.posted"
     TOPIC: ClassVar[str] = TOPIC_JOURNAL
@@ -218,12 +259,14 @@ EVENT_TYPES: dict[str, type[EventData]] = {
     cls.TYPE: cls
     for cls in (
         MeasurementRecorded,
+        BatchSigned,
         TermsAgreed,
         PeriodCloseRequested,
         DisputeOpened,
         DisputeResolved,
         ReviewSubmitted,
         ReviewerErased,
+        ReviewLineReleased,
         JournalEntryPosted,
         StatementProvisional,
         StatementFinalized,

@@ -18,13 +18,14 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
 
 from shared.bus import Record
 from shared.consuming import Decoded, Delivered, envelope_of
 from shared.core import decimals
+from shared.core.agents import Party
 from shared.events import Envelope, MeasurementRecorded
 
 TYPE = MeasurementRecorded.TYPE
@@ -54,6 +55,11 @@ class DeliveredMeasurement(NamedTuple):
     partition: int
     offset: int
     raw: bytes
+    party: str | None = None
+    """The signing key's party, for a measurement that came in a signed request; `batch`
+    and `batch_index` name that request (a `sla.batch.signed` digest) and its place in it."""
+    batch: str | None = None
+    batch_index: int | None = None
 
     @property
     def type(self) -> str:
@@ -81,6 +87,9 @@ class DeliveredMeasurement(NamedTuple):
             partition,
             offset,
             raw,
+            data.get("party"),
+            data.get("batch"),
+            data.get("batch_index"),
         )
 
 
@@ -91,6 +100,9 @@ class _Data(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     value: Any  # an int, or a number with a fraction or exponent as its digits (bytes)
     labels: dict[str, str] = {}
     measurement_id: str | None = None
+    batch: str | None = None
+    batch_index: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    party: Party | None = None
 
 
 class _Envelope(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -155,6 +167,9 @@ def read(record: Record) -> DeliveredMeasurement | None:
             record.partition,
             record.offset,
             record.value,
+            event.data.party,
+            event.data.batch,
+            event.data.batch_index,
         ),
     )
 

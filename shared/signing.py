@@ -36,8 +36,6 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 
 from shared.settings import ConfigurationError, Settings
 
@@ -234,13 +232,3 @@ def _create_once(path: Path, content: bytes) -> None:
         pass
     finally:
         staged.unlink()
-
-
-router = APIRouter(tags=["signatures"])
-
-
-@router.get(KEYS_PATH)
-async def published_keys(request: Request) -> JSONResponse:
-    """The public keys that verify final statements, as a JWK set (public: no token)."""
-    keyring: Keyring = request.app.state.keyring
-    return JSONResponse(keyring.jwks(), headers={"Cache-Control": "public, max-age=300"})

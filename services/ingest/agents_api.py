@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
-from services.ingest import otlp, prometheus
+from services.ingest import otlp, prometheus, signatures
 from services.ingest.api import BookDep
 from services.ingest.bounds import TooLarge
 from services.ingest.contracts import ContractBook
@@ -33,12 +33,17 @@ from services.ingest.measurements import (
 from shared.auth import Principal
 from shared.bus import BusUnavailable
 from shared.runtime import Runtime, RuntimeDep
+from shared.signed_requests import BadSignature
 from shared.web import Problem, ensure_visible, require, validation_errors
 
 router = APIRouter(tags=["agents"])
 Writer = Annotated[Principal, Depends(require("agent", "admin"))]
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_REPORTED = 100
+UNSIGNED_PROTOCOL = (
+    " (remote write and OTLP requests are not signed: send this contract's measurements"
+    " signed to POST /v1/measurements)"
+)
 REMOTE_WRITE_VERSION = "0.1.0"
 
 
@@ -126,6 +131,9 @@ async def accept_decoded(
     except Refused as exc:
         metrics.count_measurements(protocol, rejected=len(items))
         raise refused(decoded, exc) from exc
+    except BadSignature as exc:  # this protocol's requests are never signed
+        metrics.count_measurements(protocol, rejected=len(items))
+        raise signatures.refused(exc, UNSIGNED_PROTOCOL) from exc
     except BusUnavailable as exc:
         raise Problem(503, "Bus unavailable", str(exc), headers={"Retry-After": "5"}) from exc
     except OperationalError as exc:  # e.g. a locked or unreachable database: worth a retry

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from services.ingest import signatures
 from services.ingest.bounds import TooLarge
 from services.ingest.contracts import ContractBook
 from services.ingest.handlers import Refused, accept_batch
@@ -20,6 +21,7 @@ from services.ingest.measurements import (
 from shared.auth import Principal
 from shared.bus import BusUnavailable
 from shared.runtime import RuntimeDep
+from shared.signed_requests import BadSignature
 from shared.web import Problem, ensure_visible, inline_schema, require, validation_errors
 
 router = APIRouter(prefix="/v1", tags=["measurements"])
@@ -39,6 +41,14 @@ BookDep = Annotated[ContractBook, Depends(get_book)]
     "/measurements",
     status_code=202,
     response_model=Accepted,
+    responses={
+        401: {
+            "description": "no valid token; or a contract's terms require an RFC 9421 signature"
+            " (ed25519 over @path and content-digest) by a key they list, and the request"
+            " carries none that verifies (see Accept-Signature); nothing was published"
+        },
+        413: {"description": "too many measurements, or a signed request too large to publish"},
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -49,10 +59,13 @@ BookDep = Annotated[ContractBook, Depends(get_book)]
 async def post_measurements(
     request: Request, runtime: RuntimeDep, book: BookDep, principal: Writer
 ) -> JSONResponse:
-    """Validate the whole batch first; any bad item → 422 naming every bad index."""
+    """Validate the whole batch first; any bad item → 422 naming every bad index. A request
+    may be signed (headers `Signature`, `Signature-Input`, `Content-Digest`); contracts whose
+    terms require it take only signed ones."""
     metrics = runtime.telemetry.metrics
+    raw = await request.body()
     try:
-        body = decode_batch(await request.body())
+        body = decode_batch(raw)
         batch = MeasurementBatch.model_validate(body, context=validation_context(runtime.settings))
     except TooLarge as exc:
         raise Problem(413, "Content too large", str(exc)) from exc
@@ -70,12 +83,18 @@ async def post_measurements(
             }
         )
         raise invalid(named, errors) from exc
-    for contract_id in {m.contract_id for m in batch.measurements}:
+    contract_ids = {m.contract_id for m in batch.measurements}
+    for contract_id in contract_ids:
         ensure_visible(principal, contract_id)
     try:
-        accepted = await accept_batch(
-            runtime, book, batch.measurements, f"agent:{principal.subject}"
-        )
+        signed = signatures.signed_request(request, raw)
+        source = f"agent:{principal.subject}"
+        accepted = await accept_batch(runtime, book, batch.measurements, source, signed)
+    except BadSignature as exc:
+        metrics.count_measurements("json", rejected=len(batch.measurements))
+        raise signatures.refused(exc) from exc
+    except TooLarge as exc:
+        raise Problem(413, "Content too large", str(exc)) from exc
     except Refused as exc:
         metrics.count_measurements("json", rejected=len(batch.measurements))
         refused = sorted({r.index for r in exc.refusals})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import timedelta
 
@@ -12,6 +11,7 @@ from services.ingest import agents_api, api, store, tickets_api
 from services.ingest.contracts import ContractBook, follow_contracts
 from shared.bus import Bus
 from shared.events import utcnow
+from shared.retrying import every
 from shared.runtime import Runtime, build_app
 from shared.settings import Settings
 
@@ -42,13 +42,10 @@ def bootstrap(settings: Settings | None = None, bus: Bus | None = None) -> FastA
 async def forget_old_publications(runtime: Runtime) -> None:
     """Every hour, forget publications older than `ingest_dedupe_days` (a worker)."""
     keep = timedelta(days=runtime.settings.ingest_dedupe_days)
-    while True:
-        try:
-            forgotten = await store.forget_before(runtime.engine, utcnow() - keep)
-            if forgotten:
-                log.info("forgot %d published measurement ids", forgotten)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("forgetting old published measurement ids failed; trying again later")
-        await asyncio.sleep(FORGET_INTERVAL_S)
+
+    async def forget() -> None:
+        forgotten = await store.forget_before(runtime.engine, utcnow() - keep)
+        if forgotten:
+            log.info("forgot %d published measurement ids", forgotten)
+
+    await every(FORGET_INTERVAL_S, forget, what="forgetting old published measurement ids")

@@ -19,8 +19,10 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from shared.bus import Bus, BusUnavailable, Record
+from shared.core.agents import AgentKey
 from shared.core.periods import PERIOD_PATTERN, check_timezone
 from shared.events import TOPIC_CONTRACTS, Envelope, TermsAgreed
+from shared.retrying import retrying
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ class DoorTerms(BaseModel):
     timezone: Annotated[str, AfterValidator(check_timezone)] = "UTC"
     kpis: tuple[_KpiName, ...] = ()
     late_events_months: int = 12
+    agents: tuple[AgentKey, ...] = ()
+    require_signed: bool = False
 
     def has_kpi(self, name: str) -> bool:
         return any(kpi.name == name for kpi in self.kpis)
@@ -123,20 +127,14 @@ class ContractBook:
 
 async def follow_contracts(book: ContractBook, bus: Bus, service: str) -> None:
     """Read `slapay.contracts` into `book` until cancelled, restarting after any failure."""
-    delay = 0.1
-    while True:
-        group = f"{service}.contracts.{uuid.uuid4().hex}"
-        consumer = bus.consumer([TOPIC_CONTRACTS], group)
+
+    async def follow() -> None:
+        consumer = bus.consumer([TOPIC_CONTRACTS], f"{service}.contracts.{uuid.uuid4().hex}")
         try:
             await consumer.start()
             while True:
                 book.add(await consumer.fetch(max_records=1000, timeout_s=0.5))
-                delay = 0.1
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("following %s failed; retrying in %.1fs", TOPIC_CONTRACTS, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
         finally:
             await consumer.stop()
+
+    await retrying(follow, what=f"following {TOPIC_CONTRACTS}")

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from services.ingest import door, store
+from services.ingest import door, signatures, store
+from services.ingest.bounds import TooLarge
 from services.ingest.contracts import ContractBook
 from services.ingest.measurements import (
     Accepted,
@@ -15,11 +17,14 @@ from services.ingest.measurements import (
     event_id_of,
     event_json,
 )
+from services.ingest.signatures import Signer
 from shared import cloudevents
 from shared.bus import Message
 from shared.core.periods import PeriodFinder, period_of
-from shared.events import TOPIC_MEASUREMENTS, MeasurementRecorded, utcnow
+from shared.events import TOPIC_MEASUREMENTS, BatchSigned, MeasurementRecorded, make_event, utcnow
+from shared.publishing import to_message
 from shared.runtime import Runtime
+from shared.signed_requests import SignedRequest, body_digest
 from shared.telemetry import inject_headers, tracer
 
 
@@ -32,18 +37,29 @@ class Refused(Exception):
 
 
 async def accept_batch(
-    runtime: Runtime, book: ContractBook, items: Sequence[MeasurementIn], source: str
+    runtime: Runtime,
+    book: ContractBook,
+    items: Sequence[MeasurementIn],
+    source: str,
+    signed: SignedRequest | None = None,
 ) -> Accepted:
     """Reply only after the bus acknowledged every new event (raises `BusUnavailable`), or
-    raise `Refused` naming every item that can never count."""
+    raise `Refused` naming every item that can never count, or `BadSignature` (see
+    `signatures.signer_of`). A signed request is published as it came, before its
+    measurements, which name it (raises `TooLarge` if it does not fit in one record)."""
     now = utcnow()
     refusals = await check_terms(runtime, book, items, now)
+    contract_ids = {item.contract_id for item in items}
+    skew = runtime.settings.max_clock_skew_s
+    signer = signatures.signer_of(book, signed, contract_ids, skew)
+    batch = None if signer is None else signer.request.digest
+    source = source if signer is None else f"agent:{signer.key_id}"
     refused = {r.index for r in refusals}
     refused_values = {r.index for r in refusals if r.field == "value"}
     values = [  # a refused value may be 1e999999999: never spelled out
         "" if i in refused_values else door.value_text(item.value) for i, item in enumerate(items)
     ]
-    event_ids = [event_id_of(item) for item in items]
+    event_ids = [event_id_of(item, batch, i) for i, item in enumerate(items)]
     digests = [content_digest(item, value) for item, value in zip(items, values, strict=True)]
     seen = await store.already_published(runtime.engine, set(event_ids))
     new: dict[str, int] = {}
@@ -58,7 +74,9 @@ async def accept_batch(
         messages = [
             Message(
                 key=items[i].contract_id,
-                value=event_json(items[i], event_id, source, now, values[i]),
+                value=event_json(
+                    items[i], event_id, source, now, values[i], provenance(signer, i, items[i])
+                ),
                 headers=cloudevents.headers(
                     headers,
                     event_id,
@@ -80,6 +98,10 @@ async def accept_batch(
         )
         if refusals:
             raise Refused(refusals)
+        if signer is not None and messages:
+            contracts = sorted({message.key for message in messages})
+            batches = [batch_message(signer, c, source, now, limit) for c in contracts]
+            messages = [*batches, *messages]
         await runtime.bus.publish(TOPIC_MEASUREMENTS, messages)
     await store.remember_published(runtime.engine, {e: digests[i] for e, i in new.items()})
     return Accepted(accepted=len(new), duplicates=len(items) - len(new))
@@ -113,6 +135,47 @@ async def check_terms(
             if refusal is not None:
                 refusals.append(refusal)
     return refusals
+
+
+def provenance(signer: Signer | None, index: int, item: MeasurementIn) -> dict[str, Any] | None:
+    """What a measurement of a signed request says of it: the request, its place, the party."""
+    if signer is None:
+        return None
+    return {
+        "batch": signer.request.digest,
+        "batch_index": index,
+        "party": signer.parties[item.contract_id],
+    }
+
+
+def batch_message(
+    signer: Signer, contract_id: str, source: str, now: datetime, limit: int
+) -> Message:
+    """The `sla.batch.signed` event of a signed request, for one contract it names."""
+    request = signer.request
+    data = BatchSigned(
+        digest=request.digest,
+        key_id=signer.key_id,
+        party=signer.parties[contract_id],
+        method=request.method,
+        path=request.path,
+        content_type=request.content_type,
+        content_digest=request.content_digest or "",
+        signature_input=request.signature_input,
+        signature=request.signature,
+        body=request.body.decode(),
+    )
+    producer_id = f"batch:{request.digest}:{body_digest(request.signature.encode())}"
+    event = make_event(
+        data, contract_id=contract_id, source=source, producer_id=producer_id, recorded_at=now
+    )
+    message = to_message(event, inject_headers())
+    if (size := record_size(message)) > limit:
+        raise TooLarge(
+            f"a signed request is published whole, and this one would take {size} bytes on "
+            f"the bus; at most {limit}: send fewer measurements per signed request"
+        )
+    return message
 
 
 def conflict(index: int, item: MeasurementIn) -> door.Refusal:

@@ -88,10 +88,14 @@ def from_float(value: float) -> Decimal:
     return Decimal(repr(value))
 
 
-def event_id_of(item: MeasurementIn) -> str:
-    if item.measurement_id is None:
-        return str(uuid.uuid4())
-    return str(deterministic_event_id(item.contract_id, item.measurement_id))
+def event_id_of(item: MeasurementIn, batch: str | None = None, index: int = 0) -> str:
+    """The event id: from the `measurement_id`, else (in a signed batch) from the batch's
+    digest and the item's place, so that a replayed request counts nothing twice."""
+    if item.measurement_id is not None:
+        return str(deterministic_event_id(item.contract_id, item.measurement_id))
+    if batch is not None:
+        return str(deterministic_event_id(item.contract_id, f"batch:{batch}:{index}"))
+    return str(uuid.uuid4())
 
 
 def event_json(
@@ -100,10 +104,18 @@ def event_json(
     source: str,
     recorded_at: datetime,
     value: str | None = None,
+    signed: dict[str, Any] | None = None,
 ) -> bytes:
     """The `sla.measurement.recorded` envelope, built straight to JSON (this is the hot path;
     a unit test checks it parses back as an `Envelope`). `value` is `value_text(item.value)`,
-    if the caller has it already."""
+    if the caller has it already; `signed` holds `batch`, `index` and `party` of a
+    measurement that came in a signed request."""
+    data = {
+        "kpi": item.kpi,
+        "value": orjson.Fragment(value_text(item.value) if value is None else value),
+        "labels": item.labels,
+        "measurement_id": item.measurement_id,
+    }
     return jsonutil.dumps(
         {
             "event_id": event_id,
@@ -113,12 +125,7 @@ def event_json(
             "occurred_at": item.observed_at,
             "recorded_at": recorded_at,
             "source": source,
-            "data": {
-                "kpi": item.kpi,
-                "value": orjson.Fragment(value_text(item.value) if value is None else value),
-                "labels": item.labels,
-                "measurement_id": item.measurement_id,
-            },
+            "data": data if signed is None else data | signed,
         }
     )
 

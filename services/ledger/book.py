@@ -13,10 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.ledger import journal_store, store, ticket_store
 from shared import jsonutil
 from shared.bus import Message
-from shared.core.aggregates import KpiState
 from shared.core.payment import (
     Observation,
+    PeriodStates,
     Rating,
+    Release,
     Statement,
     TicketRecord,
     compute_statement,
@@ -82,16 +83,15 @@ class RunningStates:
     Per contract, the bus offset of its (one) partition grows with every applied event."""
 
     def __init__(self) -> None:
-        self._states: dict[tuple[str, str, int], tuple[dict[str, KpiState], int]] = {}
+        self._states: dict[tuple[str, str, int], tuple[PeriodStates, int]] = {}
 
     async def states(
         self, conn: AsyncConnection, terms: Terms, contract_id: str, period: str, version: int
-    ) -> dict[str, KpiState]:
+    ) -> PeriodStates:
         key = (contract_id, period, version)
-        states, seen = self._states.get(key) or ({k.name: KpiState() for k in terms.kpis}, -1)
+        states, seen = self._states.get(key) or (PeriodStates(terms), -1)
         for row in await store.period_measurements(conn, contract_id, period, after=seen):
-            if row.kpi in states:
-                states[row.kpi].add(row.event_id, row.number)
+            states.add(row.kpi, row.event_id, row.number, row.party)
             seen = max(seen, row.bus_offset)
         self._states[key] = (states, seen)
         return states
@@ -114,18 +114,18 @@ async def running_statement(
         return None
     terms, version = found
     states = await running.states(conn, terms, book.contract_id, period, version)
-    rated = await store.period_ratings(conn, book.contract_id, period)
+    rated, releases = await review_inputs(conn, book.contract_id, period)
     tickets = await tickets_for(conn, terms, book.contract_id, period)
-    statement = statement_from_states(
+    return statement_from_states(
         terms,
         period,
         states,
-        ratings_of(rated),
+        rated,
         terms_version=version,
+        releases=releases,
         tickets=tickets,
         as_of=as_of,
     )
-    return with_review_flags(statement, rated)
 
 
 async def computed_statement(
@@ -144,19 +144,27 @@ async def computed_statement(
     terms, version = found
     if rows is None:
         rows = await store.period_measurements(conn, book.contract_id, period)
-    observations = [Observation(r.event_id, r.kpi, r.number, r.occurred_at) for r in rows]
-    rated = await store.period_ratings(conn, book.contract_id, period)
+    observations = [Observation(r.event_id, r.kpi, r.number, r.occurred_at, r.party) for r in rows]
+    rated, releases = await review_inputs(conn, book.contract_id, period)
     tickets = await tickets_for(conn, terms, book.contract_id, period)
-    statement = compute_statement(
+    return compute_statement(
         terms,
         period,
         observations,
-        ratings_of(rated),
+        rated,
         terms_version=version,
+        releases=releases,
         tickets=tickets,
         as_of=as_of,
     )
-    return with_review_flags(statement, rated)
+
+
+async def review_inputs(
+    conn: AsyncConnection, contract_id: str, period: str
+) -> tuple[list[Rating], list[Release]]:
+    """The period's ratings (with their source and flags) and releases, in bus order."""
+    rated = ratings_of(await store.period_ratings(conn, contract_id, period))
+    return rated, releases_of(await store.period_releases(conn, contract_id, period))
 
 
 async def tickets_for(
@@ -177,31 +185,36 @@ async def tickets_for(
 
 
 def ratings_of(rows: list[store.RatingRow]) -> list[Rating]:
-    return [Rating(r.event_id, r.reviewer, r.rating, r.occurred_at, r.bus_offset) for r in rows]
-
-
-def with_review_flags(statement: Statement, rows: list[store.RatingRow]) -> Statement:
-    """Surface what the reviews service flagged (e.g. a burst) on the review line."""
-    flags = sorted({flag for row in rows for flag in jsonutil.loads(row.flags)})
-    if not flags:
-        return statement
-    lines = tuple(
-        line.model_copy(
-            update={"derivation": line.derivation.model_copy(update={"flags": tuple(flags)})}
+    return [
+        Rating(
+            r.event_id,
+            r.reviewer,
+            r.rating,
+            r.occurred_at,
+            r.bus_offset,
+            source=r.source,
+            flags=tuple(jsonutil.loads(r.flags)),
         )
-        if line.kind == "review_adjustment"
-        else line
-        for line in statement.lines
-    )
-    return statement.model_copy(update={"lines": lines})
+        for r in rows
+    ]
+
+
+def releases_of(rows: list[store.ReleaseRow]) -> list[Release]:
+    return [Release(r.event_id, r.period, r.bus_offset) for r in rows]
 
 
 async def inputs(conn: AsyncConnection, contract_id: str) -> dict[str, Any]:
-    """The cut a posting records: how far each input topic had been applied (ticket
-    events only for a contract that has some)."""
+    """The cut a posting records: how far each input topic had been applied (reviews:
+    ratings and releases alike; ticket events only for a contract that has some)."""
+    reviews = await store.positions(conn, contract_id, store.ratings)
+    for partition, place in (
+        await store.positions(conn, contract_id, store.review_releases)
+    ).items():
+        if place["offset"] > reviews.get(partition, {"offset": -1})["offset"]:
+            reviews[partition] = place
     cut = {
         "slapay.measurements": await store.positions(conn, contract_id),
-        "slapay.reviews": await store.positions(conn, contract_id, store.ratings),
+        "slapay.reviews": reviews,
     }
     tickets = await ticket_store.ticket_positions(conn, contract_id)
     return {**cut, ticket_store.TOPIC: tickets} if tickets else cut

@@ -9,7 +9,7 @@ from services.ledger import api, store
 from services.ledger.consumer import deadletter_loop, fold_worker
 from services.ledger.provisional import provisional_loop
 from services.ledger.workers import autoclose_loop, outbox_loop
-from shared import signing
+from shared import keys_api, signing
 from shared.bus import Bus
 from shared.runtime import build_app
 from shared.settings import Settings
@@ -22,7 +22,7 @@ def bootstrap(settings: Settings | None = None, bus: Bus | None = None) -> FastA
         "ledger",
         settings,
         store.metadata,
-        [api.router, signing.router],
+        [api.router, keys_api.router],
         workers=[
             fold_worker(keyring),
             outbox_loop,

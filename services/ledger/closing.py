@@ -20,15 +20,17 @@ from services.ledger.book import (
     computed_statement,
     event_message,
     ratings_of,
+    releases_of,
+    review_inputs,
     tickets_for,
 )
 from services.ledger.book import inputs as book_inputs
 from services.ledger.domain import posting
 from shared.bus import Message
 from shared.core import periods
-from shared.core.aggregates import KpiState
+from shared.core.agents import counts
 from shared.core.journal import EntryBody, JournalEntry
-from shared.core.payment import statement_from_states
+from shared.core.payment import PeriodStates, statement_from_states
 from shared.core.tally import Tally
 from shared.core.terms import Terms
 from shared.events import JournalEntryPosted, StatementFinalized
@@ -45,7 +47,9 @@ class Effects:
     touched: set[tuple[str, str]] = field(default_factory=set)
 
 
-def cause_of(topic: str, row: store.MeasurementRow | store.RatingRow) -> dict[str, Any]:
+def cause_of(
+    topic: str, row: store.MeasurementRow | store.RatingRow | store.ReleaseRow
+) -> dict[str, Any]:
     """The bus position of the event that caused a posting (replay orders by it)."""
     return {"topic": topic, "partition": row.bus_partition, "offset": row.bus_offset}
 
@@ -144,7 +148,7 @@ async def correct_late(
     for row, at in zip(late, recorded_at, strict=True):
         counted.append(row)
         kpi = terms.kpi(row.kpi)
-        if kpi is None or kpi.ticket_metric is not None:  # a ticket KPI reads no measurement
+        if kpi is None or kpi.ticket_metric is not None or not counts(kpi.sources, row.party):
             continue
         tally = kept[kpi.name]
         before = tally.percent(kpi)
@@ -155,10 +159,11 @@ async def correct_late(
 
 
 def tallies(terms: Terms, rows: Sequence[store.MeasurementRow]) -> dict[str, Tally]:
-    """Each KPI's tally of these measurements."""
+    """Each KPI's tally of the measurements it counts (those from its `sources`)."""
     values: dict[str, list[Decimal]] = {kpi.name: [] for kpi in terms.kpis}
+    sources = {kpi.name: kpi.sources for kpi in terms.kpis}
     for row in rows:
-        if row.kpi in values:
+        if row.kpi in values and counts(sources[row.kpi], row.party):
             values[row.kpi].append(row.number)
     return {kpi.name: Tally.of(kpi, values[kpi.name]) for kpi in terms.kpis}
 
@@ -184,14 +189,19 @@ async def _post_correction(
         for r in await store.period_measurements(conn, book.contract_id, period)
         if r.event_id not in late_ids or r.event_id in counted_ids
     ]
-    states = {kpi.name: KpiState() for kpi in terms.kpis}
+    states = PeriodStates(terms)
     for r in rows:
-        if r.kpi in states:
-            states[r.kpi].add(r.event_id, r.number)
-    rated = ratings_of(await store.period_ratings(conn, book.contract_id, period))
+        states.add(r.kpi, r.event_id, r.number, r.party)
+    rated, releases = await review_inputs(conn, book.contract_id, period)
     tickets = await tickets_for(conn, terms, book.contract_id, period)
     recomputed = statement_from_states(
-        terms, period, states, rated, terms_version=version, tickets=tickets
+        terms,
+        period,
+        states,
+        rated,
+        terms_version=version,
+        releases=releases,
+        tickets=tickets,
     )
     final = await journal_store.final_statement(conn, book.contract_id, period)
     assert final is not None, f"{period} is closed"
@@ -242,32 +252,46 @@ async def correct_late_reviews(
     conn: AsyncConnection,
     book: Book,
     period: str,
-    late: Sequence[store.RatingRow],
+    late: Sequence[store.RatingRow | store.ReleaseRow],
     recorded_at: Sequence[datetime],
     fx: Effects,
 ) -> None:
-    """Post adjustments for late ratings of a closed period, one at a time in bus order."""
+    """Post adjustments for late ratings and releases of a closed period, one at a time in
+    bus order (a release pays what the held review line would have)."""
     found = book.terms_for(period)
     if found is None or found[0].reviews is None:
         return
     terms, version = found
     late_ids = {row.event_id for row in late}
-    states = {kpi.name: KpiState() for kpi in terms.kpis}
+    states = PeriodStates(terms)
     for m in await store.period_measurements(conn, book.contract_id, period):
-        if m.kpi in states:
-            states[m.kpi].add(m.event_id, m.number)
+        states.add(m.kpi, m.event_id, m.number, m.party)
     rows = [
         r
         for r in await store.period_ratings(conn, book.contract_id, period)
+        if r.event_id not in late_ids
+    ]
+    releases = [
+        r
+        for r in await store.period_releases(conn, book.contract_id, period)
         if r.event_id not in late_ids
     ]
     posted = posting.effective_amounts(await journal_store.entries(conn, book.contract_id), period)
     base_inputs = await book_inputs(conn, book.contract_id)
     tickets = await tickets_for(conn, terms, book.contract_id, period)
     for row, at in zip(late, recorded_at, strict=True):
-        rows.append(row)
+        if isinstance(row, store.ReleaseRow):
+            releases.append(row)
+        else:
+            rows.append(row)
         recomputed = statement_from_states(
-            terms, period, states, ratings_of(rows), terms_version=version, tickets=tickets
+            terms,
+            period,
+            states,
+            ratings_of(rows),
+            terms_version=version,
+            releases=releases_of(releases),
+            tickets=tickets,
         )
         into = periods.first_open_after(period, set(book.closed))
         inputs = {

@@ -71,6 +71,7 @@ measurements = Table(
     Column("occurred_at", UtcDateTime, nullable=False),
     Column("bus_partition", Integer, nullable=False),
     Column("bus_offset", BigInteger, nullable=False),
+    Column("party", String(20), nullable=True),  # a signed measurement's; docs/architecture.md
     Index("ix_measurements_contract_period", "contract_id", "period"),
 )
 ratings = Table(
@@ -86,6 +87,24 @@ ratings = Table(
     Column("bus_partition", Integer, nullable=False),
     Column("bus_offset", BigInteger, nullable=False),
     Index("ix_ratings_contract_period", "contract_id", "period"),
+)
+rating_sources = Table(
+    "rating_sources",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("source", String(64), nullable=False),
+)
+"""Where each rating came in (`api`, `import`): beside `ratings`, which an earlier version
+created without it."""
+review_releases = Table(
+    "review_releases",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("contract_id", String(64), nullable=False),
+    Column("period", String(7), nullable=False),
+    Column("bus_partition", Integer, nullable=False),
+    Column("bus_offset", BigInteger, nullable=False),
+    Index("ix_review_releases_contract_period", "contract_id", "period"),
 )
 kpi_aggregates = Table(
     "kpi_aggregates",
@@ -128,6 +147,7 @@ class MeasurementRow(NamedTuple):
     occurred_at: datetime
     bus_partition: int
     bus_offset: int
+    party: str | None = None
 
     @property
     def number(self) -> Decimal:
@@ -145,6 +165,21 @@ class RatingRow:
     flags: str
     bus_partition: int
     bus_offset: int
+    source: str = "api"
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRow:
+    """A `review.line.released`: the review line of `period` released up to its place."""
+
+    event_id: str
+    contract_id: str
+    period: str
+    bus_partition: int
+    bus_offset: int
+
+
+_RATING_COLUMNS = [c.name for c in ratings.columns]
 
 
 async def insert_new_ratings(conn: AsyncConnection, rows: Sequence[RatingRow]) -> list[RatingRow]:
@@ -153,10 +188,14 @@ async def insert_new_ratings(conn: AsyncConnection, rows: Sequence[RatingRow]) -
     for row in rows:
         statement = (
             db.upsert(conn, ratings)
-            .values(**{name: getattr(row, name) for name in RatingRow.__slots__})
+            .values(**{name: getattr(row, name) for name in _RATING_COLUMNS})
             .on_conflict_do_nothing()
         )
         if (await conn.execute(statement)).rowcount:
+            source = db.upsert(conn, rating_sources).values(
+                event_id=row.event_id, source=row.source
+            )
+            await conn.execute(source.on_conflict_do_nothing())
             new.append(row)
     return new
 
@@ -164,7 +203,8 @@ async def insert_new_ratings(conn: AsyncConnection, rows: Sequence[RatingRow]) -
 async def period_ratings(conn: AsyncConnection, contract_id: str, period: str) -> list[RatingRow]:
     r = ratings.c
     result = await conn.execute(
-        select(ratings)
+        select(ratings, func.coalesce(rating_sources.c.source, "api").label("source"))
+        .outerjoin(rating_sources, rating_sources.c.event_id == r.event_id)
         .where(and_(r.contract_id == contract_id, r.period == period))
         .order_by(r.bus_partition, r.bus_offset)
     )
@@ -197,6 +237,32 @@ async def keep_tallies(
             for kpi, tally in found.items()
         ]
         await conn.execute(kpi_tallies.insert(), rows)
+
+
+async def insert_new_releases(
+    conn: AsyncConnection, rows: Sequence[ReleaseRow]
+) -> list[ReleaseRow]:
+    """Insert, skipping event ids already applied; return only the rows that were new."""
+    new = []
+    for row in rows:
+        statement = (
+            db.upsert(conn, review_releases)
+            .values(**{name: getattr(row, name) for name in ReleaseRow.__slots__})
+            .on_conflict_do_nothing()
+        )
+        if (await conn.execute(statement)).rowcount:
+            new.append(row)
+    return new
+
+
+async def period_releases(conn: AsyncConnection, contract_id: str, period: str) -> list[ReleaseRow]:
+    t = review_releases.c
+    result = await conn.execute(
+        select(review_releases)
+        .where(and_(t.contract_id == contract_id, t.period == period))
+        .order_by(t.bus_partition, t.bus_offset)
+    )
+    return [ReleaseRow(**row._mapping) for row in result]
 
 
 async def add_terms(

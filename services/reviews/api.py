@@ -19,6 +19,7 @@ from services.reviews.models import (
     Pseudonym,
     PseudonymFound,
     PseudonymRequest,
+    Released,
     ReviewIn,
     ReviewSummary,
     Submitted,
@@ -64,8 +65,9 @@ def rate_limited(*roles: str) -> Callable[..., Awaitable[Caller]]:
 
 Reader = Annotated[Principal, Depends(require(*READER_ROLES))]
 Admin = Annotated[Principal, Depends(require("admin"))]
-Reviewer = Annotated[Caller, Depends(rate_limited("customer"))]
-Importer = Annotated[Caller, Depends(rate_limited("provider", "admin"))]
+# Reviews come from the customer's side: a provider token may neither submit nor import
+# them (docs/privacy.md, "Who may do what with reviews").
+CustomerSide = Annotated[Caller, Depends(rate_limited("customer", "admin"))]
 
 
 @contextlib.contextmanager
@@ -87,6 +89,14 @@ def domain_errors() -> Iterator[None]:
             f"occurred_at {exc}",
             errors=[{"loc": ["body", "occurred_at"], "msg": str(exc)}],
         ) from exc
+    except handlers.TooManyReviewers as exc:
+        raise Problem(
+            422, "Too many reviewers", str(exc), errors=[{"loc": ["body", "reviewer"]}]
+        ) from exc
+    except handlers.NothingHeld as exc:
+        raise Problem(
+            409, "Nothing held", f"no review of {exc} is flagged as a burst: nothing to release"
+        ) from exc
     except MalformedCsv as exc:
         raise Problem(400, "Malformed CSV", str(exc)) from exc
     except InvalidCsv as exc:
@@ -106,7 +116,7 @@ async def post_review(
     review: ReviewIn,
     runtime: RuntimeDep,
     config: Config,
-    caller: Reviewer,
+    caller: CustomerSide,
 ) -> JSONResponse:
     """One review; the same reviewer's later review in the same period replaces it."""
     ensure_visible(caller.principal, review.contract_id)
@@ -132,7 +142,7 @@ async def import_reviews(
     request: Request,
     runtime: RuntimeDep,
     config: Config,
-    caller: Importer,
+    caller: CustomerSide,
 ) -> JSONResponse:
     """A survey tool's CSV export: every row valid, or 422 listing each bad row."""
     ensure_visible(caller.principal, contract_id)
@@ -159,6 +169,23 @@ async def get_summary(
     party = principal.role in PARTIES
     with domain_errors():
         return await queries.period_summary(runtime, config, contract_id, period, party)
+
+
+@router.post(
+    "/contracts/{contract_id}/reviews/{period}/release", status_code=202, response_model=Released
+)
+async def release_review_line(
+    contract_id: str,
+    period: Annotated[str, Path(pattern=PERIOD_PATTERN, description="YYYY-MM")],
+    runtime: RuntimeDep,
+    admin: Admin,
+) -> JSONResponse:
+    """Release the review line of a period held for a burst of reviews; the ledger pays it
+    (an adjustment if the period is closed). Repeating it publishes the same event."""
+    ensure_visible(admin, contract_id)
+    with domain_errors():
+        released = await handlers.release(runtime, contract_id, period, admin.subject)
+    return JSONResponse(released.model_dump(), status_code=202)
 
 
 @router.delete("/reviewers/{reviewer_pseudonym}", status_code=204, response_class=Response)

@@ -15,6 +15,7 @@ from services.reviews import keys, store
 from services.reviews.crypto import Sealed
 from shared.consuming import envelopes, run_consumer
 from shared.core.periods import period_of
+from shared.core.review_score import review_source
 from shared.events import (
     TOPIC_CONTRACTS,
     TOPIC_REVIEWS,
@@ -76,7 +77,7 @@ def _row(event: Envelope, period: str) -> store.ReviewRow:
         sealed=sealed,
         key_id=review.key_id,
         submitter=None,
-        source=event.source.removeprefix("reviews:"),
+        source=review_source(event.source),
         flags=review.flags,
         occurred_at=event.occurred_at,
     )

@@ -1,4 +1,4 @@
-"""Reviews commands: submit, import, erase. Each publishes first and answers only once the
+"""Reviews commands: submit, import, release, erase. Each publishes first and answers only once the
 bus acknowledged (`BusUnavailable` otherwise); the plaintext reviewer id and comment stay in
 these functions' locals: hashed or encrypted before anything is stored, published or logged.
 """
@@ -6,21 +6,21 @@ these functions' locals: hashed or encrypted before anything is stored, publishe
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from services.reviews import crypto, keys, store
+from services.reviews import crypto, guards, keys, store
 from services.reviews.config import ReviewsConfig
 from services.reviews.csv_import import ImportRow, InvalidCsv, parse_csv
-from services.reviews.models import Imported, ReviewIn, Submitted
+from services.reviews.models import Imported, Released, ReviewIn, Submitted
 from services.reviews.store import ReviewRow
-from services.reviews.summary import BURST, StoredReview, burst_flags
 from shared.core.periods import period_of
+from shared.core.review_score import BURST
 from shared.core.terms import Terms
 from shared.events import (
     ReviewerErased,
+    ReviewLineReleased,
     ReviewSubmitted,
     deterministic_event_id,
     make_event,
@@ -44,6 +44,14 @@ class FutureReview(ValueError):
 
 class UncountableDate(ValueError):
     """A review dated where no period of the contract can count it."""
+
+
+class TooManyReviewers(ValueError):
+    """A review from one distinct reviewer more than the terms' `max_reviewers` count."""
+
+
+class NothingHeld(LookupError):
+    """No review of the period is flagged as a burst: there is no held line to release."""
 
 
 def countable_period(moment: datetime, versions: Sequence[Terms]) -> str:
@@ -100,6 +108,8 @@ async def submit(
         occurred_at=occurred,
         period=period,
     )
+    if await guards.past_cap(runtime.engine, review.contract_id, versions, [(period, alias)]):
+        raise TooManyReviewers(guards.cap_reached(versions, period))
     await _record(runtime, config, review.contract_id, [draft], submitter, "api")
     return Submitted(review_id=draft.review_id, reviewer_pseudonym=alias, period=draft.period)
 
@@ -114,7 +124,8 @@ async def import_csv(
     parsed = parse_csv(body, now, config.import_max_rows, skew)
     periods = _row_periods(parsed.rows, versions)
     drafts: dict[str, Draft] = {}
-    for row, period in zip(parsed.rows, periods, strict=True):
+    rows_of: dict[str, int] = {}
+    for number, (row, period) in enumerate(zip(parsed.rows, periods, strict=True), start=1):
         alias = crypto.pseudonym(config.pepper, contract_id, row.reviewer)
         producer = f"review-import:{alias}:{row.submitted_at.isoformat()}"
         review_id = str(deterministic_event_id(contract_id, producer))
@@ -130,8 +141,23 @@ async def import_csv(
                 period=period,
             ),
         )
+        rows_of.setdefault(review_id, number)
     known = await store.known_review_ids(runtime.engine, drafts.keys())
     fresh = [draft for review_id, draft in drafts.items() if review_id not in known]
+    new = [(draft.period, draft.pseudonym) for draft in fresh]
+    refused = [fresh[i] for i in await guards.past_cap(runtime.engine, contract_id, versions, new)]
+    if refused:
+        raise InvalidCsv(
+            [
+                {
+                    "row": rows_of[draft.review_id],
+                    "errors": [
+                        {"field": "reviewer", "msg": guards.cap_reached(versions, draft.period)}
+                    ],
+                }
+                for draft in refused
+            ]
+        )
     await _record(runtime, config, contract_id, fresh, submitter, "import")
     return Imported(
         imported=len(fresh),
@@ -151,6 +177,25 @@ def _row_periods(rows: Sequence[ImportRow], versions: Sequence[Terms]) -> list[s
     if problems:
         raise InvalidCsv(problems)
     return periods
+
+
+async def release(runtime: Runtime, contract_id: str, period: str, admin: str) -> Released:
+    """Publish the release of `period`'s held review line. Its id follows the latest
+    flagged review, so a repeated release is the same event and a new burst needs a new one."""
+    await contract_versions(runtime, contract_id)
+    held = await store.period_reviews(runtime.engine, contract_id, period)
+    flagged = [review for review in held if BURST in review.flags]
+    if not flagged:
+        raise NothingHeld(period)
+    last = max(flagged, key=lambda review: review.seq)
+    event = make_event(
+        ReviewLineReleased(period=period, released_by=admin),
+        contract_id=contract_id,
+        source="reviews:release",
+        producer_id=f"review-release:{period}:{last.review_id}",
+    )
+    await publish_events(runtime.bus, [event])
+    return Released(contract_id=contract_id, period=period, release_id=str(event.event_id))
 
 
 async def erase(runtime: Runtime, pseudonym: str) -> None:
@@ -181,7 +226,7 @@ async def _record(
     with_comment = {d.pseudonym for d in drafts if d.comment is not None}
     data_keys = await keys.data_keys_for(runtime.engine, config.kek, contract_id, with_comment, now)
     rows = [_sealed_row(contract_id, d, data_keys, submitter, source) for d in drafts]
-    rows = await _flagged(runtime, config, contract_id, rows)
+    rows = await guards.flagged(runtime.engine, config.burst, contract_id, rows)
     events = [
         make_event(
             ReviewSubmitted(
@@ -233,31 +278,3 @@ def _sealed_row(
         flags=(),
         occurred_at=draft.occurred_at,
     )
-
-
-async def _flagged(
-    runtime: Runtime, config: ReviewsConfig, contract_id: str, rows: list[ReviewRow]
-) -> list[ReviewRow]:
-    """Flag the new reviews of every period that the burst detector flags with them in it."""
-    by_period: dict[str, list[ReviewRow]] = defaultdict(list)
-    for row in rows:
-        by_period[row.period].append(row)
-    flagged: set[str] = set()
-    for period, new in by_period.items():
-        held = await store.period_reviews(runtime.engine, contract_id, period)
-        last = max((r.seq for r in held), default=0)
-        candidates = [
-            StoredReview(
-                r.review_id,
-                r.pseudonym,
-                r.rating,
-                r.occurred_at,
-                last + i,
-                {},
-                submitter=r.submitter,
-            )
-            for i, r in enumerate(new, start=1)
-        ]
-        if burst_flags([*held, *candidates], config.burst):
-            flagged.add(period)
-    return [replace(row, flags=(BURST,)) if row.period in flagged else row for row in rows]

@@ -52,6 +52,12 @@ class Submitted(BaseModel):
     period: str
 
 
+class Released(BaseModel):
+    contract_id: str
+    period: str
+    release_id: str = Field(description="the id of the `review.line.released` event")
+
+
 class PseudonymRequest(BaseModel):
     """An admin's look-up for a data subject's erasure request; nothing is stored."""
 
@@ -102,6 +108,9 @@ class ReviewSummary(BaseModel):
     trim_percent: float
     trimmed: int = Field(description="ratings dropped at each end for the trimmed mean")
     min_reviews: int | None
+    max_reviewers: int | None = Field(
+        description="distinct reviewers who count at most (the terms' cap; None: no cap)"
+    )
     counts_for_payment: bool
     dimensions: dict[str, DimensionSummary]
     sources: dict[str, int]

@@ -25,14 +25,14 @@ async def period_summary(
     runtime: Runtime, config: ReviewsConfig, contract_id: str, period: str, party: bool
 ) -> ReviewSummary:
     """The summary of `period`; comments are decrypted only for a party of the contract,
-    and only when enough reviewers rated the period that no single one stands out."""
+    and only when enough counted reviewers rated the period that no single one stands out."""
     versions = await contract_versions(runtime, contract_id)
     in_force = terms_in_force(versions, period)
     rules = in_force.reviews if in_force is not None else None
     held = await store.period_reviews(runtime.engine, contract_id, period)
     comments = None
     if party:
-        latest = counted(held)
+        latest = counted(held, None if rules is None else rules.max_reviewers)
         enough = len(latest) >= COMMENT_MIN_REVIEWERS
         comments = await _open_comments(runtime, config, contract_id, latest) if enough else []
     return summarise(contract_id, period, held, rules, config.burst, comments)

@@ -164,6 +164,7 @@ def _stored(row: Any) -> StoredReview:
         submitter=row.submitter,
         source=row.source,
         has_comment=row.comment_ciphertext is not None,
+        flags=tuple(flag for flag in row.flags.split(",") if flag),
     )
 
 

@@ -21,11 +21,9 @@ from services.reviews.models import (
     Flag,
     ReviewSummary,
 )
-from shared.core.review_score import latest_per_reviewer, trimmed_mean
+from shared.core.review_score import BURST, admitted_reviewers, counted_ratings, trimmed_mean
 from shared.core.statement import Rating
 from shared.core.terms import ReviewTerms
-
-BURST = "burst"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +40,7 @@ class StoredReview:
     submitter: str | None = None
     source: str = "api"
     has_comment: bool = False
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,14 +52,40 @@ class BurstRule:
     max_share: float = 0.5
 
 
-def counted(reviews: Sequence[StoredReview]) -> list[StoredReview]:
-    """Each reviewer's latest review, in store order: the ones that count."""
+def _ratings(reviews: Sequence[StoredReview]) -> list[Rating]:
     by_id = {review.review_id: review for review in reviews}
-    ratings = [
+    return [
         Rating(r.review_id, r.pseudonym, r.rating, r.occurred_at, r.seq) for r in by_id.values()
     ]
-    kept = {rating.event_id for rating in latest_per_reviewer(ratings)}
+
+
+def counted(
+    reviews: Sequence[StoredReview], max_reviewers: int | None = None
+) -> list[StoredReview]:
+    """The reviews that count, in store order: each admitted reviewer's latest one (the
+    payment formula's choice, `shared.core.review_score.counted_ratings`)."""
+    by_id = {review.review_id: review for review in reviews}
+    kept = {rating.event_id for rating in counted_ratings(_ratings(reviews), max_reviewers)}
     return sorted((by_id[i] for i in kept), key=lambda r: r.seq)
+
+
+def over_cap(
+    reviews: Sequence[StoredReview], newcomers: Sequence[str], max_reviewers: int | None
+) -> list[int]:
+    """The indices of `newcomers` (pseudonyms, in order) that would be a reviewer past
+    `max_reviewers`: a reviewer already admitted may always replace their review."""
+    if max_reviewers is None:
+        return []
+    admitted = admitted_reviewers(_ratings(reviews), max_reviewers)
+    refused = []
+    for index, alias in enumerate(newcomers):
+        if alias in admitted:
+            continue
+        if len(admitted) < max_reviewers:
+            admitted.add(alias)
+        else:
+            refused.append(index)
+    return refused
 
 
 def burst_flags(reviews: Sequence[StoredReview], rule: BurstRule) -> list[Flag]:
@@ -89,8 +114,8 @@ def summarise(
     comments: Sequence[Comment] | None,
 ) -> ReviewSummary:
     """The summary; `comments` are the counted reviews' decrypted comments for a party
-    (None for anyone else), shown only from `COMMENT_MIN_REVIEWERS` reviewers on."""
-    latest = counted(reviews)
+    (None for anyone else), shown only from `COMMENT_MIN_REVIEWERS` counted reviewers on."""
+    latest = counted(reviews, None if rules is None else rules.max_reviewers)
     scores = [r.rating for r in latest]
     trim_percent = rules.trim_percent if rules is not None else 0.0
     mean = trimmed = None
@@ -116,6 +141,7 @@ def summarise(
         trim_percent=trim_percent,
         trimmed=dropped,
         min_reviews=None if rules is None else rules.min_reviews,
+        max_reviewers=None if rules is None else rules.max_reviewers,
         counts_for_payment=rules is not None and len(latest) >= rules.min_reviews,
         dimensions=_dimensions(latest),
         sources=dict(sorted(Counter(r.source for r in latest).items())),

@@ -11,7 +11,7 @@ from services.statements import api, portal, store, webhooks_api
 from services.statements.consumer import journal_loop
 from services.statements.verification import Job, Verifications, run_verification
 from services.statements.webhooks_worker import queue_loop, send_loop
-from shared import signing
+from shared import keys_api, signing
 from shared.bus import Bus
 from shared.runtime import build_app
 from shared.settings import Settings
@@ -27,7 +27,7 @@ def bootstrap(
         "statements",
         settings,
         store.metadata,
-        [api.router, signing.router, portal.router, webhooks_api.router],
+        [api.router, keys_api.router, portal.router, webhooks_api.router],
         workers=[journal_loop, queue_loop, send_loop],
         bus=bus,
     )

@@ -25,7 +25,7 @@ def unread_cuts(h: History, period: str) -> list[Difference]:
     into it or correcting it."""
     read = {
         TOPIC_MEASUREMENTS: _last_offsets(h.measurements),
-        TOPIC_REVIEWS: _last_offsets(h.ratings),
+        TOPIC_REVIEWS: _last_offsets([*h.ratings, *h.releases]),
         TOPIC_TICKETS: _last_offsets(h.tickets),
     }
     return [

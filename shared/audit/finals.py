@@ -31,9 +31,16 @@ def recompute(h: History, period: str, inputs: Any) -> Statement | None:
         return None
     observations = upto(h.measurements, inputs.get("slapay.measurements"))
     ratings = upto(h.ratings, inputs.get("slapay.reviews"))
+    releases = upto(h.releases, inputs.get("slapay.reviews"))
     tickets = upto(h.tickets, inputs.get("slapay.tickets"))
     return compute_statement(
-        terms, period, observations, ratings, terms_version=version, tickets=tickets
+        terms,
+        period,
+        observations,
+        ratings,
+        terms_version=version,
+        releases=releases,
+        tickets=tickets,
     )
 
 

@@ -10,16 +10,19 @@ import contextlib
 import operator
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from shared import heap
+from shared.audit.origins import Origins
 from shared.bus import Bus, Record
 from shared.consuming import Delivered
 from shared.core.journal import JournalEntry
-from shared.core.payment import Observation, Rating, TicketRecord
+from shared.core.payment import Observation, Rating, Release, TicketRecord
+from shared.core.review_score import review_source
 from shared.core.terms import Terms
 from shared.events import (
     TOPIC_CONTRACTS,
@@ -31,6 +34,7 @@ from shared.events import (
     DisputeResolved,
     Envelope,
     JournalEntryPosted,
+    ReviewLineReleased,
     ReviewSubmitted,
     StatementFinalized,
     TermsAgreed,
@@ -38,7 +42,7 @@ from shared.events import (
 )
 from shared.measured import DeliveredMeasurement, Incoming, decode_measurements
 
-E = TypeVar("E", Observation, Rating, TicketRecord)
+E = TypeVar("E", Observation, Rating, Release, TicketRecord)
 Placed = tuple[int, int, E]
 """An event with its place on the bus: (partition, offset, event)."""
 
@@ -75,9 +79,13 @@ class History:
     terms: list[Terms] = field(default_factory=list)
     measurements: list[Placed[Observation]] = field(default_factory=list)
     ratings: list[Placed[Rating]] = field(default_factory=list)
+    releases: list[Placed[Release]] = field(default_factory=list)
     tickets: list[Placed[TicketRecord]] = field(default_factory=list)
     journal: Journal = field(default_factory=Journal)
     disputes: dict[str, Dispute] = field(default_factory=dict)
+    agreed: list[datetime] = field(default_factory=list)
+    """When each terms version was agreed, in version order."""
+    origins: Origins = field(default_factory=Origins)
 
     @property
     def entries(self) -> list[JournalEntry]:
@@ -105,11 +113,16 @@ def _mine(records: Iterable[Record], contract_id: str) -> list[Incoming]:
     return [d for d in decode_measurements(keyed).delivered if d.contract_id == contract_id]
 
 
-def _observations(records: Iterable[Record], contract_id: str) -> list[Placed[Observation]]:
-    """The contract's measurements among `records`, in their order, repeats and all."""
+def _observations(
+    records: Iterable[Record], contract_id: str, origins: Origins
+) -> list[Placed[Observation]]:
+    """The contract's measurements among `records`, in their order, repeats and all; where
+    they came from goes into `origins`."""
+    mine = _mine(records, contract_id)
+    origins.add(mine)
     return [
-        (m.partition, m.offset, Observation(m.event_id, m.kpi, m.number, m.occurred_at))
-        for m in _mine(records, contract_id)
+        (m.partition, m.offset, Observation(m.event_id, m.kpi, m.number, m.occurred_at, m.party))
+        for m in mine
         if isinstance(m, DeliveredMeasurement)
     ]
 
@@ -126,8 +139,21 @@ def _ratings(records: Iterable[Record], contract_id: str) -> list[Placed[Rating]
                 review.rating,
                 d.event.occurred_at,
                 d.offset,
+                source=review_source(d.event.source),
+                flags=tuple(review.flags),
             )
             found.append((d.partition, d.offset, rating))
+    return found
+
+
+def _releases(records: Iterable[Record], contract_id: str) -> list[Placed[Release]]:
+    """The contract's releases of held review lines among `records`, in their order."""
+    found = []
+    for d in _mine(records, contract_id):
+        if isinstance(d, Delivered) and d.type == ReviewLineReleased.TYPE:
+            released = ReviewLineReleased.model_validate(d.event.data)
+            release = Release(str(d.event.event_id), released.period, d.offset)
+            found.append((d.partition, d.offset, release))
     return found
 
 
@@ -168,15 +194,20 @@ def history(
 ) -> History:
     found = History(contract_id)
     contract_events = _mine(sorted(contracts, key=_RECORD_PLACE), contract_id)
-    versions: dict[int, Terms] = {}
+    versions: dict[int, tuple[Terms, datetime]] = {}
     for d in contract_events:
         if isinstance(d, Delivered) and d.type == TermsAgreed.TYPE:
             agreed = TermsAgreed.model_validate(d.event.data)
-            versions.setdefault(agreed.version, Terms.model_validate(agreed.terms))
-    found.terms = [versions[v] for v in sorted(versions)]
+            terms = Terms.model_validate(agreed.terms)
+            versions.setdefault(agreed.version, (terms, d.event.recorded_at))
+    found.terms = [versions[v][0] for v in sorted(versions)]
+    found.agreed = [versions[v][1] for v in sorted(versions)]
     found.disputes = disputes(contract_events)
-    found.measurements = _first_in_bus_order(_observations(measurements, contract_id))
+    placed = _observations(measurements, contract_id, found.origins)
+    found.measurements = _first_in_bus_order(placed)
+    reviews = list(reviews)
     found.ratings = _first_in_bus_order(_ratings(reviews, contract_id))
+    found.releases = _first_in_bus_order(_releases(reviews, contract_id))
     found.tickets = _first_in_bus_order(_tickets(tickets, contract_id))
     found.journal = read_journal_records(journal, contract_id)
     return found
@@ -255,9 +286,10 @@ async def read_history(bus: Bus, contract_id: str) -> History:
             bus.read_all(TOPIC_TICKETS, contract_id),
         )
         placed: list[Placed[Observation]] = []
+        origins = Origins()
         try:
             async for chunk in bus.read_chunks(TOPIC_MEASUREMENTS, contract_id):
-                placed += _observations(chunk, contract_id)
+                placed += _observations(chunk, contract_id, origins)
         except BaseException:
             others.cancel()  # the measurements could not be read: nor is the rest wanted
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -266,4 +298,5 @@ async def read_history(bus: Bus, contract_id: str) -> History:
         contracts, reviews, tickets = await others
         found = history(contract_id, contracts, (), journal, reviews, tickets)
         found.measurements = _first_in_bus_order(placed)
+        found.origins = origins
         return found

@@ -8,6 +8,8 @@ copy of the journal.
 - That every record the cuts of those entries name was read (`shared.audit.completeness`).
 - Every adjustment correcting P, and every adjustment posted into P (whatever it corrects),
   against its cause (see `shared.audit.causes`).
+- Every measurement of P against the signed request it came in, or, unsigned, against
+  terms that did not require a signature (see `shared.audit.provenance`).
 - With a stored journal: every entry on both sides, each stored body as published, the
   stored chain intact, the columns beside each body agreeing with it.
 
@@ -24,6 +26,7 @@ from dataclasses import replace
 from shared.audit.causes import adjustment_differences
 from shared.audit.completeness import unread_cuts
 from shared.audit.finals import Difference, final_differences, final_entries
+from shared.audit.provenance import provenance_differences
 from shared.audit.reading import History, read_journal
 from shared.audit.stored import Row, stored_differences, stored_ids
 from shared.bus import Bus
@@ -70,6 +73,7 @@ def verify(
     differences += unread_cuts(h, period)
     differences += final_differences(h, period)
     differences += adjustment_differences(h, period)
+    differences += provenance_differences(h, period)
     if stored is not None:
         differences += stored_differences(h.entries, stored, store)
     return differences

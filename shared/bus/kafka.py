@@ -154,18 +154,32 @@ class KafkaBus:
     async def publish(self, topic: str, messages: Sequence[Message]) -> None:
         try:
             async with asyncio.timeout(self._publish_timeout_s):
-                futures = [
-                    await self.producer.send(
-                        topic,
-                        value=m.value,
-                        key=m.key.encode(),
-                        headers=[(k, v.encode()) for k, v in m.headers.items()],
-                    )
-                    for m in messages
-                ]
-                await asyncio.gather(*futures)
+                await asyncio.gather(*await self._send_batches(topic, messages))
         except (KafkaError, TimeoutError) as exc:
             raise BusUnavailable(f"broker did not acknowledge: {exc!r}") from exc
+
+    async def _send_batches(self, topic: str, messages: Sequence[Message]) -> list[Any]:
+        """Queue the messages as record batches, one per partition (more where one fills
+        up), in order: a future per batch, where `send` makes one per message. Each key
+        goes to the partition `send` would choose (`_PARTITIONER`)."""
+        producer = self.producer
+        numbers = sorted(await producer.partitions_for(topic))
+        open_batches: dict[int, Any] = {}
+        sent = []
+        for m in messages:
+            key = m.key.encode()
+            partition = _PARTITIONER(key, numbers, numbers)
+            headers = [(k, v.encode()) for k, v in m.headers.items()]
+            batch = open_batches.get(partition)
+            if batch is None:
+                batch = open_batches[partition] = producer.create_batch()
+            if batch.append(key=key, value=m.value, timestamp=None, headers=headers) is None:
+                sent.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = open_batches[partition] = producer.create_batch()
+                batch.append(key=key, value=m.value, timestamp=None, headers=headers)
+        for partition, batch in open_batches.items():
+            sent.append(await producer.send_batch(batch, topic, partition=partition))
+        return sent
 
     def consumer(self, topics: Sequence[str], group: str) -> KafkaConsumer:
         return KafkaConsumer(

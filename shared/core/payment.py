@@ -20,12 +20,15 @@ from shared.core.aggregates import KpiState, events_digest
 from shared.core.decimals import shown
 from shared.core.periods import period_bounds
 from shared.core.review_score import review_line
+from shared.core.sources import PeriodStates
 from shared.core.statement import (
     Derivation,
     Entry,
     Line,
+    NotCounted,
     Observation,
     Rating,
+    Release,
     Statement,
     exact,
     line_id,
@@ -40,7 +43,9 @@ __all__ = [
     "KpiCredit",
     "Line",
     "Observation",
+    "PeriodStates",
     "Rating",
+    "Release",
     "Statement",
     "TicketRecord",
     "applying_tier",
@@ -72,51 +77,68 @@ def compute_statement(
     reviews: Sequence[Rating],
     *,
     terms_version: int = 1,
+    releases: Sequence[Release] = (),
     tickets: Iterable[TicketRecord] = (),
     as_of: datetime | None = None,
 ) -> Statement:
     """The provisional statement of `period` under `terms`, from the raw events.
 
     Events of other periods (in `terms.timezone`) and of KPIs the terms do not name are
-    ignored; an event id seen twice counts once (the first occurrence). A ticket KPI is
-    measured from `tickets` (docs/tickets.md), never from measurements; `as_of`, for a
-    snapshot of a period still running, measures its running tickets up to then.
+    ignored; an event id seen twice counts once (the first occurrence); a measurement from
+    a party a KPI's `sources` do not name is shown as not counted. `releases` free a
+    review line held for a burst (formula step 4). A ticket KPI is measured from
+    `tickets` (docs/tickets.md), never from measurements; `as_of`, for a snapshot of a
+    period still running, measures its running tickets up to then.
     """
     start, end = period_bounds(period, terms.timezone)
-    states = {kpi.name: KpiState() for kpi in terms.kpis}
+    states = PeriodStates(terms)
     for observation in _first_of_each(measurements):
-        state = states.get(observation.kpi)
-        if state is not None and start <= observation.occurred_at < end:
-            state.add(observation.event_id, observation.value)
+        if start <= observation.occurred_at < end:
+            states.add(observation.kpi, observation.event_id, observation.value, observation.party)
     in_period = [r for r in _first_of_each(reviews) if start <= r.occurred_at < end]
     return statement_from_states(
-        terms, period, states, in_period, terms_version=terms_version, tickets=tickets, as_of=as_of
+        terms,
+        period,
+        states,
+        in_period,
+        terms_version=terms_version,
+        releases=releases,
+        tickets=tickets,
+        as_of=as_of,
     )
 
 
 def statement_from_states(
     terms: Terms,
     period: str,
-    states: Mapping[str, KpiState],
+    states: PeriodStates | Mapping[str, KpiState],
     reviews: Sequence[Rating],
     *,
     terms_version: int = 1,
+    releases: Sequence[Release] = (),
     tickets: Iterable[TicketRecord] = (),
     as_of: datetime | None = None,
 ) -> Statement:
     """The statement from per-KPI states already folded (the ledger keeps them running);
     `reviews` are the period's ratings, `tickets` the contract's ticket events up to the
-    period's end at least. `compute_statement` is this over raw events."""
-    states = {**states, **ticket_states(terms, period, tickets, as_of)}
+    period's end at least. `compute_statement` is this over raw events. A plain mapping of
+    KPI states counts every measurement in it."""
+    folded = states if isinstance(states, PeriodStates) else None
+    counted = states.counted if isinstance(states, PeriodStates) else states
+    counted = {**counted, **ticket_states(terms, period, tickets, as_of)}
     empty = KpiState()
-    outcomes = [_sla_credit(terms, period, kpi, states.get(kpi.name, empty)) for kpi in terms.kpis]
+    outcomes = [
+        _sla_credit(terms, period, kpi, counted.get(kpi.name, empty), _aside(folded, kpi))
+        for kpi in terms.kpis
+    ]
     lines = [_base_fee_line(terms, period), *(outcome.line for outcome in outcomes)]
     cap = _credit_cap_line(terms, period, outcomes)
     if cap is not None:
         lines.append(cap)
     if terms.reviews is not None:
         sla_breached = any(outcome.percent > 0 for outcome in outcomes)
-        lines.append(review_line(terms, period, _first_of_each(reviews), sla_breached))
+        rated = _first_of_each(reviews)
+        lines.append(review_line(terms, period, rated, sla_breached, releases))
     return Statement(
         contract_id=terms.contract_id,
         period=period,
@@ -188,7 +210,20 @@ def kpi_credit(kpi: Kpi, state: KpiState) -> KpiCredit:
     return KpiCredit(value, applying_tier(kpi, value), no_data=False)
 
 
-def _sla_credit(terms: Terms, period: str, kpi: Kpi, state: KpiState) -> _KpiOutcome:
+def _aside(states: PeriodStates | None, kpi: Kpi) -> NotCounted | None:
+    """What a KPI with `sources` kept but did not count (None for a KPI without sources)."""
+    if not kpi.sources:
+        return None
+    state = states.not_counted.get(kpi.name) if states is not None else None
+    if state is None:
+        return NotCounted(events=0, events_digest=events_digest(()), parties={})
+    parties = states.parties[kpi.name] if states is not None else {}
+    return NotCounted(events=state.count, events_digest=state.digest(), parties=dict(parties))
+
+
+def _sla_credit(
+    terms: Terms, period: str, kpi: Kpi, state: KpiState, aside: NotCounted | None = None
+) -> _KpiOutcome:
     credit = kpi_credit(kpi, state)
     percent = credit.percent
     amount = money.to_minor_unit(-Fraction(terms.base_fee) * percent / 100, terms.currency)
@@ -197,7 +232,7 @@ def _sla_credit(terms: Terms, period: str, kpi: Kpi, state: KpiState) -> _KpiOut
         kind="sla_credit",
         kpi=kpi.name,
         amount=amount,
-        description=_sla_text(terms, period, kpi, state.count, credit, amount),
+        description=_sla_text(terms, period, kpi, state.count, credit, amount) + _aside_text(aside),
         derivation=Derivation(
             aggregation=kpi.aggregation,
             value=None if credit.value is None else shown(credit.value),
@@ -209,6 +244,8 @@ def _sla_credit(terms: Terms, period: str, kpi: Kpi, state: KpiState) -> _KpiOut
             threshold=None if kpi.threshold is None else float(kpi.threshold),
             breach=None if credit.tier is None else float(credit.tier.breach),
             reason="no_data" if credit.no_data else None,
+            sources=kpi.sources,
+            not_counted=aside,
             tickets=None if kpi.ticket_metric is None else state.count,
         ),
     )
@@ -245,6 +282,13 @@ def _sla_text(
     side = "meets" if met else "is below" if kpi.objective == ">=" else "is above"
     text = f"{kpi.name} {label} of {number(value)} {side} the {number(kpi.target)} target; "
     return text + (applies or "no credit tier applies.")
+
+
+def _aside_text(aside: NotCounted | None) -> str:
+    if aside is None or not aside.events:
+        return ""
+    parties = ", ".join(f"{n} {party}" for party, n in sorted(aside.parties.items()))
+    return f" Not counted (not among the KPI's sources): {parties}."
 
 
 def _credit_cap_line(terms: Terms, period: str, outcomes: Sequence[_KpiOutcome]) -> Line | None:

@@ -1,9 +1,11 @@
 """The review adjustment (docs/architecture.md, "The payment formula", step 4), a part of
-`compute_statement`."""
+`compute_statement`: which ratings count (the reviewer cap), the score, and the hold on a
+period the reviews service flagged as a burst until an admin releases it."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -11,8 +13,42 @@ from fractions import Fraction
 from shared.core import money
 from shared.core.aggregates import events_digest
 from shared.core.decimals import shown
-from shared.core.statement import Derivation, Line, Rating, exact, line_id, number
+from shared.core.statement import Derivation, Line, Rating, Release, exact, line_id, number
 from shared.core.terms import ReviewTerms, Terms
+
+BURST = "burst"
+HELD_BURST = "held_burst"
+
+
+def review_source(envelope_source: str) -> str:
+    """Where a review came in (`api`, `import`), from its event's `source` (`reviews:api`)."""
+    return envelope_source.removeprefix("reviews:")
+
+
+def admitted_reviewers(ratings: Iterable[Rating], max_reviewers: int | None) -> set[str]:
+    """The reviewers who count: every one, or the first `max_reviewers` distinct ones in bus
+    order (`seq`, then event id), so a flood of invented reviewers cannot crowd the period."""
+    ordered = sorted(ratings, key=lambda r: (r.seq, r.event_id))
+    admitted: set[str] = set()
+    for rating in ordered:
+        if max_reviewers is None or len(admitted) < max_reviewers:
+            admitted.add(rating.reviewer)
+    return admitted
+
+
+def counted_ratings(ratings: Sequence[Rating], max_reviewers: int | None) -> list[Rating]:
+    """The ratings that count: each admitted reviewer's latest one."""
+    admitted = admitted_reviewers(ratings, max_reviewers)
+    return latest_per_reviewer([r for r in ratings if r.reviewer in admitted])
+
+
+def held(ratings: Iterable[Rating], releases: Iterable[Release]) -> bool:
+    """A period is held when a rating flagged `burst` came after its last release (or it has
+    none): the flag is the reviews service's, the release an admin's, both on the bus."""
+    released = max((release.seq for release in releases), default=None)
+    return any(
+        BURST in rating.flags and (released is None or rating.seq > released) for rating in ratings
+    )
 
 
 def latest_per_reviewer(ratings: Sequence[Rating]) -> list[Rating]:
@@ -50,12 +86,58 @@ def adjustment_percent(score: Fraction, rules: ReviewTerms) -> Fraction:
     return Fraction(0)
 
 
-def review_line(terms: Terms, period: str, ratings: Sequence[Rating], sla_breached: bool) -> Line:
-    """The `review_adjustment` line from the period's ratings (already deduplicated)."""
+def review_line(
+    terms: Terms,
+    period: str,
+    ratings: Sequence[Rating],
+    sla_breached: bool,
+    releases: Sequence[Release] = (),
+) -> Line:
+    """The `review_adjustment` line from the period's ratings (already deduplicated) and the
+    releases of the period: held at 0 while a burst flag is not released."""
     rules = terms.reviews
     if rules is None:
         raise ValueError("these terms have no reviews block")
-    counted = latest_per_reviewer(ratings)
+    releases = [release for release in releases if release.period == period]
+    counted = counted_ratings(ratings, rules.max_reviewers)
+    line = _scored_line(terms, period, rules, counted, sla_breached)
+    flags = sorted({flag for rating in ratings for flag in rating.flags})
+    extras: dict[str, object] = {
+        "review_sources": dict(sorted(Counter(r.source for r in counted).items())),
+        "flags": tuple(flags) or None,
+    }
+    if held(ratings, releases):
+        if line.amount:
+            return _held(terms, line, extras)
+    elif BURST in flags:  # released: the releases are among the events the line used
+        used = [r.event_id for r in counted] + [release.event_id for release in releases]
+        extras |= {"events": len(used), "events_digest": events_digest(used)}
+    derivation = line.derivation.model_copy(update=extras)
+    return line.model_copy(update={"derivation": derivation})
+
+
+def _held(terms: Terms, line: Line, extras: dict[str, object]) -> Line:
+    """The line held at 0, saying what it would pay once released."""
+    would = f"{money.format_money(line.amount, terms.currency)} {terms.currency}"
+    text = (
+        f"{line.description} Held: the period is flagged as a burst of reviews from one "
+        f"token; {would} applies once an admin releases it or a dispute settles it."
+    )
+    derivation = line.derivation.model_copy(
+        update={
+            **extras,
+            "reason": HELD_BURST,
+            "percent": 0.0,
+            "held_amount": format(line.amount, "f"),
+        }
+    )
+    zero = _amount(terms, Fraction(0))
+    return line.model_copy(update={"amount": zero, "description": text, "derivation": derivation})
+
+
+def _scored_line(
+    terms: Terms, period: str, rules: ReviewTerms, counted: Sequence[Rating], sla_breached: bool
+) -> Line:
     used = [rating.event_id for rating in counted]
     count = len(counted)
     common = {

@@ -63,6 +63,8 @@ class Observation:
     kpi: str
     value: Decimal
     occurred_at: datetime
+    party: str | None = None
+    """The party of the agent whose key signed it; None when it came unsigned."""
 
     def __post_init__(self) -> None:
         _aware(self.occurred_at, f"measurement {self.event_id}")
@@ -75,18 +77,31 @@ class Observation:
 
 @dataclass(frozen=True, slots=True)
 class Rating:
-    """One customer rating (1 to 5) by a pseudonymous reviewer; `seq` is its bus order."""
+    """One customer rating (1 to 5) by a pseudonymous reviewer; `seq` is its bus order,
+    `source` how it came in (`api`, `import`), `flags` what the reviews service flagged."""
 
     event_id: str
     reviewer: str
     rating: int
     occurred_at: datetime
     seq: int
+    source: str = "api"
+    flags: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _aware(self.occurred_at, f"review {self.event_id}")
         if isinstance(self.rating, bool) or self.rating not in range(1, 6):
             raise ValueError(f"review {self.event_id} has a rating outside 1 to 5")
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """An admin's release of a period's held review line; it covers the ratings before it in
+    bus order (`seq`)."""
+
+    event_id: str
+    period: str
+    seq: int
 
 
 def _money_text(amount: Decimal) -> str:
@@ -100,11 +115,24 @@ _CORE_DERIVATION = frozenset(
 )
 
 
+class NotCounted(BaseModel):
+    """Measurements of a KPI kept but not counted: they came from parties (or unsigned,
+    `"unsigned"`) that the KPI's `sources` do not name."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    events: Annotated[int, Field(ge=0)]
+    events_digest: str
+    parties: dict[str, int]
+
+
 class Derivation(BaseModel):
     """How a line's amount follows from the terms and the events it used.
 
     The six core keys are always present; the others only where they say something.
-    `reason` names why a line is zero (`no_data`, `too_few_reviews`, `sla_not_met`).
+    `reason` names why a line is zero (`no_data`, `too_few_reviews`, `sla_not_met`,
+    `held_burst`); a held review line shows what it would pay in `held_amount`, and
+    `review_sources` counts the counted ratings by where they came from.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -127,6 +155,10 @@ class Derivation(BaseModel):
     corrects_line_id: str | None = None
     dispute_id: str | None = None
     flags: tuple[str, ...] | None = None
+    sources: tuple[str, ...] | None = None
+    not_counted: NotCounted | None = None
+    review_sources: dict[str, int] | None = None
+    held_amount: str | None = None
     tickets: int | None = None
     """For a ticket KPI: how many tickets it covered (`events_digest` is their ids')."""
 

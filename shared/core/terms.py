@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from shared.core import money
+from shared.core.agents import Agents, Sources
 from shared.core.aggregates import check_aggregation
 from shared.core.calendars import BusinessCalendar
 from shared.core.decimals import SHOWN_DIGITS, decimal_of, json_number, significant_digits
@@ -35,6 +36,7 @@ CONTRACT_ID_PATTERN = r"^[a-z0-9-]{3,64}$"
 KPI_NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 FIRST_PERIOD, LAST_PERIOD = "2000-01", "9999-12"
+MAX_REVIEWERS = 100_000
 
 
 def _terms_number(value: object) -> Decimal:
@@ -68,6 +70,14 @@ TicketMetric = Literal["response", "resolution"]
 TicketPriority = Literal["P1", "P2", "P3", "P4"]
 
 
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+def _is_empty(value: object) -> bool:
+    return not value
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -91,10 +101,12 @@ class Kpi(_Frozen):
     no_data: Literal["no_credit", "breach"] = "no_credit"
     """What fewer measurements than `min_count` (or none) earn: no credit, or the largest tier."""
     min_count: Annotated[Count, Field(ge=1)] | None = None
-    ticket_metric: TicketMetric | None = None
+    sources: Sources | None = Field(default=None, exclude_if=_is_none)
+    """The parties whose agents' measurements count (None: every measurement, signed or not)."""
+    ticket_metric: TicketMetric | None = Field(default=None, exclude_if=_is_none)
     """Measured from the contract's tickets in business hours, not from measurements
     (docs/tickets.md); `threshold`, target and breaches of such a KPI are in hours."""
-    priority: TicketPriority | None = None
+    priority: TicketPriority | None = Field(default=None, exclude_if=_is_none)
     """The priority of the tickets a ticket KPI covers (every priority without it)."""
 
     @field_validator("priority")
@@ -151,6 +163,9 @@ class ReviewTerms(_Frozen):
     max_penalty_percent: Percent
     trim_percent: Annotated[Number, Field(ge=0, lt=50)] = Decimal(0)
     bonus_requires_sla_met: Annotated[bool, Field(strict=True)] = True
+    max_reviewers: Annotated[Count, Field(ge=1, le=MAX_REVIEWERS)] | None = None
+    """At most this many distinct reviewers count per period (the first in bus order); the
+    reviews service refuses a review from one more."""
 
 
 def _in_range(period: str) -> str:
@@ -175,7 +190,20 @@ class Terms(_Frozen):
     max_credit_percent: Percent = Decimal(100)
     grace_days: Annotated[Count, Field(ge=0, le=366)] = 3
     late_events_months: Annotated[Count, Field(ge=1, le=120)] = 12
-    calendar: BusinessCalendar | None = Field(default=None, validate_default=True)
+    agents: Agents = Field(default=(), exclude_if=_is_empty)
+    """The keys agents sign measurements with (docs/architecture.md, "Signed measurements")."""
+    require_signed: Annotated[bool, Field(strict=True)] = Field(default=False, exclude_if=_is_empty)
+
+    @field_validator("require_signed")
+    @classmethod
+    def _signed_by_someone(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and not info.data.get("agents"):
+            raise ValueError("require_signed needs at least one key in agents")
+        return value
+
+    calendar: BusinessCalendar | None = Field(
+        default=None, validate_default=True, exclude_if=_is_none
+    )
     """When a ticket's clock runs (docs/tickets.md); required by a KPI with a ticket_metric."""
 
     @field_validator("calendar")

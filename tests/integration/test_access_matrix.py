@@ -129,9 +129,11 @@ ROWS = (
     Row("ingest", "POST", "/v1/prometheus/write", WRITERS, 204,
         lambda s, r: remote_write(CONTRACT)),
     Row("ingest", "POST", "/otlp/v1/metrics", WRITERS, 200, lambda s, r: otlp_json(CONTRACT)),
-    Row("reviews", "POST", "/v1/reviews", frozenset({"customer"}), 202,
+    Row("reviews", "POST", "/v1/reviews", frozenset({"customer", "admin"}), 202,
         lambda s, r: {"json": review_body(f"r-{uuid.uuid4().hex}")}),
-    Row("reviews", "POST", C + "/reviews:import", frozenset({"provider", "admin"}), 202, csv),
+    Row("reviews", "POST", C + "/reviews:import", frozenset({"customer", "admin"}), 202, csv),
+    # the seeded period has no burst: an admin is let in and told there is nothing to release
+    Row("reviews", "POST", C + "/reviews/{period}/release", ADMIN, 409),
     Row("reviews", "GET", C + "/reviews", READERS, 200, query=f"?period={period_back(0)}"),
     Row("reviews", "POST", "/v1/reviewers:pseudonym", ADMIN, 200,
         lambda s, r: {"json": {"contract_id": CONTRACT, "reviewer": "alice"}}),
@@ -157,6 +159,7 @@ ROWS = (
     Row("statements", "GET", C + "/balance", READERS, 200),
     Row("statements", "GET", "/contracts/{contract_id}", READERS, 200, cookie=True),
     Row("statements", "POST", "/v1/webhooks", PARTIES, 201, lambda s, r: {"json": HOOK}),
+    Row("statements", "GET", "/v1/webhooks", PARTIES, 200, listing=True),
     Row("statements", "GET", "/v1/webhooks/{webhook_id}/deliveries", PARTIES, 200),
     Row("statements", "DELETE", "/v1/webhooks/{webhook_id}", PARTIES, 204),
 )

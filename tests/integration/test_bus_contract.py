@@ -291,6 +291,36 @@ async def test_kafka_headers_null_or_not_utf8_do_not_stop_a_consumer(kafka: str)
     ]
 
 
+async def test_kafka_publishes_each_key_where_aiokafkas_own_send_does(kafka: str) -> None:
+    """`publish` builds record batches per partition itself; each key must still land in
+    the partition aiokafka's `send` picks, so records published either way stay together,
+    and more records than one batch holds stay in order."""
+    from aiokafka import AIOKafkaProducer
+
+    topic = f"contract-{uuid.uuid4().hex[:8]}"
+    bus = KafkaBus(kafka, partitions=3, session_timeout_ms=1000, topics=[topic])
+    await bus.start()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
+    await producer.start()
+    keys = [f"contract-{i}" for i in range(12)]
+    try:
+        expected = {
+            key: (await producer.send_and_wait(topic, b"probe", key=key.encode())).partition
+            for key in keys
+        }
+        big = b"x" * 200_000  # several of them fill a batch of the bus's producer
+        await bus.publish(
+            topic, [Message(key=k, value=big + str(i).encode()) for i in range(12) for k in keys]
+        )
+        for key in keys:
+            records = (await bus.read_all(topic, key))[1:]  # after the probe
+            assert {r.partition for r in records} == {expected[key]}
+            assert [r.value[len(big) :] for r in records] == [str(i).encode() for i in range(12)]
+    finally:
+        await producer.stop()
+        await bus.stop()
+
+
 async def test_a_consumer_cancelled_while_joining_its_group_is_stopped(kafka: str) -> None:
     """A service stopped within seconds of starting cancels its consumers while they still
     join their groups: each must still be stopped, or its client reconnects for ever."""

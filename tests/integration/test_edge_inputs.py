@@ -146,7 +146,7 @@ async def test_csv_rows_dated_where_the_contract_has_no_period_are_named(system:
     response = await system.clients["reviews"].post(
         f"/v1/contracts/{CONTRACT}/reviews:import",
         content=csv.encode(),
-        headers={**system.token("provider", [CONTRACT]), "Content-Type": "text/csv"},
+        headers={**system.token("customer", [CONTRACT]), "Content-Type": "text/csv"},
     )
     assert_problem(response, 422)
     assert response.json()["invalid_rows"] == [2, 3]

@@ -124,8 +124,6 @@ CASES: dict[str, tuple[tuple[str, str, str], int, dict[str, Any]]] = {
 
 
 def role_for(service: str, path: str) -> str:
-    if path.endswith(":import"):
-        return "provider"
     return {"ingest": "agent", "reviews": "customer"}.get(service, "admin")
 
 

@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from sqlalchemy import MetaData, text
+from sqlalchemy import Column, MetaData, Table, text
 
 from services.ingest import store as ingest_store
 from services.ledger import journal_store  # its tables are the ledger store's
@@ -78,3 +78,44 @@ async def test_concurrent_creators_on_sqlite(tmp_path: Path) -> None:
 
 async def test_concurrent_creators_on_postgres(postgres_url: str) -> None:
     await assert_complete(postgres_url, await race(postgres_url))
+
+
+async def added_column_is_made(url: str) -> None:
+    """A `measurements` table an older version made (no `party`) gets the column, keeping
+    its rows (NULL: unsigned), and a second start changes nothing."""
+    older = MetaData()
+    Table(
+        "measurements",
+        older,
+        *(
+            Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+            for c in ledger_store.measurements.columns
+            if c.name != "party"
+        ),
+    )
+    engine = db.create_engine(url)
+    try:
+        await db.create_schema(engine, older)
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO measurements (event_id, contract_id, period, kpi, value,"
+                    " occurred_at, bus_partition, bus_offset)"
+                    " VALUES ('e', 'c', '2026-10', 'k', '1', '2026-10-01 00:00:00', 0, 0)"
+                )
+            )
+        for _ in range(2):
+            await db.create_schema(engine, ledger_store.metadata)
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT event_id, party FROM measurements"))).all()
+        assert [tuple(row) for row in rows] == [("e", None)]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_column_added_since_is_made_on_sqlite(tmp_path: Path) -> None:
+    await added_column_is_made(f"sqlite+aiosqlite:///{tmp_path / 'older.db'}")
+
+
+async def test_a_column_added_since_is_made_on_postgres(postgres_url: str) -> None:
+    await added_column_is_made(postgres_url)

@@ -61,7 +61,7 @@ async def test_csv_import_all_or_nothing(tmp_path: Path, bus: InMemoryBus) -> No
         ",3,,2026-10-04\n"
     )
     async with reviews_service(tmp_path, bus) as client:
-        csv_headers = {**auth("provider"), "content-type": "text/csv"}
+        csv_headers = {**auth("customer"), "content-type": "text/csv"}
         path = f"/v1/contracts/{CONTRACT}/reviews:import"
         rejected = await client.post(path, content=bad.encode(), headers=csv_headers)
         assert rejected.status_code == 422, rejected.text
@@ -73,11 +73,11 @@ async def test_csv_import_all_or_nothing(tmp_path: Path, bus: InMemoryBus) -> No
         assert accepted.json() == {"imported": 2, "duplicates": 0, "ignored_columns": ["extra"]}
         again = await client.post(path, content=good.encode(), headers=csv_headers)
         assert again.json()["duplicates"] == 2
-        customer = await client.post(
-            path, content=good.encode(), headers={**auth("customer"), "content-type": "text/csv"}
+        provider = await client.post(
+            path, content=good.encode(), headers={**auth("provider"), "content-type": "text/csv"}
         )
-        assert customer.status_code == 403
-        as_json = await client.post(path, json={}, headers=auth("provider"))
+        assert provider.status_code == 403
+        as_json = await client.post(path, json={}, headers=auth("customer"))
         assert as_json.status_code == 415
         summary = (await client.get(SUMMARY, headers=auth("provider"))).json()
     assert summary["count"] == 2 and summary["sources"] == {"import": 2}

@@ -46,6 +46,7 @@ def envelope(**changes: Any) -> dict[str, Any]:
 
 
 DROP = object()
+SIGNED = {"data__batch": "sha256:" + "ab" * 32, "data__batch_index": 3, "data__party": "customer"}
 
 
 def record(raw: bytes) -> Record:
@@ -164,6 +165,17 @@ CASES: dict[str, tuple[Callable[[], bytes], bool]] = {
     "value 1075 places spelled out": (spelled("0." + "0" * 1074 + "1"), False),
     "value 1074 places spelled out": (spelled("0." + "0" * 1073 + "1"), True),
     "not JSON": (lambda: b"{not json", False),
+    "signed": (lambda: raw(envelope(**SIGNED)), True),
+    "signed, batch index a string": (
+        lambda: raw(envelope(**{**SIGNED, "data__batch_index": "3"})),
+        False,
+    ),
+    # refused by both (signed)
+    "signed, unknown party": (lambda: raw(envelope(**{**SIGNED, "data__party": "auditor"})), False),
+    "signed, negative batch index": (
+        lambda: raw(envelope(**{**SIGNED, "data__batch_index": -1})),
+        False,
+    ),
 }
 
 
@@ -178,7 +190,7 @@ def test_fold_reader_agrees_with_the_envelope_models(name: str) -> None:
 def test_each_case_says_what_the_models_make_of_it() -> None:
     """The cases above cover acceptance and refusal alike (else agreement proves little)."""
     outcomes = {name: bool(reference(record(make())).failures) for name, (make, _) in CASES.items()}
-    assert sum(outcomes.values()) == 17
+    assert sum(outcomes.values()) == 19
     assert not outcomes["value as a string"]  # both read the decimal it spells
 
 

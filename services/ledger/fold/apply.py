@@ -24,6 +24,7 @@ from shared.bus import Message
 from shared.consuming import Delivered
 from shared.core import periods
 from shared.core.periods import PeriodFinder, period_of
+from shared.core.review_score import review_source
 from shared.core.terms import Terms
 from shared.deadletters import DeadLetter
 from shared.events import (
@@ -32,6 +33,7 @@ from shared.events import (
     Envelope,
     MeasurementRecorded,
     PeriodCloseRequested,
+    ReviewLineReleased,
     ReviewSubmitted,
     TermsAgreed,
     TicketEventRecorded,
@@ -41,6 +43,7 @@ from shared.signing import Keyring
 from shared.telemetry import span
 
 GROUP = "ledger"
+REVIEW_TYPES = frozenset({ReviewSubmitted.TYPE, ReviewLineReleased.TYPE})
 
 
 def _nothing() -> None:
@@ -73,7 +76,7 @@ async def apply_delivered(
         if measurements:
             with span("ledger.fold measurements", events=len(measurements)):
                 fx.touched |= await _fold_measurements(conn, measurements, fx, cpu_done)
-        reviews = [d for d in delivered if d.type == ReviewSubmitted.TYPE]
+        reviews = [d for d in delivered if d.type in REVIEW_TYPES]
         if reviews:
             with span("ledger.fold reviews", events=len(reviews)):
                 fx.touched |= await _fold_reviews(conn, reviews, fx)
@@ -165,38 +168,55 @@ async def _fold_measurements(
 async def _fold_reviews(
     conn: AsyncConnection, reviews: Sequence[Delivered], fx: closing.Effects
 ) -> set[tuple[str, str]]:
+    """Ratings and releases, in bus order; one of a closed period corrects it."""
     books = await open_books(conn, (d.contract_id for d in reviews))
-    rows, recorded = [], {}
-    for d in reviews:
-        book, data = books[d.event.contract_id], d.event.data
-        period = period_of(d.event.occurred_at, book.timezone)
-        if period in book.closed and _too_late(book, period, d.event.recorded_at):
-            fx.out.append(_refusal(d, book, period))
-            continue
-        rows.append(
-            store.RatingRow(
-                event_id=str(d.event.event_id),
-                contract_id=d.event.contract_id,
-                period=period,
-                reviewer=str(data["reviewer_pseudonym"]),
-                rating=int(data["rating"]),
-                occurred_at=d.event.occurred_at,
-                flags=jsonutil.dumps(data.get("flags") or []).decode(),
-                bus_partition=d.partition,
-                bus_offset=d.offset,
-            )
-        )
-        recorded[rows[-1].event_id] = d.event.recorded_at
     touched = set()
-    for row in await store.insert_new_ratings(conn, rows):
-        book = books[row.contract_id]
+    for d in reviews:
+        book = books[d.event.contract_id]
+        row = _review_row(d, book)
+        if row.period in book.closed and _too_late(book, row.period, d.event.recorded_at):
+            fx.out.append(_refusal(d, book, row.period))
+            continue
+        new = (
+            await store.insert_new_releases(conn, [row])
+            if isinstance(row, store.ReleaseRow)
+            else await store.insert_new_ratings(conn, [row])
+        )
+        if not new:
+            continue
         if row.period in book.closed:
             await closing.correct_late_reviews(
-                conn, book, row.period, [row], [recorded[row.event_id]], fx
+                conn, book, row.period, [row], [d.event.recorded_at], fx
             )
         else:
             touched.add((row.contract_id, row.period))
     return touched
+
+
+def _review_row(d: Delivered, book: Book) -> store.RatingRow | store.ReleaseRow:
+    event = d.event
+    payload = event.payload()
+    if isinstance(payload, ReviewLineReleased):
+        return store.ReleaseRow(
+            event_id=str(event.event_id),
+            contract_id=event.contract_id,
+            period=payload.period,
+            bus_partition=d.partition,
+            bus_offset=d.offset,
+        )
+    assert isinstance(payload, ReviewSubmitted)
+    return store.RatingRow(
+        event_id=str(event.event_id),
+        contract_id=event.contract_id,
+        period=period_of(event.occurred_at, book.timezone),
+        reviewer=payload.reviewer_pseudonym,
+        rating=payload.rating,
+        occurred_at=event.occurred_at,
+        flags=jsonutil.dumps(payload.flags).decode(),
+        bus_partition=d.partition,
+        bus_offset=d.offset,
+        source=review_source(event.source),
+    )
 
 
 def _too_late(book: Book, period: str, recorded_at: datetime) -> bool:
@@ -250,6 +270,7 @@ def _row(m: DeliveredMeasurement, period_of_: PeriodFinder) -> store.Measurement
             m.occurred_at,
             m.partition,
             m.offset,
+            m.party,
         ),
     )
 

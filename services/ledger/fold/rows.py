@@ -66,7 +66,7 @@ _EVENT_ID = operator.attrgetter("event_id")
 _UNNEST = (
     f"INSERT INTO measurements ({', '.join(_COLUMNS)}) "
     "SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], "
-    "$5::text[], $6::timestamptz[], $7::int[], $8::bigint[]) "
+    "$5::text[], $6::timestamptz[], $7::int[], $8::bigint[], $9::varchar[]) "
     "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
 )
 
