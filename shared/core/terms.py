@@ -109,6 +109,13 @@ class Kpi(_Frozen):
     priority: TicketPriority | None = Field(default=None, exclude_if=_is_none)
     """The priority of the tickets a ticket KPI covers (every priority without it)."""
 
+    @field_validator("ticket_metric")
+    @classmethod
+    def _tickets_have_no_sources(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("sources"):
+            raise ValueError("a KPI measured from tickets takes no sources (only measurements do)")
+        return value
+
     @field_validator("priority")
     @classmethod
     def _priority_only_for_tickets(cls, value: str | None, info: ValidationInfo) -> str | None:

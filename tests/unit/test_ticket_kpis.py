@@ -105,8 +105,16 @@ def test_hours_are_decimal_to_the_second() -> None:
             ("kpis", 0, "priority"),
         ),
         (lambda t: t["calendar"]["hours"].pop("sun"), ("calendar", "hours", "sun")),
+        (lambda t: t["kpis"][0].update(sources=["customer"]), ("kpis", 0, "ticket_metric")),
     ],
-    ids=["no-calendar", "unknown-metric", "unknown-priority", "priority-alone", "no-sunday"],
+    ids=[
+        "no-calendar",
+        "unknown-metric",
+        "unknown-priority",
+        "priority-alone",
+        "no-sunday",
+        "sources",
+    ],
 )
 def test_ticket_terms_are_refused_naming_the_field(change: Any, loc: tuple[Any, ...]) -> None:
     terms = ticket_terms()
