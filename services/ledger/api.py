@@ -19,7 +19,7 @@ from shared import asyncapi, revocation
 from shared.auth import READER_ROLES, Principal, Role, issue_token
 from shared.bus import BusUnavailable
 from shared.catalogue import catalogue
-from shared.core.terms import Terms
+from shared.core.terms import KPI_NAME_PATTERN, Terms
 from shared.events import CONTRACT_ID_PATTERN, Period
 from shared.runtime import RuntimeDep
 from shared.web import Problem, ensure_visible, inline_schema, require, validation_errors
@@ -76,6 +76,33 @@ class ResolutionIn(BaseModel):
         default=None, description="decimal string; the adjustment if accepted"
     )
     note: str = Field(default="", max_length=5000)
+
+
+class Span(BaseModel):
+    start: str = Field(description="UTC instant, to the second")
+    end: str
+
+
+class CountedTicketView(BaseModel):
+    ticket_id: str
+    priority: str | None
+    hours: str = Field(description="business hours, a decimal string")
+    breached: bool | None = Field(description="past the KPI's bound (None: it has none)")
+    running_past_threshold: bool = Field(description="counted running past it at close")
+    spans: list[Span] = Field(description="the business time that counted, UTC")
+
+
+class PeriodTicketsView(BaseModel):
+    contract_id: str
+    period: str
+    kpi: str
+    metric: str
+    priority: str | None
+    bound_hours: str | None
+    as_of: str | None = Field(description="running tickets measured to (None: period end)")
+    tickets: int
+    events_digest: str
+    items: list[CountedTicketView]
 
 
 class DeadLetterView(BaseModel):
@@ -186,6 +213,25 @@ async def close_period(
     )
     await _handled(closing)
     return JSONResponse({"contract_id": contract_id, "period": period, "status": "closing"}, 202)
+
+
+@router.get(
+    "/contracts/{contract_id}/periods/{period}/tickets",
+    response_model=PeriodTicketsView,
+    tags=["periods"],
+)
+async def period_tickets(
+    contract_id: str,
+    period: Period,
+    kpi: Annotated[str, Query(pattern=KPI_NAME_PATTERN, description="a ticket KPI's name")],
+    runtime: RuntimeDep,
+    principal: Reader,
+) -> dict[str, Any]:
+    """The tickets a ticket KPI counted in the period, each with its business hours, breach
+    and spans (docs/tickets.md); a closed period's as its final statement counted them."""
+    ensure_visible(principal, contract_id)
+    now = datetime.now(UTC)
+    return await _handled(handlers.period_tickets(runtime.engine, contract_id, period, kpi, now))
 
 
 @router.post(

@@ -167,7 +167,7 @@ def _statement(view: Overview, statement: dict[str, Any], keyring: Keyring) -> H
         lines=lines,
         derivations=derivations,
         reviews=_reviews(statement),
-        tickets=_tickets(statement),
+        tickets=_tickets(statement, view.breaches.get(period, [])),
         disputes=_disputes(view.disputes.get(period, [])),
     )
 
@@ -206,9 +206,10 @@ def _reviews(statement: dict[str, Any]) -> Html:
     )
 
 
-def _tickets(statement: dict[str, Any]) -> Html:
-    """Breached tickets per ticket KPI (docs/tickets.md)."""
-    summary = ticket_summary(statement)
+def _tickets(statement: dict[str, Any], breaches: list[dict[str, Any]]) -> Html:
+    """Per ticket KPI, its tickets and the breached ones, by id with their business hours
+    (docs/tickets.md)."""
+    summary = ticket_summary(statement, breaches)
     if not summary:
         return Html("")
     rows = join(
@@ -227,8 +228,42 @@ def _tickets(statement: dict[str, Any]) -> Html:
     return html(
         '<h4>Tickets</h4><div class="scroll"><table class="tickets"><thead><tr><th>KPI</th>'
         '<th class="num">Tickets</th><th class="num">Breached</th><th>Limit</th></tr></thead>'
-        "<tbody>{rows}</tbody></table></div>",
+        "<tbody>{rows}</tbody></table></div>{breached}",
         rows=rows,
+        breached=_breached_tickets(summary),
+    )
+
+
+def _breached_tickets(summary: list[dict[str, Any]]) -> Html:
+    """The breached tickets the ledger published with the statement, worst first."""
+    rows = []
+    for t in summary:
+        for ticket in t["breached_tickets"]:
+            rows.append(
+                html(
+                    '<tr><td>{kpi}</td><td><code>{id}</code></td><td class="num">{hours}</td>'
+                    "<td>{state}</td></tr>",
+                    kpi=t["kpi"],
+                    id=ticket["ticket_id"],
+                    hours=ticket["hours"],
+                    state="running at close" if ticket["running"] else "stopped",
+                )
+            )
+        more = (t["breached"] or 0) - len(t["breached_tickets"])
+        if t["breached_tickets"] and more > 0:
+            rows.append(
+                html(
+                    '<tr><td>{kpi}</td><td colspan="3">and {n} more</td></tr>', kpi=t["kpi"], n=more
+                )
+            )
+    if not rows:
+        return Html("")
+    return html(
+        '<details class="breached"><summary>Breached tickets</summary><div class="scroll">'
+        '<table class="tickets"><thead><tr><th>KPI</th><th>Ticket</th>'
+        '<th class="num">Business hours</th><th>Clock</th></tr></thead><tbody>{rows}</tbody>'
+        "</table></div></details>",
+        rows=join(rows),
     )
 
 
