@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.ledger import deadletter_store, handlers
+from services.ledger.ticket_view import PeriodTicketsView
 from shared import asyncapi, revocation
 from shared.auth import READER_ROLES, Principal, Role, issue_token
 from shared.bus import BusUnavailable
@@ -76,33 +77,6 @@ class ResolutionIn(BaseModel):
         default=None, description="decimal string; the adjustment if accepted"
     )
     note: str = Field(default="", max_length=5000)
-
-
-class Span(BaseModel):
-    start: str = Field(description="UTC instant, to the second")
-    end: str
-
-
-class CountedTicketView(BaseModel):
-    ticket_id: str
-    priority: str | None
-    hours: str = Field(description="business hours, a decimal string")
-    breached: bool | None = Field(description="past the KPI's bound (None: it has none)")
-    running_past_threshold: bool = Field(description="counted running past it at close")
-    spans: list[Span] = Field(description="the business time that counted, UTC")
-
-
-class PeriodTicketsView(BaseModel):
-    contract_id: str
-    period: str
-    kpi: str
-    metric: str
-    priority: str | None
-    bound_hours: str | None
-    as_of: str | None = Field(description="running tickets measured to (None: period end)")
-    tickets: int
-    events_digest: str
-    items: list[CountedTicketView]
 
 
 class DeadLetterView(BaseModel):
@@ -226,7 +200,7 @@ async def period_tickets(
     kpi: Annotated[str, Query(pattern=KPI_NAME_PATTERN, description="a ticket KPI's name")],
     runtime: RuntimeDep,
     principal: Reader,
-) -> dict[str, Any]:
+) -> PeriodTicketsView:
     """The tickets a ticket KPI counted in the period, each with its business hours, breach
     and spans (docs/tickets.md); a closed period's as its final statement counted them."""
     ensure_visible(principal, contract_id)

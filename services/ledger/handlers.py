@@ -197,7 +197,7 @@ async def disputes(engine: AsyncEngine, contract_id: str) -> list[dict[str, obje
 
 async def period_tickets(
     engine: AsyncEngine, contract_id: str, period: str, kpi: str, now: datetime
-) -> dict[str, Any]:
+) -> ticket_view.PeriodTicketsView:
     """One ticket KPI's counted tickets in a period, each with its hours, breach and spans
     (docs/tickets.md): a closed period's as its final statement counted them."""
     book = await _book(engine, contract_id)
@@ -212,4 +212,4 @@ async def period_tickets(
     async with engine.connect() as conn:
         counted = await ticket_view.requested(conn, book, period, now)
     assert counted is not None  # terms are in force
-    return {"contract_id": contract_id, "period": period, **ticket_view.kpi_tickets(counted, kpi)}
+    return ticket_view.kpi_tickets(counted, contract_id, period, kpi)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
+from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.ledger import journal_store, ticket_store
@@ -21,6 +21,35 @@ from shared.core.terms import Terms
 from shared.core.ticket_kpis import CountedTicket, breach_bound, counted_tickets
 from shared.core.tickets import at_text
 from shared.events import MAX_BREACHED_TICKETS, BreachedTicket, TicketBreaches
+
+
+class Span(BaseModel):
+    start: str = Field(description="UTC instant, to the second")
+    end: str
+
+
+class CountedTicketView(BaseModel):
+    ticket_id: str
+    priority: str | None
+    hours: str = Field(description="business hours, a decimal string")
+    breached: bool | None = Field(description="past the KPI's bound (None: it has none)")
+    running_past_threshold: bool = Field(description="counted running past it at close")
+    spans: list[Span] = Field(description="the business time that counted, UTC")
+
+
+class PeriodTicketsView(BaseModel):
+    """What `GET …/periods/{period}/tickets` answers (docs/tickets.md)."""
+
+    contract_id: str
+    period: str
+    kpi: str
+    metric: str
+    priority: str | None
+    bound_hours: str | None
+    as_of: str | None = Field(description="running tickets measured to (None: period end)")
+    tickets: int
+    events_digest: str
+    items: list[CountedTicketView]
 
 
 @dataclass(frozen=True)
@@ -70,32 +99,37 @@ def hours_text(hours: Decimal) -> str:
     return f"{hours.normalize():f}"
 
 
-def kpi_tickets(found: PeriodTickets, kpi_name: str) -> dict[str, Any]:
+def kpi_tickets(
+    found: PeriodTickets, contract_id: str, period: str, kpi_name: str
+) -> PeriodTicketsView:
     """One ticket KPI's counted tickets, with the line's count and digest, and each ticket's
     hours, breach and spans (UTC)."""
     kpi = next(k for k in found.terms.ticket_kpis if k.name == kpi_name)
+    assert kpi.ticket_metric is not None
     counted = found.counted.get(kpi_name, [])
     bound = breach_bound(kpi)
-    return {
-        "kpi": kpi.name,
-        "metric": kpi.ticket_metric,
-        "priority": kpi.priority,
-        "bound_hours": None if bound is None else hours_text(bound),
-        "as_of": None if found.as_of is None else at_text(found.as_of),
-        "tickets": len(counted),
-        "events_digest": events_digest(i for t in counted for i in t.event_ids),
-        "items": [
-            {
-                "ticket_id": t.ticket_id,
-                "priority": t.priority,
-                "hours": hours_text(t.hours),
-                "breached": t.breached,
-                "running_past_threshold": t.running,
-                "spans": [{"start": at_text(a), "end": at_text(b)} for a, b in t.spans],
-            }
+    return PeriodTicketsView(
+        contract_id=contract_id,
+        period=period,
+        kpi=kpi.name,
+        metric=kpi.ticket_metric,
+        priority=kpi.priority,
+        bound_hours=None if bound is None else hours_text(bound),
+        as_of=None if found.as_of is None else at_text(found.as_of),
+        tickets=len(counted),
+        events_digest=events_digest(i for t in counted for i in t.event_ids),
+        items=[
+            CountedTicketView(
+                ticket_id=t.ticket_id,
+                priority=t.priority,
+                hours=hours_text(t.hours),
+                breached=t.breached,
+                running_past_threshold=t.running,
+                spans=[Span(start=at_text(a), end=at_text(b)) for a, b in t.spans],
+            )
             for t in counted
         ],
-    }
+    )
 
 
 def breaches(found: PeriodTickets | None) -> list[TicketBreaches]:

@@ -48,6 +48,11 @@ def by_ticket(view: dict[str, Any]) -> dict[str, tuple[str, bool | None, bool]]:
     }
 
 
+async def view(engine: AsyncEngine, kpi: str, now: datetime) -> dict[str, Any]:
+    found = await handlers.period_tickets(engine, CONTRACT, PERIOD, kpi, now)
+    return found.model_dump(mode="json")
+
+
 async def finalized(engine: AsyncEngine) -> dict[str, Any]:
     for row in await journal_store.pending(engine):
         event = json.loads(row.value)
@@ -64,9 +69,7 @@ async def test_each_counted_ticket_with_its_hours_breach_and_spans(engine: Async
     await feed.fold()
     await feed.tickets(JUNE, recorded_at=at("2026-06-30T23:00:00"))
 
-    running = await handlers.period_tickets(
-        engine, CONTRACT, PERIOD, "p1_response", at("2026-06-30T10:00:00")
-    )
+    running = await view(engine, "p1_response", at("2026-06-30T10:00:00"))
     assert running["as_of"] == "2026-06-30T10:00:00Z"  # open: measured up to now
     assert by_ticket(running) == {
         "A": ("0.5", False, False),
@@ -85,12 +88,12 @@ async def test_each_counted_ticket_with_its_hours_breach_and_spans(engine: Async
     await feed.fold()
     final = await finalized(engine)
     lines = {line["kpi"]: line for line in final["statement"]["lines"] if line.get("kpi")}
-    closed = await handlers.period_tickets(engine, CONTRACT, PERIOD, "p1_response", now)
+    closed = await view(engine, "p1_response", now)
     assert closed["as_of"] is None
     assert by_ticket(closed)["D"] == ("9", True, True)  # unanswered all of 30 June
     assert closed["tickets"] == lines["p1_response"]["derivation"]["tickets"] == 4
     assert closed["events_digest"] == lines["p1_response"]["derivation"]["events_digest"]
-    resolution = await handlers.period_tickets(engine, CONTRACT, PERIOD, "p2_resolution", now)
+    resolution = await view(engine, "p2_resolution", now)
     assert (resolution["bound_hours"], by_ticket(resolution)) == ("16", {"C": ("18", True, False)})
 
     # Published beside the signed statement: the breached tickets, worst first.
@@ -112,7 +115,7 @@ async def test_each_counted_ticket_with_its_hours_breach_and_spans(engine: Async
     # A late answer for D is in the adjustments, not in the final statement's own view.
     answered = {**JUNE[11], "type": "responded", "at": "2026-06-30T09:30:00+02:00"}
     await feed.tickets([answered], recorded_at=at("2026-07-10T12:00:00"))
-    assert await handlers.period_tickets(engine, CONTRACT, PERIOD, "p1_response", now) == closed
+    assert await view(engine, "p1_response", now) == closed
 
 
 @pytest.mark.parametrize(
