@@ -24,11 +24,15 @@ from shared.events import MAX_BREACHED_TICKETS, BreachedTicket, TicketBreaches
 
 
 class Span(BaseModel):
+    """An interval of business time that counted."""
+
     start: str = Field(description="UTC instant, to the second")
     end: str
 
 
 class CountedTicketView(BaseModel):
+    """One counted ticket: an id, never ticket text."""
+
     ticket_id: str
     priority: str | None
     hours: str = Field(description="business hours, a decimal string")
