@@ -39,8 +39,9 @@ SUMMARIES = {
     "review.submitted": "A customer's review (personal data only as ciphertext).",
     "reviewer.erased": "A reviewer's personal data was made unreadable; ratings still count.",
     "journal.entry.posted": "A hash-chained entry of the payment journal.",
-    "statement.provisional": "The running statement of an open period.",
-    "statement.finalized": "The signed, final statement of a closed period.",
+    "statement.provisional": "The running statement of an open period, and its breached tickets.",
+    "statement.finalized": "The signed, final statement of a closed period, and its breached "
+    "tickets (beside it, unsigned).",
     "token.revoked": "An admin revoked a token; every service refuses it.",
 }
 

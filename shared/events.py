@@ -222,16 +222,52 @@ class JournalEntryPosted(EventData):
     entry: JournalEntry
 
 
+MAX_BREACHED_TICKETS = 1000
+"""The most breached tickets a statement event lists per ticket KPI."""
+
+
+def _is_empty(value: object) -> bool:
+    return not value
+
+
+class BreachedTicket(BaseModel):
+    """A ticket past its KPI's bound: its id (never its text), business hours as a decimal
+    string, and whether its clock was still running at close."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    ticket_id: TicketId
+    hours: str
+    running: bool
+
+
+class TicketBreaches(BaseModel):
+    """A ticket KPI's breached tickets in the statement's period (docs/tickets.md): how many,
+    and the worst of them by hours, at most 1000."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    kpi: str
+    breached: int = Field(ge=0)
+    tickets: list[BreachedTicket] = Field(max_length=MAX_BREACHED_TICKETS)
+
+
 class StatementProvisional(EventData):
+    """A running period's statement; `ticket_breaches` beside it, never inside it (only for
+    terms with ticket KPIs)."""
+
     TYPE: ClassVar[str] = "statement.provisional"
     TOPIC: ClassVar[str] = TOPIC_JOURNAL
     statement: dict[str, Any]
+    ticket_breaches: list[TicketBreaches] = Field(default_factory=list, exclude_if=_is_empty)
 
 
 class StatementFinalized(EventData):
+    """A closed period's signed statement; `ticket_breaches` beside it, outside the signed
+    document (only for terms with ticket KPIs)."""
+
     TYPE: ClassVar[str] = "statement.finalized"
     TOPIC: ClassVar[str] = TOPIC_JOURNAL
     statement: dict[str, Any]
+    ticket_breaches: list[TicketBreaches] = Field(default_factory=list, exclude_if=_is_empty)
 
 
 class TokenRevoked(EventData):

@@ -15,11 +15,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.ledger import deadletter_store, handlers
+from services.ledger.ticket_view import PeriodTicketsView
 from shared import asyncapi, revocation
 from shared.auth import READER_ROLES, Principal, Role, issue_token
 from shared.bus import BusUnavailable
 from shared.catalogue import catalogue
-from shared.core.terms import Terms
+from shared.core.terms import KPI_NAME_PATTERN, Terms
 from shared.events import CONTRACT_ID_PATTERN, Period
 from shared.runtime import RuntimeDep
 from shared.web import Problem, ensure_visible, inline_schema, require, validation_errors
@@ -186,6 +187,25 @@ async def close_period(
     )
     await _handled(closing)
     return JSONResponse({"contract_id": contract_id, "period": period, "status": "closing"}, 202)
+
+
+@router.get(
+    "/contracts/{contract_id}/periods/{period}/tickets",
+    response_model=PeriodTicketsView,
+    tags=["periods"],
+)
+async def period_tickets(
+    contract_id: str,
+    period: Period,
+    kpi: Annotated[str, Query(pattern=KPI_NAME_PATTERN, description="a ticket KPI's name")],
+    runtime: RuntimeDep,
+    principal: Reader,
+) -> PeriodTicketsView:
+    """The tickets a ticket KPI counted in the period, each with its business hours, breach
+    and spans (docs/tickets.md); a closed period's as its final statement counted them."""
+    ensure_visible(principal, contract_id)
+    now = datetime.now(UTC)
+    return await _handled(handlers.period_tickets(runtime.engine, contract_id, period, kpi, now))
 
 
 @router.post(

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.ledger import journal_store, store
+from services.ledger import journal_store, store, ticket_view
 from services.ledger.book import (
     Book,
     computed_statement,
@@ -103,12 +103,10 @@ async def close_period(
         },
     )
     await journal_store.record_close(conn, book.contract_id, period, at, inputs, document)
+    breached = ticket_view.breaches(await ticket_view.period_tickets(conn, book, period, None))
     book.closed.add(period)
-    fx.out.append(
-        event_message(
-            StatementFinalized(statement=document), book.contract_id, at, f"final:{period}"
-        )
-    )
+    finalized = StatementFinalized(statement=document, ticket_breaches=breached)
+    fx.out.append(event_message(finalized, book.contract_id, at, f"final:{period}"))
     return None
 
 

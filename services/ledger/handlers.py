@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.ledger import journal_store, store
+from services.ledger import journal_store, store, ticket_view
 from services.ledger.book import Book, open_book
 from services.ledger.fold.apply import apply_terms
 from shared.bus import Bus
@@ -193,3 +193,23 @@ async def disputes(engine: AsyncEngine, contract_id: str) -> list[dict[str, obje
     await _book(engine, contract_id)
     async with engine.connect() as conn:
         return await journal_store.contract_disputes(conn, contract_id)
+
+
+async def period_tickets(
+    engine: AsyncEngine, contract_id: str, period: str, kpi: str, now: datetime
+) -> ticket_view.PeriodTicketsView:
+    """One ticket KPI's counted tickets in a period, each with its hours, breach and spans
+    (docs/tickets.md): a closed period's as its final statement counted them."""
+    book = await _book(engine, contract_id)
+    found = book.terms_for(period)
+    if found is None:
+        raise Refused(409, "No terms in force", f"no terms of {contract_id} apply to {period}")
+    named = {k.name: k for k in found[0].kpis}
+    if kpi not in named:
+        raise Refused(404, "Not found", f"no KPI {kpi!r} in the terms of {period}")
+    if named[kpi].ticket_metric is None:
+        raise Refused(422, "Not a ticket KPI", f"{kpi!r} is measured, not from tickets", "kpi")
+    async with engine.connect() as conn:
+        counted = await ticket_view.requested(conn, book, period, now)
+    assert counted is not None  # terms are in force
+    return ticket_view.kpi_tickets(counted, contract_id, period, kpi)

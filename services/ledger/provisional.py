@@ -10,9 +10,8 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
-from services.ledger import journal_store, store
+from services.ledger import journal_store, store, ticket_view
 from services.ledger.book import (
     RunningStates,
     computed_statement,
@@ -85,20 +84,19 @@ async def _publish_one(
     runtime: Runtime, contract_id: str, period: str, running: RunningStates | None
 ) -> int:
     with runtime.telemetry.handoff.resume((contract_id, period), "ledger.provisional"):
-        statement = await provisional_statement(runtime, contract_id, period, running)
-        if statement is None:
+        provisional = await provisional_statement(runtime, contract_id, period, running)
+        if provisional is None:
             return 0
-        event = make_event(
-            StatementProvisional(statement=statement), contract_id=contract_id, source="ledger"
-        )
+        event = make_event(provisional, contract_id=contract_id, source="ledger")
         await publish_events(runtime.bus, [event])
         return 1
 
 
 async def provisional_statement(
     runtime: Runtime, contract_id: str, period: str, running: RunningStates | None = None
-) -> dict[str, Any] | None:
-    """The open period's computed lines plus adjustments posted into it; None once closed."""
+) -> StatementProvisional | None:
+    """The open period's computed lines plus adjustments posted into it, with its ticket
+    KPIs' breached tickets beside them; None once closed."""
     async with runtime.engine.connect() as conn:
         book = await open_book(conn, contract_id)
         if period in book.closed:
@@ -114,6 +112,9 @@ async def provisional_statement(
         if computed is None:
             return None
         posted_into = await journal_store.entries(conn, contract_id, period)
+        breached = ticket_view.breaches(await ticket_view.period_tickets(conn, book, period, now))
     adjustments = [e for e in posted_into if e.kind == posting.ADJUSTMENT]
     statement = posting.compose(computed, adjustments, status="provisional", entries=adjustments)
-    return statement.model_dump(mode="json")
+    return StatementProvisional(
+        statement=statement.model_dump(mode="json"), ticket_breaches=breached
+    )

@@ -58,7 +58,8 @@ async def apply_events(engine: AsyncEngine, events: Sequence[Envelope]) -> None:
 
 async def apply_event(conn: AsyncConnection, event: Envelope) -> None:
     if event.type in SNAPSHOTS:
-        await store.put_statement(conn, event.data["statement"], event.recorded_at)
+        breaches = event.data.get("ticket_breaches")
+        await store.put_statement(conn, event.data["statement"], event.recorded_at, breaches)
     elif event.type == JournalEntryPosted.TYPE:
         entry = JournalEntry.published(event.data.get("entry"))
         if entry is None:

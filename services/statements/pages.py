@@ -12,7 +12,8 @@ from services.statements import charts
 from services.statements.exports import filename, signature_check
 from services.statements.markup import Html, html, join, path
 from services.statements.printable import line_rows
-from services.statements.views import Overview, review_summary, ticket_summary
+from services.statements.tickets_html import tickets_html
+from services.statements.views import Overview, review_summary
 from shared.auth import Principal
 from shared.signing import Keyring
 
@@ -167,7 +168,7 @@ def _statement(view: Overview, statement: dict[str, Any], keyring: Keyring) -> H
         lines=lines,
         derivations=derivations,
         reviews=_reviews(statement),
-        tickets=_tickets(statement),
+        tickets=tickets_html(statement, view.breaches.get(period, [])),
         disputes=_disputes(view.disputes.get(period, [])),
     )
 
@@ -203,32 +204,6 @@ def _reviews(statement: dict[str, Any]) -> Html:
         neutral=summary["neutral"],
         reason=f" ({summary['reason'].replace('_', ' ')})" if summary["reason"] else "",
         amount=summary["amount"],
-    )
-
-
-def _tickets(statement: dict[str, Any]) -> Html:
-    """Breached tickets per ticket KPI (docs/tickets.md)."""
-    summary = ticket_summary(statement)
-    if not summary:
-        return Html("")
-    rows = join(
-        html(
-            '<tr><td>{kpi}</td><td class="num">{n}</td><td class="num">{past}</td>'
-            "<td>{how}</td></tr>",
-            kpi=t["kpi"],
-            n=t["tickets"],
-            past="—" if t["breached"] is None else t["breached"],
-            how=f"over {t['threshold']:g} business hours"
-            if t["threshold"] is not None
-            else f"{t['aggregation']} {t['value'] if t['value'] is not None else '—'} h",
-        )
-        for t in summary
-    )
-    return html(
-        '<h4>Tickets</h4><div class="scroll"><table class="tickets"><thead><tr><th>KPI</th>'
-        '<th class="num">Tickets</th><th class="num">Breached</th><th>Limit</th></tr></thead>'
-        "<tbody>{rows}</tbody></table></div>",
-        rows=rows,
     )
 
 

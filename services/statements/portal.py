@@ -90,7 +90,8 @@ async def contract(contract_id: str, request: Request, runtime: RuntimeDep) -> R
         return page(pages.not_found(principal, f"No contract {contract_id!r}."), 404)
     statements = await store.list_statements(runtime.engine, contract_id)
     disputes = await store.list_disputes(runtime.engine, contract_id)
-    view = views.overview(contract_id, statements, disputes)
+    breaches = await store.ticket_breaches(runtime.engine, contract_id)
+    view = views.overview(contract_id, statements, disputes, breaches)
     return page(pages.contract(principal, view, request.app.state.keyring))
 
 

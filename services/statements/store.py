@@ -34,6 +34,8 @@ statements = Table(
     Column("status", String(20), nullable=False),
     Column("body", Text, nullable=False),
     Column("as_of", UtcDateTime, nullable=False),
+    Column("ticket_breaches", Text, nullable=True),
+    # each ticket KPI's breached tickets, published beside the statement (docs/tickets.md)
 )
 entries = Table(
     "journal_entries",
@@ -68,8 +70,14 @@ disputes = Table(
 )
 
 
-async def put_statement(conn: AsyncConnection, statement: dict[str, Any], as_of: datetime) -> None:
-    """Keep the newest snapshot; a final statement is never replaced by a provisional one."""
+async def put_statement(
+    conn: AsyncConnection,
+    statement: dict[str, Any],
+    as_of: datetime,
+    ticket_breaches: list[dict[str, Any]] | None = None,
+) -> None:
+    """Keep the newest snapshot, with the breached tickets published beside it; a final
+    statement is never replaced by a provisional one."""
     s = statements.c
     row = db.upsert(conn, statements).values(
         contract_id=statement["contract_id"],
@@ -77,6 +85,7 @@ async def put_statement(conn: AsyncConnection, statement: dict[str, Any], as_of:
         status=statement["status"],
         body=jsonutil.dumps(statement).decode(),
         as_of=as_of,
+        ticket_breaches=jsonutil.dumps(ticket_breaches).decode() if ticket_breaches else None,
     )
     newer = s.as_of < row.excluded.as_of
     if statement["status"] == "final":
@@ -90,6 +99,7 @@ async def put_statement(conn: AsyncConnection, statement: dict[str, Any], as_of:
                 "status": row.excluded.status,
                 "body": row.excluded.body,
                 "as_of": row.excluded.as_of,
+                "ticket_breaches": row.excluded.ticket_breaches,
             },
             where=newer,
         )
@@ -104,6 +114,19 @@ async def list_statements(engine: AsyncEngine, contract_id: str) -> list[dict[st
             .order_by(statements.c.period)
         )
         return [jsonutil.loads(row.body) for row in result]
+
+
+async def ticket_breaches(engine: AsyncEngine, contract_id: str) -> dict[str, list[dict[str, Any]]]:
+    """Per period, the breached tickets published with its statement (none stored: no ticket
+    KPI, or a statement from before they were published)."""
+    s = statements.c
+    async with engine.connect() as conn:
+        result = await conn.execute(
+            select(s.period, s.ticket_breaches).where(
+                and_(s.contract_id == contract_id, s.ticket_breaches.is_not(None))
+            )
+        )
+        return {row.period: jsonutil.loads(row.ticket_breaches) for row in result}
 
 
 async def get_statement(

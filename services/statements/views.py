@@ -50,6 +50,8 @@ class Overview:
     met: list[int] = field(default_factory=list)
     measured: list[int] = field(default_factory=list)
     money: list[MoneySeries] = field(default_factory=list)
+    breaches: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Per period, the breached tickets published with its statement (docs/tickets.md)."""
 
     @property
     def periods(self) -> list[str]:
@@ -76,11 +78,14 @@ def met_target(derivation: dict[str, Any]) -> bool | None:
 
 
 def overview(
-    contract_id: str, statements: Sequence[dict[str, Any]], disputes: Sequence[dict[str, Any]]
+    contract_id: str,
+    statements: Sequence[dict[str, Any]],
+    disputes: Sequence[dict[str, Any]],
+    breaches: dict[str, list[dict[str, Any]]] | None = None,
 ) -> Overview:
-    """Shape the statements and disputes of one contract for the portal's page."""
+    """Shape the statements, disputes and breached tickets of one contract for the portal."""
     ordered = sorted(statements, key=lambda s: s["period"])
-    view = Overview(contract_id, ordered)
+    view = Overview(contract_id, ordered, breaches=dict(breaches or {}))
     for dispute in disputes:
         view.disputes.setdefault(str(dispute.get("period")), []).append(dispute)
     by_kpi: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
@@ -135,9 +140,13 @@ def review_summary(statement: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def ticket_summary(statement: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per ticket KPI line: how many tickets it covered and, with a threshold, how many of
-    them were past it (breached, running past it at close included; docs/tickets.md)."""
+def ticket_summary(
+    statement: dict[str, Any], breaches: Sequence[dict[str, Any]] = ()
+) -> list[dict[str, Any]]:
+    """Per ticket KPI line: how many tickets it covered, how many of them were past its
+    bound (breached, running past it at close included; docs/tickets.md) and, where the
+    ledger published them with the statement, which ones and their business hours."""
+    published = {b["kpi"]: b for b in breaches}
     found = []
     for line in statement["lines"]:
         d = line["derivation"]
@@ -147,6 +156,9 @@ def ticket_summary(statement: dict[str, Any]) -> list[dict[str, Any]]:
         breached = None
         if threshold is not None and share is not None:
             breached = tickets - round(Decimal(str(share)) * tickets)
+        listed = published.get(line["kpi"])
+        if listed is not None:
+            breached = int(listed["breached"])
         found.append(
             {
                 "kpi": line["kpi"],
@@ -155,6 +167,7 @@ def ticket_summary(statement: dict[str, Any]) -> list[dict[str, Any]]:
                 "breached": breached,
                 "aggregation": d.get("aggregation"),
                 "value": share,
+                "breached_tickets": [] if listed is None else list(listed["tickets"]),
             }
         )
     return found

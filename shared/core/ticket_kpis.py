@@ -17,7 +17,7 @@ from datetime import datetime
 from decimal import Context, Decimal
 
 from shared.core.aggregates import KpiState, events_digest
-from shared.core.calendars import BusinessCalendar
+from shared.core.calendars import BusinessCalendar, Interval
 from shared.core.clock import Measure, TicketSequenceError, measure
 from shared.core.periods import period_bounds
 from shared.core.statement import exact
@@ -68,6 +68,31 @@ def hours_of(seconds: int) -> Decimal:
     return _WIDE.divide(Decimal(seconds), Decimal(3600)).quantize(HOURS_PLACES, context=_WIDE)
 
 
+@dataclass(frozen=True, slots=True)
+class CountedTicket:
+    """One ticket as a ticket KPI counted it in a period: its business hours, the UTC spans
+    that counted, whether its clock was still running past the threshold at close, and
+    whether it breached the KPI's bound (`breach_bound`; None without one)."""
+
+    ticket_id: str
+    priority: Priority | None
+    hours: Decimal
+    spans: tuple[Interval, ...]
+    running: bool
+    breached: bool | None
+    event_ids: tuple[str, ...]
+
+
+def breach_bound(kpi: Kpi) -> Decimal | None:
+    """The hours past which one ticket breaches the KPI: its `threshold`, else (hours being
+    better lower) the smallest `breach` of its credit tiers, else its `target`."""
+    if kpi.threshold is not None:
+        return kpi.threshold
+    if kpi.objective != "<=":
+        return None
+    return min((tier.breach for tier in kpi.credits), default=kpi.target)
+
+
 def ticket_states(
     terms: Terms,
     period: str,
@@ -75,9 +100,24 @@ def ticket_states(
     as_of: datetime | None = None,
 ) -> dict[str, TicketKpiState]:
     """Each ticket KPI's state in `period`: one value per counted ticket (so a line's
-    `events` is the number of tickets, its digest that of their events read). Events at
-    or after the period's end are not read; an event id seen twice counts once. `as_of`
-    (an open period's snapshot) measures running tickets up to then instead of the end."""
+    `events` is the number of tickets, its digest that of their events read)."""
+    states = {}
+    for name, counted in counted_tickets(terms, period, tickets, as_of).items():
+        state = states[name] = TicketKpiState()
+        for ticket in counted:
+            state.add_ticket(ticket.ticket_id, ticket.hours, ticket.event_ids)
+    return states
+
+
+def counted_tickets(
+    terms: Terms,
+    period: str,
+    tickets: Iterable[TicketRecord],
+    as_of: datetime | None = None,
+) -> dict[str, list[CountedTicket]]:
+    """Each ticket KPI's counted tickets in `period`, by ticket id. Events at or after the
+    period's end are not read; an event id seen twice counts once. `as_of` (an open
+    period's snapshot) measures running tickets up to then instead of the end."""
     kpis = terms.ticket_kpis
     if not kpis or terms.calendar is None:
         return {}
@@ -92,29 +132,40 @@ def ticket_states(
         seen.add(record.event_id)
         if record.at < end:
             by_ticket[record.ticket_id].append(record)
-    states = {kpi.name: TicketKpiState() for kpi in kpis}
+    counted: dict[str, list[CountedTicket]] = {kpi.name: [] for kpi in kpis}
     for ticket_id in sorted(by_ticket):
         events = by_ticket[ticket_id]
         priority = ticket_priority(events)
         for kpi in kpis:
             if kpi.priority is not None and priority != kpi.priority:
                 continue
-            seconds = counted_seconds(terms.calendar, events, kpi, start, end)
-            if seconds is not None:
-                read = (event.event_id for event in events)
-                states[kpi.name].add_ticket(ticket_id, hours_of(seconds), read)
-    return states
+            clock = counted_measure(terms.calendar, events, kpi, start, end)
+            if clock is None:
+                continue
+            bound = breach_bound(kpi)
+            counted[kpi.name].append(
+                CountedTicket(
+                    ticket_id=ticket_id,
+                    priority=priority,
+                    hours=hours_of(clock.seconds),
+                    spans=clock.spans,
+                    running=clock.stopped_at is None,
+                    breached=None if bound is None else clock.hours > exact(bound),
+                    event_ids=tuple(event.event_id for event in events),
+                )
+            )
+    return counted
 
 
-def counted_seconds(
+def counted_measure(
     calendar: BusinessCalendar,
     events: Sequence[TicketRecord],
     kpi: Kpi,
     start: datetime,
     end: datetime,
-) -> int | None:
-    """The business seconds a ticket counts with in the period [start, end), or None when
-    it does not count there (or its events are a sequence no helpdesk produces)."""
+) -> Measure | None:
+    """The ticket's clock up to `end` when it counts in the period [start, end) (stopped
+    there, or running past the threshold at `end`), else None."""
     assert kpi.ticket_metric is not None
     try:
         at_end = measure(calendar, events, kpi.ticket_metric, until=end)
@@ -124,8 +175,8 @@ def counted_seconds(
     if _breached_running(at_start, kpi, events, start):
         return None  # counted as breached at an earlier close
     if at_end.stopped_at is not None:
-        return at_end.seconds if start <= at_end.stopped_at else None
-    return at_end.seconds if _breached_running(at_end, kpi, events, end) else None
+        return at_end if start <= at_end.stopped_at else None
+    return at_end if _breached_running(at_end, kpi, events, end) else None
 
 
 def _breached_running(

@@ -151,6 +151,8 @@ ROWS = (
     Row("ledger", "POST", C + "/disputes/{dispute_id}/resolve", ADMIN, 202,
         lambda s, r: {"json": {"decision": "rejected", "note": "as agreed"}}),
     Row("ledger", "GET", C + "/disputes", READERS, 200),
+    # The seeded terms have no ticket KPI: a reader gets past the guard to the 422.
+    Row("ledger", "GET", C + "/periods/{period}/tickets", READERS, 422, query="?kpi=availability"),
     Row("ledger", "GET", "/v1/deadletter", ADMIN, 200, query=f"?contract={CONTRACT}"),
     Row("statements", "GET", "/v1/contracts", READERS, 200, listing=True),
     Row("statements", "GET", C + "/statements", READERS, 200),

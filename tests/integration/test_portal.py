@@ -10,7 +10,10 @@ import pytest
 
 from shared.auth import issue_token
 from tests.integration.test_ledger import CONTRACT, setup_closed_september
-from tests.system import SECRET, System
+from tests.integration.test_tickets import statement, ticket_lines
+from tests.system import SECRET, System, eventually
+from tests.ticket_examples import CONTRACT as HELPDESK
+from tests.ticket_examples import JULY, JUNE, PERIOD, ticket_terms
 
 pytestmark = pytest.mark.integration
 STATEMENT = f"/v1/contracts/{CONTRACT}/statements/2026-09"
@@ -97,3 +100,44 @@ async def test_an_admin_sees_every_contract_with_statements(system: System) -> N
     assert CONTRACT in home.text and "all contracts" in home.text
     keys = await system.statements.get("/.well-known/slapay-keys.json")
     assert keys.status_code == 200 and keys.json()["keys"][0]["kty"] == "OKP"
+
+
+async def test_the_portal_lists_each_breached_ticket_with_its_business_hours(
+    system: System,
+) -> None:
+    """The month worked out in `tests/ticket_examples.py`: B answered after 1.5 business
+    hours and D unanswered for 9 at close breach the 1 h P1 response; C's 18 h resolution
+    the P2 one."""
+    created = await system.ledger.post("/v1/contracts", json=ticket_terms(), headers=system.token())
+    assert created.status_code == 201, created.text
+    posted = await system.ingest.post(
+        "/v1/tickets/events",
+        json={"events": JUNE + JULY},
+        headers=system.token("agent", [HELPDESK]),
+    )
+    assert posted.status_code == 202, posted.text
+    await eventually(
+        lambda: statement(system),
+        lambda s: s is not None and ticket_lines(s)["p1_response"][1] == 4,
+    )
+    closed = await system.ledger.post(
+        f"/v1/contracts/{HELPDESK}/periods/{PERIOD}/close", headers=system.token()
+    )
+    assert closed.status_code == 202, closed.text
+    await eventually(lambda: statement(system), lambda s: s and s["status"] == "final")
+    session = {"Cookie": f"slapay_session={issue_token(SECRET, 'customer', [HELPDESK])}"}
+    page = await system.statements.get(f"/contracts/{HELPDESK}", headers=session)
+    assert page.status_code == 200, page.text
+    shown = page.text[page.text.index("Breached tickets") :]
+    for kpi, ticket, hours, clock in (
+        ("p1_response", "D", "9", "running at close"),
+        ("p1_response", "B", "1.5", "stopped"),
+        ("p1_resolution", "E", "18", "running at close"),
+        ("p2_resolution", "C", "18", "stopped"),
+    ):
+        row = (
+            f'<tr><td>{kpi}</td><td><code>{ticket}</code></td><td class="num">{hours}</td>'
+            f"<td>{clock}</td></tr>"
+        )
+        assert row in shown, row
+    assert "<code>A</code>" not in shown  # answered in half an hour: not breached

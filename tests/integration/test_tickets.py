@@ -33,6 +33,14 @@ async def statement(system: System) -> Any:
     return response.json() if response.status_code == 200 else None
 
 
+async def period_tickets(system: System, kpi: str, period: str = PERIOD) -> Any:
+    return await system.ledger.get(
+        f"/v1/contracts/{CONTRACT}/periods/{period}/tickets",
+        params={"kpi": kpi},
+        headers=system.token("customer", [CONTRACT]),
+    )
+
+
 def ticket_lines(document: dict[str, Any]) -> dict[str, tuple[str, int, float]]:
     return {
         line["kpi"]: (line["amount"], line["derivation"]["tickets"], line["derivation"]["value"])
@@ -86,7 +94,25 @@ async def test_a_month_of_tickets_is_billed_corrected_verified_and_replayed(
     shown = page.text[page.text.index("<h4>Tickets</h4>") :]
     # p1_response: 4 tickets, 2 past 1 h (B and D); p2_resolution: C, no threshold
     assert '<td>p1_response</td><td class="num">4</td><td class="num">2</td>' in shown
-    assert '<td>p2_resolution</td><td class="num">1</td><td class="num">—</td>' in shown
+    # C's 18 h are past the first tier's 16 h
+    assert '<td>p2_resolution</td><td class="num">1</td><td class="num">1</td>' in shown
+    view = await period_tickets(system, "p1_response")
+    assert view.status_code == 200, view.text
+    counted = view.json()
+    hours = {t["ticket_id"]: (t["hours"], t["breached"]) for t in counted["items"]}
+    assert hours == {
+        "A": ("0.5", False),
+        "B": ("1.5", True),
+        "D": ("9", True),
+        "E": ("0.75", False),
+    }
+    line = next(x for x in final["lines"] if x.get("kpi") == "p1_response")["derivation"]
+    assert (counted["tickets"], counted["events_digest"]) == (4, line["events_digest"])
+    refused = {
+        kpi: (await period_tickets(system, kpi, period)).status_code
+        for kpi, period in (("nope", PERIOD), ("p1_response", "2026-05"))
+    }
+    assert refused == {"nope": 404, "p1_response": 409}
 
     late = await system.ingest.post("/v1/tickets/events", json={"events": [LATE]}, headers=agent)
     assert late.status_code == 202, late.text
@@ -110,6 +136,8 @@ async def test_a_month_of_tickets_is_billed_corrected_verified_and_replayed(
     cli = await audit_cli(system, period=PERIOD, contract=CONTRACT)
     assert cli.returncode == 0, cli.stdout + cli.stderr
     assert cli.stdout.startswith(f"OK: {CONTRACT} {PERIOD}")
+    # The closed period's tickets stay those its final statement counted.
+    assert (await period_tickets(system, "p1_response")).json() == counted
 
     runtime = system.apps["ledger"].state.runtime
     await eventually(lambda: published(runtime.bus), lambda n: n >= len(adjustments))

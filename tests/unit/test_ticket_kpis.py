@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from shared.core.aggregates import events_digest
 from shared.core.payment import TicketRecord, compute_statement
 from shared.core.terms import Terms
-from shared.core.ticket_kpis import hours_of, ticket_states
+from shared.core.ticket_kpis import breach_bound, counted_tickets, hours_of, ticket_states
 from shared.core.tickets import TicketEventIn
 from tests.ticket_examples import EXPECTED, JULY, JUNE, PERIOD, TOTAL, ticket_terms
 
@@ -134,3 +134,57 @@ def test_a_snapshot_measures_running_tickets_up_to_then() -> None:
     assert compute_statement(
         TERMS, PERIOD, [], [], tickets=records(JUNE), as_of=after_the_end
     ) == compute_statement(TERMS, PERIOD, [], [], tickets=records(JUNE))
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text + "+00:00")
+
+
+def test_counted_tickets_give_each_tickets_hours_spans_and_breach() -> None:
+    counted = counted_tickets(TERMS, PERIOD, records(JUNE + JULY))
+    response = {t.ticket_id: t for t in counted["p1_response"]}
+    assert {k: (t.hours, t.breached, t.running) for k, t in response.items()} == {
+        "A": (Decimal("0.5"), False, False),
+        "B": (Decimal("1.5"), True, False),
+        "D": (Decimal(9), True, True),  # unanswered at June's close
+        "E": (Decimal("0.75"), False, False),
+    }
+    # B: Wednesday 17-18, Corpus Christi closed, Friday 09:00-09:30 (Berlin, UTC+2)
+    assert response["B"].spans == (
+        (utc("2026-06-03T15:00:00"), utc("2026-06-03T16:00:00")),
+        (utc("2026-06-05T07:00:00"), utc("2026-06-05T07:30:00")),
+    )
+    (c,) = counted["p2_resolution"]
+    assert (c.ticket_id, c.priority, c.hours, c.breached) == ("C", "P2", Decimal(18), True)
+    assert c.spans == (
+        (utc("2026-06-15T07:00:00"), utc("2026-06-15T16:00:00")),
+        (utc("2026-06-16T07:00:00"), utc("2026-06-16T16:00:00")),
+    )
+    (mean,) = counted["p2_response"]
+    assert (mean.hours, mean.breached) == (Decimal(4), False)  # at its bound, not past it
+
+
+def test_the_states_are_the_counted_tickets() -> None:
+    counted = counted_tickets(TERMS, PERIOD, records(JUNE))
+    states = ticket_states(TERMS, PERIOD, records(JUNE))
+    for name, tickets in counted.items():
+        assert sorted(states[name].items()) == [(t.ticket_id, t.hours) for t in tickets]
+        ids = [i for t in tickets for i in t.event_ids]
+        assert states[name].digest() == events_digest(ids)
+
+
+@pytest.mark.parametrize(
+    ("changes", "bound"),
+    [
+        ({}, Decimal(16)),  # the smallest tier's breach
+        ({"credits": []}, Decimal(16)),  # no tier: the target
+        ({"credits": [{"breach": 18, "percent": 3}, {"breach": 20, "percent": 5}]}, Decimal(18)),
+        ({"objective": ">=", "target": 1}, None),  # more hours better: no bound
+    ],
+)
+def test_breach_bound(changes: dict[str, Any], bound: Decimal | None) -> None:
+    document = ticket_terms()
+    document["kpis"][3] |= changes
+    kpi = Terms.model_validate(document).kpis[3]
+    assert breach_bound(kpi) == bound
+    assert breach_bound(TERMS.kpis[0]) == Decimal(1)  # the threshold
