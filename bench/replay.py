@@ -1,7 +1,9 @@
 """`slapay replay`: `services.ledger.replay.replay(bus, fresh_engine)` over one contract's
 history (terms, N measurements, a close and the journal it posted), beside the raw read of
 the same four topics (`bus.read_all`) and the live fold that made the history, in the same
-run. Events per second count every record on the topics replay reads.
+run. Events per second count every record on the topics replay reads. The `slapay replay`
+command also runs once as its own process (rebuilding into a temporary SQLite file, its
+default), for its peak RSS.
 
 Each repeat builds the history anew (`bench.history`) on a fresh broker and database;
 each replay rebuilds into a fresh, empty database of the same kind, created before the
@@ -10,10 +12,24 @@ clock starts, and must reach the live chain head, or the scenario fails.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from bench.core import DISTRIBUTED, EMBEDDED, BenchError, Config, Rates, Scenario, run_steps
+from bench.core import (
+    DISTRIBUTED,
+    EMBEDDED,
+    BenchError,
+    Config,
+    Rates,
+    Scenario,
+    progress,
+    run_steps,
+)
+from bench.environment import REPO, server_env
 from bench.history import (
     CONTRACT,
     RAW_READ,
@@ -43,6 +59,28 @@ async def replay_rate(env: Ledger, built: Built) -> float:
     return built.bus_records / seconds
 
 
+PEAK_RSS = "MB: peak RSS of the `slapay replay` process (not a rate)"
+
+
+async def replay_process_rss(env: Ledger) -> float:
+    """Run `slapay replay` against the bus as its own process; its peak RSS in MB."""
+    settings = {"bus": env.settings.bus, "data_dir": str(env.settings.data_dir)}
+    args = [sys.executable, "-m", "services.cli", "replay"]
+
+    def run() -> tuple[int, float]:
+        process = subprocess.Popen(
+            args, cwd=REPO, env=server_env(settings), stdout=subprocess.DEVNULL
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        return status, usage.ru_maxrss / 1024  # KiB on Linux
+
+    status, peak = await asyncio.to_thread(run)
+    if status != 0:
+        raise BenchError(f"slapay replay exited with status {status}")
+    progress(f"  slapay replay process: peak RSS {peak:.0f} MB")
+    return peak
+
+
 def run_for(mode: str) -> Callable[[Config, int], Awaitable[Rates]]:
     async def run_once(config: Config, turn: int) -> Rates:
         messages = measurement_messages(config.records(mode))
@@ -55,7 +93,8 @@ def run_for(mode: str) -> Callable[[Config, int], Awaitable[Rates]]:
                 ],
                 turn,
             )
-        return {**rates, LIVE_FOLD: built.measurements / built.fold_s}
+            peak = await replay_process_rss(env)
+        return {**rates, LIVE_FOLD: built.measurements / built.fold_s, PEAK_RSS: peak}
 
     return run_once
 
