@@ -61,7 +61,7 @@ def serve(
         typer.echo(f"slapay: {exc}", err=True)
         raise typer.Exit(2) from exc
     # What start-up built (modules, schemas, the app) lives as long as the process: out of
-    # every garbage collection from now on, which made a fifth of ingest's CPU per request.
+    # every garbage collection from now on (walking them was much of ingest's CPU per request).
     gc.freeze()
     uvicorn.run(
         application,

@@ -99,7 +99,8 @@ class RecordHeaders:
 
 
 def header_bytes(found: Mapping[str, str]) -> int:
-    """The bytes of the names and values of record headers, in UTF-8."""
+    """Record headers' size as the record-size limit counts it: each name's length and each
+    value's UTF-8 bytes."""
     return sum(len(name) + len(value.encode()) for name, value in found.items())
 
 

@@ -96,7 +96,7 @@ _URL_NAMESPACE = hashlib.sha1(uuid.NAMESPACE_URL.bytes, usedforsecurity=False)
 
 def deterministic_event_id_text(contract_id: str, producer_id: str) -> str:
     """`str(deterministic_event_id(...))`, spelled straight from the SHA-1 of a UUID version 5
-    (RFC 9562): a third of the cost, for ingest, which derives one for every measurement."""
+    (RFC 9562), at a fraction of the cost: ingest derives one for every measurement."""
     digest = _URL_NAMESPACE.copy()
     digest.update(f"slapay:{contract_id}:{producer_id}".encode())
     raw = bytearray(digest.digest()[:16])
