@@ -59,19 +59,49 @@ def headers(
     base: Mapping[str, str], event_id: str, type_: str, contract_id: str, occurred_at: datetime
 ) -> dict[str, str]:
     """`base` (the `type` and trace headers) with the CloudEvents binary-mode headers of one
-    record. Cheap, from plain values: ingest calls it for every measurement it publishes."""
-    found = {
-        **base,
-        "ce_specversion": SPECVERSION,
-        "ce_id": event_id,
-        "ce_type": type_,
-        "ce_source": SOURCES.get(type_, UNKNOWN_SOURCE),
-        "ce_time": rfc3339(occurred_at),
-        "content-type": CONTENT_TYPE,
-    }
-    if contract_id:
-        found["ce_subject"] = contract_id
-    return found
+    record."""
+    return RecordHeaders(base, type_)(event_id, contract_id, occurred_at)
+
+
+class RecordHeaders:
+    """`headers` of many records of one type with one `base`, what they share counted once:
+    ingest makes them, and checks their size, for every measurement it publishes."""
+
+    def __init__(self, base: Mapping[str, str], type_: str) -> None:
+        self.base, self.type = base, type_
+        self.source = SOURCES.get(type_, UNKNOWN_SOURCE)
+        sample = self("", "", datetime.min.replace(tzinfo=UTC))
+        self.shared_bytes = header_bytes(sample) - len(sample["ce_time"])
+
+    def __call__(self, event_id: str, contract_id: str, occurred_at: datetime) -> dict[str, str]:
+        found = {
+            **self.base,
+            "ce_specversion": SPECVERSION,
+            "ce_id": event_id,
+            "ce_type": self.type,
+            "ce_source": self.source,
+            "ce_time": rfc3339(occurred_at),
+            "content-type": CONTENT_TYPE,
+        }
+        if contract_id:
+            found["ce_subject"] = contract_id
+        return found
+
+    def bytes_of(self, made: Mapping[str, str]) -> int:
+        """`header_bytes(made)` of headers this made, counting only what differs."""
+        subject = made.get("ce_subject")
+        return (
+            self.shared_bytes
+            + len(made["ce_id"].encode())
+            + len(made["ce_time"])  # RFC 3339: ASCII
+            + (0 if subject is None else len("ce_subject") + len(subject.encode()))
+        )
+
+
+def header_bytes(found: Mapping[str, str]) -> int:
+    """Record headers' size as the record-size limit counts it: each name's length and each
+    value's UTF-8 bytes."""
+    return sum(len(name) + len(value.encode()) for name, value in found.items())
 
 
 def envelope_headers(event: Envelope, base: Mapping[str, str]) -> dict[str, str]:

@@ -70,32 +70,21 @@ async def accept_batch(
         elif first != digests[index]:
             refusals.append(conflict(index, items[index]))
     with tracer(__name__).start_as_current_span("ingest.publish"):
-        headers = {"type": MeasurementRecorded.TYPE, **inject_headers()}
-        messages = [
-            Message(
-                key=items[i].contract_id,
-                value=event_json(
-                    items[i], event_id, source, now, values[i], provenance(signer, i, items[i])
-                ),
-                headers=cloudevents.headers(
-                    headers,
-                    event_id,
-                    MeasurementRecorded.TYPE,
-                    items[i].contract_id,
-                    items[i].observed_at,
-                ),
-            )
-            for event_id, i in new.items()
-            if i not in refused
-        ]
+        base = {"type": MeasurementRecorded.TYPE, **inject_headers()}
+        make_headers = cloudevents.RecordHeaders(base, MeasurementRecorded.TYPE)
         limit = runtime.settings.max_record_bytes
-        refusals.extend(
-            too_large(i, size, limit)
-            for message, i in zip(
-                messages, (i for i in new.values() if i not in refused), strict=True
-            )
-            if (size := record_size(message)) > limit
-        )
+        messages = []
+        for event_id, i in new.items():
+            if i in refused:
+                continue
+            item = items[i]
+            key = item.contract_id
+            value = event_json(item, event_id, source, now, values[i], provenance(signer, i, item))
+            headers = make_headers(event_id, key, item.observed_at)
+            size = len(value) + len(key.encode()) + make_headers.bytes_of(headers)
+            if size > limit:
+                refusals.append(too_large(i, size, limit))
+            messages.append(Message(key=key, value=value, headers=headers))
         if refusals:
             raise Refused(refusals)
         if signer is not None and messages:
@@ -120,20 +109,23 @@ async def check_terms(
     finders = {c: PeriodFinder(tz) for c, tz in timezones.items()}
     current = {c: period_of(now, tz) for c, tz in timezones.items()}
     refusals = []
+    allowed: set[tuple[str, str, str]] = set()  # (contract, KPI, period): the terms count it
     for index, item in enumerate(items):
         contract_id = item.contract_id
         try:
             period: str | None = finders[contract_id](item.observed_at)
         except (OverflowError, ValueError):  # year 1 west of UTC has no local period
             period = None
-        for refusal in (
-            door.terms_refusal(
+        if period is None or (contract_id, item.kpi, period) not in allowed:
+            refusal = door.terms_refusal(
                 index, contracts[contract_id], item.kpi, period, current[contract_id]
-            ),
-            door.value_refusal(index, item.value),
-        ):
+            )
             if refusal is not None:
                 refusals.append(refusal)
+            elif period is not None:
+                allowed.add((contract_id, item.kpi, period))
+        if (refusal := door.value_refusal(index, item.value)) is not None:
+            refusals.append(refusal)
     return refusals
 
 
@@ -198,5 +190,5 @@ def too_large(index: int, size: int, limit: int) -> door.Refusal:
 
 
 def record_size(message: Message) -> int:
-    headers = sum(len(k) + len(v.encode()) for k, v in message.headers.items())
+    headers = cloudevents.header_bytes(message.headers)
     return len(message.value) + len(message.key.encode()) + headers

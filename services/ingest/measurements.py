@@ -22,7 +22,7 @@ from shared.events import (
     AwareDatetime,
     ContractId,
     MeasurementRecorded,
-    deterministic_event_id,
+    deterministic_event_id_text,
     utcnow,
 )
 from shared.settings import DEFAULT_MAX_CLOCK_SKEW_S, Settings
@@ -43,15 +43,19 @@ class MeasurementIn(BaseModel):
     @field_validator("observed_at")
     @classmethod
     def _not_ahead_of_the_clock(cls, value: datetime, info: ValidationInfo) -> datetime:
-        skew = float((info.context or {}).get("max_clock_skew_s", DEFAULT_MAX_CLOCK_SKEW_S))
-        if value > utcnow() + timedelta(seconds=skew):
+        context = info.context or {}
+        skew = float(context.get("max_clock_skew_s", DEFAULT_MAX_CLOCK_SKEW_S))
+        latest = context.get("latest") or utcnow() + timedelta(seconds=skew)
+        if value > latest:
             raise ValueError(f"observed_at lies more than {skew:g} s ahead of our clock")
         return value
 
 
 def validation_context(settings: Settings) -> dict[str, Any]:
-    """What `MeasurementIn` validation reads from the settings: the clock skew allowed."""
-    return {"max_clock_skew_s": settings.max_clock_skew_s}
+    """What `MeasurementIn` validation reads: the clock skew allowed and the latest
+    `observed_at` it allows, from one reading of the clock for a whole request."""
+    skew = settings.max_clock_skew_s
+    return {"max_clock_skew_s": skew, "latest": utcnow() + timedelta(seconds=float(skew))}
 
 
 class MeasurementBatch(BaseModel):
@@ -92,9 +96,9 @@ def event_id_of(item: MeasurementIn, batch: str | None = None, index: int = 0) -
     """The event id: from the `measurement_id`, else (in a signed batch) from the batch's
     digest and the item's place, so that a replayed request counts nothing twice."""
     if item.measurement_id is not None:
-        return str(deterministic_event_id(item.contract_id, item.measurement_id))
+        return deterministic_event_id_text(item.contract_id, item.measurement_id)
     if batch is not None:
-        return str(deterministic_event_id(item.contract_id, f"batch:{batch}:{index}"))
+        return deterministic_event_id_text(item.contract_id, f"batch:{batch}:{index}")
     return str(uuid.uuid4())
 
 

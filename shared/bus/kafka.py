@@ -165,10 +165,13 @@ class KafkaBus:
         producer = self.producer
         numbers = sorted(await producer.partitions_for(topic))
         open_batches: dict[int, Any] = {}
+        partitions: dict[str, int] = {}  # a batch names few keys, hashed once each
         sent = []
         for m in messages:
             key = m.key.encode()
-            partition = _PARTITIONER(key, numbers, numbers)
+            partition = partitions.get(m.key)
+            if partition is None:
+                partition = partitions[m.key] = _PARTITIONER(key, numbers, numbers)
             headers = [(k, v.encode()) for k, v in m.headers.items()]
             batch = open_batches.get(partition)
             if batch is None:

@@ -111,3 +111,20 @@ def test_structured_mode_reads_back_with_the_sdk() -> None:
     assert parsed.get_id() == str(event.event_id)
     assert parsed.get_subject() == "acme-2026"
     assert parsed.get_data() == event.model_dump(mode="json")
+
+
+def test_record_headers_count_their_bytes_as_a_whole_walk_does() -> None:
+    made = cloudevents.RecordHeaders(
+        {
+            "type": MeasurementRecorded.TYPE,
+            "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01",
+        },
+        MeasurementRecorded.TYPE,
+    )
+    for contract_id, occurred_at in [
+        ("acme-2026", datetime(2026, 10, 5, 12, 0, tzinfo=UTC)),
+        ("", datetime(2026, 10, 5, 12, 0, 0, 5, tzinfo=timezone(timedelta(hours=-7)))),
+        ("contrat-été-€", datetime(1, 1, 1, tzinfo=UTC)),
+    ]:
+        headers = made(str(uuid.uuid4()), contract_id, occurred_at)
+        assert made.bytes_of(headers) == cloudevents.header_bytes(headers)

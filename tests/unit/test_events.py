@@ -13,6 +13,7 @@ from shared.events import (
     MeasurementRecorded,
     UnknownEventType,
     deterministic_event_id,
+    deterministic_event_id_text,
     make_event,
 )
 
@@ -27,6 +28,15 @@ def test_event_id_from_a_producer_id_is_the_pinned_uuid5() -> None:
         producer_id="probe-1:42",
     )
     assert event.event_id == expected
+
+
+@pytest.mark.parametrize(
+    ("contract_id", "producer_id"),
+    [("acme-2026", "probe-1:42"), ("c", ""), ("acme-2026", "sonde-é-€-𝄞"), ("a" * 64, "b" * 200)],
+)
+def test_event_id_text_spells_the_uuid5(contract_id: str, producer_id: str) -> None:
+    expected = str(uuid.uuid5(uuid.NAMESPACE_URL, f"slapay:{contract_id}:{producer_id}"))
+    assert deterministic_event_id_text(contract_id, producer_id) == expected
 
 
 def test_envelope_round_trips_through_json() -> None:
