@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import socket
@@ -60,9 +59,10 @@ def serve(
     except ConfigurationError as exc:
         typer.echo(f"slapay: {exc}", err=True)
         raise typer.Exit(2) from exc
-    # What start-up built (modules, schemas, the app) lives as long as the process: out of
-    # every garbage collection from now on (walking them was much of ingest's CPU per request).
-    gc.freeze()
+    if service == "ingest":  # measured there (docs/benchmarks.md); the fold settles its own
+        from shared import heap
+
+        heap.freeze_start_up()
     uvicorn.run(
         application,
         host=host or settings.host,

@@ -26,6 +26,15 @@ print(inside, after, gc.get_freeze_count() > frozen_inside)
 """
 
 
+FREEZE = """
+import gc
+from shared import heap
+before = gc.get_threshold()
+heap.freeze_start_up()
+print(before == gc.get_threshold(), gc.get_freeze_count() > 0)
+"""
+
+
 def _run(code: str) -> list[str]:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return done.stdout.split()
@@ -49,3 +58,8 @@ def test_only_the_fold_settles_the_collector() -> None:
     )
     threshold, frozen = _run(code)
     assert int(threshold) < 50_000 and frozen == "0"
+
+
+def test_freezing_start_up_keeps_the_thresholds() -> None:
+    """Ingest's setting: start-up's objects leave the collector's passes, nothing else."""
+    assert _run(FREEZE) == ["True", "True"]
