@@ -132,19 +132,19 @@ async def computed_statement(
     conn: AsyncConnection,
     book: Book,
     period: str,
-    rows: Sequence[store.MeasurementRow] | None = None,
+    observations: Sequence[Observation] | None = None,
     as_of: datetime | None = None,
 ) -> Statement | None:
-    """The period's lines from every measurement folded so far, or from `rows` where the
-    caller has read them already (None without terms). `as_of`: a snapshot of a running
+    """The period's lines from every measurement folded so far, or from `observations` where
+    the caller has read them already (None without terms). `as_of`: a snapshot of a running
     period, whose running tickets are measured up to then (docs/tickets.md)."""
     found = book.terms_for(period)
     if found is None:
         return None
     terms, version = found
-    if rows is None:
+    if observations is None:
         rows = await store.period_measurements(conn, book.contract_id, period)
-    observations = [Observation(r.event_id, r.kpi, r.number, r.occurred_at, r.party) for r in rows]
+        observations = [observation_of(r) for r in rows]
     rated, releases = await review_inputs(conn, book.contract_id, period)
     tickets = await tickets_for(conn, terms, book.contract_id, period)
     return compute_statement(
@@ -157,6 +157,10 @@ async def computed_statement(
         tickets=tickets,
         as_of=as_of,
     )
+
+
+def observation_of(row: store.MeasurementRow) -> Observation:
+    return Observation(row.event_id, row.kpi, row.number, row.occurred_at, row.party)
 
 
 async def review_inputs(

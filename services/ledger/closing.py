@@ -6,7 +6,7 @@ announcing them are durable together, or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -19,6 +19,7 @@ from services.ledger.book import (
     Book,
     computed_statement,
     event_message,
+    observation_of,
     ratings_of,
     releases_of,
     review_inputs,
@@ -30,7 +31,7 @@ from shared.bus import Message
 from shared.core import periods
 from shared.core.agents import counts
 from shared.core.journal import EntryBody, JournalEntry
-from shared.core.payment import PeriodStates, statement_from_states
+from shared.core.payment import Observation, PeriodStates, statement_from_states
 from shared.core.tally import Tally
 from shared.core.terms import Terms
 from shared.events import JournalEntryPosted, StatementFinalized
@@ -78,13 +79,15 @@ async def close_period(
     """Post the final entries of `period`; return why not, if it cannot be closed."""
     if period in book.closed:
         return None
-    rows = await store.period_measurements(conn, book.contract_id, period)
-    computed = await computed_statement(conn, book, period, rows)
-    if computed is None:
+    found = book.terms_for(period)
+    if found is None:
         return f"no terms in force for {period}"
-    terms_found = book.terms_for(period)
-    assert terms_found is not None
-    await store.keep_tallies(conn, book.contract_id, period, tallies(terms_found[0], rows))
+    observations: list[Observation] = []  # read a chunk at a time, never held as rows
+    async for chunk in store.period_measurement_chunks(conn, book.contract_id, period):
+        observations.extend(map(observation_of, chunk))
+    computed = await computed_statement(conn, book, period, observations)
+    assert computed is not None
+    await store.keep_tallies(conn, book.contract_id, period, tallies(found[0], observations))
     inputs = {**await book_inputs(conn, book.contract_id), "cause": cause}
     entries = await post(conn, book, posting.final_bodies(computed, at, inputs), fx)
     posted_into = await journal_store.entries(conn, book.contract_id, period)
@@ -156,13 +159,15 @@ async def correct_late(
     await store.keep_tallies(conn, book.contract_id, period, kept)
 
 
-def tallies(terms: Terms, rows: Sequence[store.MeasurementRow]) -> dict[str, Tally]:
+def tallies(
+    terms: Terms, measured: Iterable[store.MeasurementRow] | Iterable[Observation]
+) -> dict[str, Tally]:
     """Each KPI's tally of the measurements it counts (those from its `sources`)."""
     values: dict[str, list[Decimal]] = {kpi.name: [] for kpi in terms.kpis}
     sources = {kpi.name: kpi.sources for kpi in terms.kpis}
-    for row in rows:
-        if row.kpi in values and counts(sources[row.kpi], row.party):
-            values[row.kpi].append(row.number)
+    for m in measured:
+        if m.kpi in values and counts(sources[m.kpi], m.party):
+            values[m.kpi].append(m.value if isinstance(m, Observation) else m.number)
     return {kpi.name: Tally.of(kpi, values[kpi.name]) for kpi in terms.kpis}
 
 

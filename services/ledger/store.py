@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -385,6 +385,21 @@ async def period_measurements(
         .order_by(m.bus_partition, m.bus_offset)
     )
     return [MeasurementRow(**row._mapping) for row in result]
+
+
+async def period_measurement_chunks(
+    conn: AsyncConnection, contract_id: str, period: str, size: int = 10_000
+) -> AsyncIterator[list[MeasurementRow]]:
+    """`period_measurements`, streamed a chunk at a time, so a period of millions is never
+    held as rows all at once."""
+    m = measurements.c
+    result = await conn.stream(
+        select(measurements)
+        .where(and_(m.contract_id == contract_id, m.period == period))
+        .order_by(m.bus_partition, m.bus_offset)
+    )
+    async for chunk in result.partitions(size):
+        yield [MeasurementRow(**row._mapping) for row in chunk]
 
 
 async def positions(
