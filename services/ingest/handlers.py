@@ -4,12 +4,13 @@ the rest, remember it. A refused batch publishes nothing."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from services.ingest import door, signatures, store
 from services.ingest.bounds import TooLarge
-from services.ingest.contracts import ContractBook
+from services.ingest.contracts import Contract, ContractBook
 from services.ingest.measurements import (
     Accepted,
     MeasurementIn,
@@ -61,14 +62,8 @@ async def accept_batch(
     ]
     event_ids = [event_id_of(item, batch, i) for i, item in enumerate(items)]
     digests = [content_digest(item, value) for item, value in zip(items, values, strict=True)]
-    seen = await store.already_published(runtime.engine, set(event_ids))
-    new: dict[str, int] = {}
-    for index, event_id in enumerate(event_ids):
-        first = seen.get(event_id) or (digests[new[event_id]] if event_id in new else None)
-        if first is None:
-            new[event_id] = index
-        elif first != digests[index]:
-            refusals.append(conflict(index, items[index]))
+    new, conflicts = await unpublished(runtime, event_ids, digests)
+    refusals.extend(conflict(index, items[index]) for index in conflicts)
     with tracer(__name__).start_as_current_span("ingest.publish"):
         base = {"type": MeasurementRecorded.TYPE, **inject_headers()}
         make_headers = cloudevents.RecordHeaders(base, MeasurementRecorded.TYPE)
@@ -96,34 +91,72 @@ async def accept_batch(
     return Accepted(accepted=len(new), duplicates=len(items) - len(new))
 
 
-async def check_terms(
-    runtime: Runtime, book: ContractBook, items: Sequence[MeasurementIn], now: datetime
-) -> list[door.Refusal]:
-    """Each item against its contract's terms (catching up on the contracts topic once if
-    one is not known here yet) and the bounds on values."""
-    contract_ids = {item.contract_id for item in items}
+async def unpublished(
+    runtime: Runtime, event_ids: Sequence[str], digests: Sequence[str]
+) -> tuple[dict[str, int], list[int]]:
+    """The batch's events not published before (event id -> its first index in the batch),
+    and the indexes of those whose id was published, or repeated, with another digest."""
+    seen = await store.already_published(runtime.engine, set(event_ids))
+    new: dict[str, int] = {}
+    conflicts = []
+    for index, event_id in enumerate(event_ids):
+        first = seen.get(event_id) or (digests[new[event_id]] if event_id in new else None)
+        if first is None:
+            new[event_id] = index
+        elif first != digests[index]:
+            conflicts.append(index)
+    return new, conflicts
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """Where an item falls: its contract as ingest knows it, the item's period in the
+    contract's time zone (None where it has none), and the contract's current period."""
+
+    contract: Contract | None
+    period: str | None
+    current: str
+
+
+async def placed(
+    runtime: Runtime, book: ContractBook, items: Sequence[tuple[str, datetime]], now: datetime
+) -> list[Placed]:
+    """Each (contract id, instant), placed; catches up on the contracts topic once if a
+    contract is not known here yet."""
+    contract_ids = {contract_id for contract_id, _ in items}
     if any(book.get(c) is None for c in contract_ids):
         await book.catch_up(runtime.bus, runtime.settings.publish_timeout_s)
     contracts = {c: book.get(c) for c in contract_ids}
     timezones = {c: found.timezone if found else "UTC" for c, found in contracts.items()}
     finders = {c: PeriodFinder(tz) for c, tz in timezones.items()}
     current = {c: period_of(now, tz) for c, tz in timezones.items()}
-    refusals = []
-    allowed: set[tuple[str, str, str]] = set()  # (contract, KPI, period): the terms count it
-    for index, item in enumerate(items):
-        contract_id = item.contract_id
+    found = []
+    for contract_id, at in items:
         try:
-            period: str | None = finders[contract_id](item.observed_at)
+            period: str | None = finders[contract_id](at)
         except (OverflowError, ValueError):  # year 1 west of UTC has no local period
             period = None
-        if period is None or (contract_id, item.kpi, period) not in allowed:
+        found.append(Placed(contracts[contract_id], period, current[contract_id]))
+    return found
+
+
+async def check_terms(
+    runtime: Runtime, book: ContractBook, items: Sequence[MeasurementIn], now: datetime
+) -> list[door.Refusal]:
+    """Each item against its contract's terms and the bounds on values."""
+    where = await placed(runtime, book, [(i.contract_id, i.observed_at) for i in items], now)
+    refusals = []
+    allowed: set[tuple[str, str, str]] = set()  # (contract, KPI, period): the terms count it
+    for index, (item, place) in enumerate(zip(items, where, strict=True)):
+        key = (item.contract_id, item.kpi, place.period)
+        if place.period is None or key not in allowed:
             refusal = door.terms_refusal(
-                index, contracts[contract_id], item.kpi, period, current[contract_id]
+                index, place.contract, item.kpi, place.period, place.current
             )
             if refusal is not None:
                 refusals.append(refusal)
-            elif period is not None:
-                allowed.add((contract_id, item.kpi, period))
+            elif place.period is not None:
+                allowed.add((item.contract_id, item.kpi, place.period))
         if (refusal := door.value_refusal(index, item.value)) is not None:
             refusals.append(refusal)
     return refusals

@@ -17,12 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from services.ingest import door, store
 from services.ingest.bounds import MAX_BATCH
 from services.ingest.contracts import Contract, ContractBook
-from services.ingest.handlers import Refused
+from services.ingest.handlers import Refused, placed, unpublished
 from services.ingest.measurements import Accepted
 from shared import cloudevents
 from shared.bus import Message
 from shared.core.clock import TicketSequenceError, check_fragment
-from shared.core.periods import PeriodFinder, period_of
 from shared.core.tickets import TicketEventIn, at_text
 from shared.events import TOPIC_TICKETS, Envelope, TicketEventRecorded, utcnow
 from shared.runtime import Runtime
@@ -128,25 +127,14 @@ def sequence_refusals(items: Sequence[TicketEventIn]) -> list[door.Refusal]:
 async def check_tickets(
     runtime: Runtime, book: ContractBook, items: Sequence[TicketEventIn], now: datetime
 ) -> list[door.Refusal]:
-    """Each event against its contract's terms (catching up on the contracts topic once if
-    one is not known here yet), and each ticket's events against the clock's rules."""
-    contract_ids = {item.contract_id for item in items}
-    if any(book.get(c) is None for c in contract_ids):
-        await book.catch_up(runtime.bus, runtime.settings.publish_timeout_s)
-    contracts = {c: book.get(c) for c in contract_ids}
-    timezones = {c: found.timezone if found else "UTC" for c, found in contracts.items()}
-    finders = {c: PeriodFinder(tz) for c, tz in timezones.items()}
-    current = {c: period_of(now, tz) for c, tz in timezones.items()}
-    refusals = []
-    for index, item in enumerate(items):
-        c = item.contract_id
-        try:
-            period: str | None = finders[c](item.at)
-        except (OverflowError, ValueError):  # year 1 west of UTC has no local period
-            period = None
-        refusal = window_refusal(index, contracts[c], period, current[c])
-        if refusal is not None:
-            refusals.append(refusal)
+    """Each event against its contract's terms, and each ticket's events against the clock's
+    rules."""
+    where = await placed(runtime, book, [(i.contract_id, i.at) for i in items], now)
+    refusals = [
+        refusal
+        for index, place in enumerate(where)
+        if (refusal := window_refusal(index, place.contract, place.period, place.current))
+    ]
     return refusals + sequence_refusals(items)
 
 
@@ -159,22 +147,17 @@ async def accept_tickets(
     refusals = await check_tickets(runtime, book, items, now)
     event_ids = [str(item.id()) for item in items]
     digests = [content_digest(item) for item in items]
-    seen = await store.already_published(runtime.engine, set(event_ids))
-    new: dict[str, int] = {}
-    for index, event_id in enumerate(event_ids):
-        first = seen.get(event_id) or (digests[new[event_id]] if event_id in new else None)
-        if first is None:
-            new[event_id] = index
-        elif first != digests[index]:
-            refusals.append(
-                door.Refusal(
-                    index,
-                    "event_id",
-                    "conflict",
-                    f"conflict: event_id {event_id} was published with other content "
-                    "(ticket_id, type, at or priority); an event, once published, stays as it is",
-                )
-            )
+    new, conflicts = await unpublished(runtime, event_ids, digests)
+    refusals.extend(
+        door.Refusal(
+            index,
+            "event_id",
+            "conflict",
+            f"conflict: event_id {event_ids[index]} was published with other content "
+            "(ticket_id, type, at or priority); an event, once published, stays as it is",
+        )
+        for index in conflicts
+    )
     if refusals:
         raise Refused(refusals)
     with tracer(__name__).start_as_current_span("ingest.publish tickets"):
