@@ -27,8 +27,9 @@ class Refusal:
     type: str
     msg: str
 
-    def error(self) -> dict[str, object]:
-        return {"loc": ["measurements", self.index, self.field], "msg": self.msg, "type": self.type}
+    def error(self, batch: str = "measurements") -> dict[str, object]:
+        """The refusal as a validation error of `batch[index]`."""
+        return {"loc": [batch, self.index, self.field], "msg": self.msg, "type": self.type}
 
 
 def value_refusal(index: int, value: Decimal) -> Refusal | None:

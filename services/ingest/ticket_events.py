@@ -10,7 +10,6 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -45,15 +44,6 @@ class TicketBatch(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     events: list[TicketEventItem] = Field(min_length=1, max_length=MAX_BATCH)
-
-
-def error(refusal: door.Refusal) -> dict[str, Any]:
-    """A refusal as a validation error of `events[index]`."""
-    return {
-        "loc": ["events", refusal.index, refusal.field],
-        "msg": refusal.msg,
-        "type": refusal.type,
-    }
 
 
 def content_digest(item: TicketEventIn) -> str:

@@ -13,7 +13,7 @@ from services.ingest.api import BookDep, Writer
 from services.ingest.bounds import MAX_BATCH, TooLarge
 from services.ingest.handlers import Refused
 from services.ingest.measurements import Accepted, decode_batch, validation_context
-from services.ingest.ticket_events import TicketBatch, accept_tickets, error
+from services.ingest.ticket_events import TicketBatch, accept_tickets
 from shared.bus import BusUnavailable
 from shared.runtime import RuntimeDep
 from shared.web import Problem, ensure_visible, inline_schema, validation_errors
@@ -60,7 +60,7 @@ async def post_ticket_events(
         accepted = await accept_tickets(runtime, book, batch.events, f"agent:{principal.subject}")
     except Refused as exc:
         raise invalid(
-            sorted({r.index for r in exc.refusals}), [error(r) for r in exc.refusals]
+            sorted({r.index for r in exc.refusals}), [r.error("events") for r in exc.refusals]
         ) from exc
     except BusUnavailable as exc:
         raise Problem(503, "Bus unavailable", str(exc), headers={"Retry-After": "5"}) from exc
