@@ -114,6 +114,21 @@ async def running_statement(
         return None
     terms, version = found
     states = await running.states(conn, terms, book.contract_id, period, version)
+    return await statement_of_states(conn, book, period, states, as_of)
+
+
+async def statement_of_states(
+    conn: AsyncConnection,
+    book: Book,
+    period: str,
+    states: PeriodStates,
+    as_of: datetime | None = None,
+) -> Statement:
+    """The period's statement from measurement states the caller holds, with the period's
+    reviews, releases and tickets as stored; the period must have terms."""
+    found = book.terms_for(period)
+    assert found is not None, f"no terms in force for {period}"
+    terms, version = found
     rated, releases = await review_inputs(conn, book.contract_id, period)
     tickets = await tickets_for(conn, terms, book.contract_id, period)
     return statement_from_states(

@@ -22,7 +22,7 @@ from services.ledger.book import (
     observation_of,
     ratings_of,
     releases_of,
-    review_inputs,
+    statement_of_states,
     tickets_for,
 )
 from services.ledger.book import inputs as book_inputs
@@ -185,7 +185,7 @@ async def _post_correction(
     the batch boundaries were."""
     found = book.terms_for(period)
     assert found is not None
-    terms, version = found
+    terms, _ = found
     counted_ids = {r.event_id for r in counted}
     rows = [
         r
@@ -195,17 +195,7 @@ async def _post_correction(
     states = PeriodStates(terms)
     for r in rows:
         states.add(r.kpi, r.event_id, r.number, r.party)
-    rated, releases = await review_inputs(conn, book.contract_id, period)
-    tickets = await tickets_for(conn, terms, book.contract_id, period)
-    recomputed = statement_from_states(
-        terms,
-        period,
-        states,
-        rated,
-        terms_version=version,
-        releases=releases,
-        tickets=tickets,
-    )
+    recomputed = await statement_of_states(conn, book, period, states)
     final = await journal_store.final_statement(conn, book.contract_id, period)
     assert final is not None, f"{period} is closed"
     cut = final.get("inputs", {}).get("slapay.measurements", {})
