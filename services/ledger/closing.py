@@ -82,27 +82,25 @@ async def close_period(
     found = book.terms_for(period)
     if found is None:
         return f"no terms in force for {period}"
+    terms = found[0]
     observations: list[Observation] = []  # read a chunk at a time, never held as rows
     async for chunk in store.period_measurement_chunks(conn, book.contract_id, period):
         observations.extend(map(observation_of, chunk))
     computed = await computed_statement(conn, book, period, observations)
     assert computed is not None
-    await store.keep_tallies(conn, book.contract_id, period, tallies(found[0], observations))
+    await store.keep_tallies(conn, book.contract_id, period, tallies(terms, observations))
     inputs = {**await book_inputs(conn, book.contract_id), "cause": cause}
     entries = await post(conn, book, posting.final_bodies(computed, at, inputs), fx)
     posted_into = await journal_store.entries(conn, book.contract_id, period)
     adjustments = [e for e in posted_into if e.kind == posting.ADJUSTMENT]
     final = posting.compose(computed, adjustments, status="final", entries=[*entries, *adjustments])
-    terms = book.terms_for(period)
     document = _signed(
         fx.keyring,
         {
             **final.model_dump(mode="json"),
             "inputs": inputs,
             "closed_at": posting.timestamp(at),
-            "parties": {"provider": terms[0].provider, "customer": terms[0].customer}
-            if terms
-            else None,
+            "parties": {"provider": terms.provider, "customer": terms.customer},
         },
     )
     await journal_store.record_close(conn, book.contract_id, period, at, inputs, document)
