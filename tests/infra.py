@@ -130,12 +130,13 @@ def _testcontainers_postgres() -> str:
     return str(container.get_connection_url())
 
 
-async def create_database(admin_url: str) -> tuple[str, str]:
-    """A fresh, empty database; returns (its URL, its name)."""
+async def create_database(admin_url: str, options: str = "") -> tuple[str, str]:
+    """A fresh, empty database (`options`: what follows `CREATE DATABASE name`, a collation
+    say); returns (its URL, its name)."""
     from sqlalchemy.engine import make_url
 
     name = f"slapay_test_{uuid.uuid4().hex[:12]}"
-    await _admin_execute(admin_url, f'CREATE DATABASE "{name}"')
+    await _admin_execute(admin_url, f'CREATE DATABASE "{name}" {options}')
     url = make_url(admin_url).set(drivername="postgresql+asyncpg", database=name)
     return url.render_as_string(hide_password=False), name
 

@@ -15,6 +15,7 @@ from shared import jsonutil
 from shared.bus import Message
 from shared.core.payment import (
     Observation,
+    PeriodFigures,
     PeriodStates,
     Rating,
     Release,
@@ -121,7 +122,7 @@ async def statement_of_states(
     conn: AsyncConnection,
     book: Book,
     period: str,
-    states: PeriodStates,
+    states: PeriodStates | PeriodFigures,
     as_of: datetime | None = None,
 ) -> Statement:
     """The period's statement from measurement states the caller holds, with the period's

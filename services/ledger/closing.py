@@ -6,7 +6,7 @@ announcing them are durable together, or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -14,12 +14,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.ledger import journal_store, store, ticket_view
+from services.ledger import figures, journal_store, store, ticket_view
 from services.ledger.book import (
     Book,
-    computed_statement,
     event_message,
-    observation_of,
     ratings_of,
     releases_of,
     statement_of_states,
@@ -31,9 +29,7 @@ from shared.bus import Message
 from shared.core import periods
 from shared.core.agents import counts
 from shared.core.journal import EntryBody, JournalEntry
-from shared.core.payment import Observation, PeriodStates, statement_from_states
-from shared.core.tally import Tally
-from shared.core.terms import Terms
+from shared.core.payment import statement_from_states
 from shared.events import JournalEntryPosted, StatementFinalized
 from shared.signing import Keyring
 
@@ -83,12 +79,9 @@ async def close_period(
     if found is None:
         return f"no terms in force for {period}"
     terms = found[0]
-    observations: list[Observation] = []  # read a chunk at a time, never held as rows
-    async for chunk in store.period_measurement_chunks(conn, book.contract_id, period):
-        observations.extend(map(observation_of, chunk))
-    computed = await computed_statement(conn, book, period, observations)
-    assert computed is not None
-    await store.keep_tallies(conn, book.contract_id, period, tallies(terms, observations))
+    async with figures.read(conn, terms, book.contract_id, period) as read:
+        computed = await statement_of_states(conn, book, period, read.period)
+    await store.keep_tallies(conn, book.contract_id, period, read.tallies)
     inputs = {**await book_inputs(conn, book.contract_id), "cause": cause}
     entries = await post(conn, book, posting.final_bodies(computed, at, inputs), fx)
     posted_into = await journal_store.entries(conn, book.contract_id, period)
@@ -137,12 +130,8 @@ async def correct_late(
     kept = await store.tallies(conn, book.contract_id, period)
     late_ids = {row.event_id for row in late}
     if set(kept) != {kpi.name for kpi in terms.kpis}:  # closed before tallies were kept
-        earlier = [
-            r
-            for r in await store.period_measurements(conn, book.contract_id, period)
-            if r.event_id not in late_ids
-        ]
-        kept = tallies(terms, earlier)
+        async with figures.read(conn, terms, book.contract_id, period, skip=late_ids) as read:
+            kept = read.tallies
     counted: list[store.MeasurementRow] = []
     for row, at in zip(late, recorded_at, strict=True):
         counted.append(row)
@@ -155,18 +144,6 @@ async def correct_late(
         if tally.percent(kpi) != before:
             await _post_correction(conn, book, period, late_ids, counted, at, fx)
     await store.keep_tallies(conn, book.contract_id, period, kept)
-
-
-def tallies(
-    terms: Terms, measured: Iterable[store.MeasurementRow] | Iterable[Observation]
-) -> dict[str, Tally]:
-    """Each KPI's tally of the measurements it counts (those from its `sources`)."""
-    values: dict[str, list[Decimal]] = {kpi.name: [] for kpi in terms.kpis}
-    sources = {kpi.name: kpi.sources for kpi in terms.kpis}
-    for m in measured:
-        if m.kpi in values and counts(sources[m.kpi], m.party):
-            values[m.kpi].append(m.value if isinstance(m, Observation) else m.number)
-    return {kpi.name: Tally.of(kpi, values[kpi.name]) for kpi in terms.kpis}
 
 
 async def _post_correction(
@@ -185,19 +162,14 @@ async def _post_correction(
     assert found is not None
     terms, _ = found
     counted_ids = {r.event_id for r in counted}
-    rows = [
-        r
-        for r in await store.period_measurements(conn, book.contract_id, period)
-        if r.event_id not in late_ids or r.event_id in counted_ids
-    ]
-    states = PeriodStates(terms)
-    for r in rows:
-        states.add(r.kpi, r.event_id, r.number, r.party)
-    recomputed = await statement_of_states(conn, book, period, states)
+    not_yet = late_ids - counted_ids
+    async with figures.read(conn, terms, book.contract_id, period, skip=not_yet) as read:
+        recomputed = await statement_of_states(conn, book, period, read.period)
     final = await journal_store.final_statement(conn, book.contract_id, period)
     assert final is not None, f"{period} is closed"
     cut = final.get("inputs", {}).get("slapay.measurements", {})
-    pending = [r.event_id for r in rows if r.event_id not in counted_ids and _after(r, cut)]
+    after = await store.period_measurements_after(conn, book.contract_id, period, cut)
+    pending = [r.event_id for r in after if r.event_id not in late_ids]
     pending += [r.event_id for r in counted]
     row = counted[-1]
     inputs = {
@@ -210,10 +182,6 @@ async def _post_correction(
     await post(
         conn, book, posting.correction_bodies(recomputed, posted, into, at, pending, inputs), fx
     )
-
-
-def _after(row: store.MeasurementRow, cut: dict[str, Any]) -> bool:
-    return row.bus_offset > cut.get(str(row.bus_partition), {}).get("offset", -1)
 
 
 async def resolve_dispute(
@@ -254,9 +222,6 @@ async def correct_late_reviews(
         return
     terms, version = found
     late_ids = {row.event_id for row in late}
-    states = PeriodStates(terms)
-    for m in await store.period_measurements(conn, book.contract_id, period):
-        states.add(m.kpi, m.event_id, m.number, m.party)
     rows = [
         r
         for r in await store.period_ratings(conn, book.contract_id, period)
@@ -270,28 +235,29 @@ async def correct_late_reviews(
     posted = posting.effective_amounts(await journal_store.entries(conn, book.contract_id), period)
     base_inputs = await book_inputs(conn, book.contract_id)
     tickets = await tickets_for(conn, terms, book.contract_id, period)
-    for row, at in zip(late, recorded_at, strict=True):
-        if isinstance(row, store.ReleaseRow):
-            releases.append(row)
-        else:
-            rows.append(row)
-        recomputed = statement_from_states(
-            terms,
-            period,
-            states,
-            ratings_of(rows),
-            terms_version=version,
-            releases=releases_of(releases),
-            tickets=tickets,
-        )
-        into = periods.first_open_after(period, set(book.closed))
-        inputs = {
-            **base_inputs,
-            "slapay.reviews": {str(row.bus_partition): {"offset": row.bus_offset}},
-            "cause": cause_of("slapay.reviews", row),
-        }
-        bodies = posting.correction_bodies(recomputed, posted, into, at, [row.event_id], inputs)
-        for body in bodies:
-            key = str(body.corrects_line_id)
-            posted[key] = posted.get(key, Decimal(0)) + body.amount
-        await post(conn, book, bodies, fx)
+    async with figures.read(conn, terms, book.contract_id, period) as read:
+        for row, at in zip(late, recorded_at, strict=True):
+            if isinstance(row, store.ReleaseRow):
+                releases.append(row)
+            else:
+                rows.append(row)
+            recomputed = statement_from_states(
+                terms,
+                period,
+                read.period,
+                ratings_of(rows),
+                terms_version=version,
+                releases=releases_of(releases),
+                tickets=tickets,
+            )
+            into = periods.first_open_after(period, set(book.closed))
+            inputs = {
+                **base_inputs,
+                "slapay.reviews": {str(row.bus_partition): {"offset": row.bus_offset}},
+                "cause": cause_of("slapay.reviews", row),
+            }
+            bodies = posting.correction_bodies(recomputed, posted, into, at, [row.event_id], inputs)
+            for body in bodies:
+                key = str(body.corrects_line_id)
+                posted[key] = posted.get(key, Decimal(0)) + body.amount
+            await post(conn, book, bodies, fx)

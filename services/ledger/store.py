@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -23,6 +23,7 @@ from sqlalchemy import (
     and_,
     delete,
     func,
+    or_,
     select,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -400,6 +401,30 @@ async def period_measurement_chunks(
     )
     async for chunk in result.partitions(size):
         yield [MeasurementRow(**row._mapping) for row in chunk]
+
+
+async def period_measurements_after(
+    conn: AsyncConnection, contract_id: str, period: str, cut: Mapping[str, Any]
+) -> list[MeasurementRow]:
+    """The period's measurements applied after `cut` (a partition → offset map, the one a
+    close records), in bus order: its late events, however large the period."""
+    m = measurements.c
+    later = [
+        and_(m.bus_partition == int(partition), m.bus_offset > int(place["offset"]))
+        for partition, place in cut.items()
+    ]
+    result = await conn.execute(
+        select(measurements)
+        .where(
+            and_(
+                m.contract_id == contract_id,
+                m.period == period,
+                or_(m.bus_partition.notin_([int(p) for p in cut]), *later),
+            )
+        )
+        .order_by(m.bus_partition, m.bus_offset)
+    )
+    return [MeasurementRow(**row._mapping) for row in result]
 
 
 async def positions(

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import heapq
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from fractions import Fraction
+from typing import Protocol
 
 from shared.core import decimals
 
@@ -50,6 +52,43 @@ def events_digest(event_ids: Iterable[str]) -> str:
     """`"sha256:" + hex(sha256("\\n".join(sorted(event_ids))))`, as docs/architecture.md pins it."""
     joined = "\n".join(sorted(event_ids))
     return "sha256:" + hashlib.sha256(joined.encode()).hexdigest()
+
+
+def sorted_digest(ordered_ids: Iterable[str]) -> tuple[int, str]:
+    """How many ids, and their `events_digest`, from ids already in order, a stream read
+    once: the digest of a million ids without holding them."""
+    hasher = hashlib.sha256()
+    count = 0
+    for event_id in ordered_ids:
+        hasher.update(("\n" + event_id if count else event_id).encode())
+        count += 1
+    return count, "sha256:" + hasher.hexdigest()
+
+
+def merged(runs: Iterable[Iterable[str]]) -> Iterator[str]:
+    """The union of runs of ids, each in order, in order and once each."""
+    last = None
+    for event_id in heapq.merge(*runs):
+        if event_id != last:
+            yield event_id
+            last = event_id
+
+
+class KpiFigures(Protocol):
+    """What a statement reads of one KPI's measurements in one period: `KpiState` holds
+    them, a ledger's period summary only the figures (docs/architecture.md, "Closing,
+    corrections, disputes")."""
+
+    @property
+    def count(self) -> int: ...
+
+    def value(self, aggregation: str, threshold: Decimal | None = None) -> Fraction | None: ...
+
+    def digest(self) -> str: ...
+
+    def sorted_ids(self) -> Iterable[str]:
+        """The counted event ids in order (the credit cap's line digests a union of them)."""
+        ...
 
 
 class KpiState:
@@ -115,6 +154,9 @@ class KpiState:
     def digest(self) -> str:
         """The `events_digest` of the measurements counted."""
         return events_digest(self._values)
+
+    def sorted_ids(self) -> list[str]:
+        return sorted(self._values)
 
     def value(self, aggregation: str, threshold: Decimal | None = None) -> Fraction | None:
         """The KPI value under `aggregation`, exactly, or None when there are no measurements."""

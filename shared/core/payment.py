@@ -16,11 +16,11 @@ from fractions import Fraction
 from typing import TypeVar
 
 from shared.core import money
-from shared.core.aggregates import KpiState, events_digest
+from shared.core.aggregates import KpiFigures, KpiState, events_digest, merged, sorted_digest
 from shared.core.decimals import shown
 from shared.core.periods import period_bounds
 from shared.core.review_score import review_line
-from shared.core.sources import PeriodStates
+from shared.core.sources import PeriodFigures, PeriodStates
 from shared.core.statement import (
     Derivation,
     Entry,
@@ -43,6 +43,7 @@ __all__ = [
     "KpiCredit",
     "Line",
     "Observation",
+    "PeriodFigures",
     "PeriodStates",
     "Rating",
     "Release",
@@ -67,7 +68,7 @@ _PERCENT = operator.attrgetter("percent")
 class _KpiOutcome:
     line: Line
     percent: Fraction
-    event_ids: frozenset[str]
+    state: KpiFigures
 
 
 def compute_statement(
@@ -111,7 +112,7 @@ def compute_statement(
 def statement_from_states(
     terms: Terms,
     period: str,
-    states: PeriodStates | Mapping[str, KpiState],
+    states: PeriodStates | PeriodFigures | Mapping[str, KpiFigures],
     reviews: Sequence[Rating],
     *,
     terms_version: int = 1,
@@ -123,9 +124,9 @@ def statement_from_states(
     `reviews` are the period's ratings, `tickets` the contract's ticket events up to the
     period's end at least. `compute_statement` is this over raw events. A plain mapping of
     KPI states counts every measurement in it."""
-    folded = states if isinstance(states, PeriodStates) else None
-    counted = states.counted if isinstance(states, PeriodStates) else states
-    counted = {**counted, **ticket_states(terms, period, tickets, as_of)}
+    folded = states if isinstance(states, PeriodStates | PeriodFigures) else None
+    measured = states if not isinstance(states, PeriodStates | PeriodFigures) else states.counted
+    counted = {**measured, **ticket_states(terms, period, tickets, as_of)}
     empty = KpiState()
     outcomes = [
         _sla_credit(terms, period, kpi, counted.get(kpi.name, empty), _aside(folded, kpi))
@@ -200,7 +201,7 @@ class KpiCredit:
         return Fraction(0) if self.tier is None else exact(self.tier.percent)
 
 
-def kpi_credit(kpi: Kpi, state: KpiState) -> KpiCredit:
+def kpi_credit(kpi: Kpi, state: KpiFigures) -> KpiCredit:
     """The KPI's credit from its folded measurements (payment formula steps 1 and 2): with
     fewer than `min_count` (or none), its `no_data` rule decides, and "breach" applies
     its largest tier, so withholding data never pays."""
@@ -210,7 +211,7 @@ def kpi_credit(kpi: Kpi, state: KpiState) -> KpiCredit:
     return KpiCredit(value, applying_tier(kpi, value), no_data=False)
 
 
-def _aside(states: PeriodStates | None, kpi: Kpi) -> NotCounted | None:
+def _aside(states: PeriodStates | PeriodFigures | None, kpi: Kpi) -> NotCounted | None:
     """What a KPI with `sources` kept but did not count (None for a KPI without sources)."""
     if not kpi.sources:
         return None
@@ -222,7 +223,7 @@ def _aside(states: PeriodStates | None, kpi: Kpi) -> NotCounted | None:
 
 
 def _sla_credit(
-    terms: Terms, period: str, kpi: Kpi, state: KpiState, aside: NotCounted | None = None
+    terms: Terms, period: str, kpi: Kpi, state: KpiFigures, aside: NotCounted | None = None
 ) -> _KpiOutcome:
     credit = kpi_credit(kpi, state)
     percent = credit.percent
@@ -249,7 +250,7 @@ def _sla_credit(
             tickets=None if kpi.ticket_metric is None else state.count,
         ),
     )
-    return _KpiOutcome(line, percent, state.event_ids)
+    return _KpiOutcome(line, percent, state)
 
 
 def _sla_text(
@@ -304,7 +305,7 @@ def _credit_cap_line(terms: Terms, period: str, outcomes: Sequence[_KpiOutcome])
     amount = money.to_minor_unit(credited - allowed, terms.currency)
     total_percent = sum((outcome.percent for outcome in outcomes), Fraction(0))
     cap_percent = exact(terms.max_credit_percent)
-    used = frozenset().union(*(o.event_ids for o in outcomes if o.percent > 0))
+    used, digest = sorted_digest(merged(o.state.sorted_ids() for o in outcomes if o.percent > 0))
     currency = terms.currency
     return Line(
         line_id=line_id(terms.contract_id, period, "credit_cap"),
@@ -320,8 +321,8 @@ def _credit_cap_line(terms: Terms, period: str, outcomes: Sequence[_KpiOutcome])
             aggregation="sum",
             value=shown(total_percent),
             target=float(cap_percent),
-            events=len(used),
-            events_digest=events_digest(used),
+            events=used,
+            events_digest=digest,
             percent=shown(max(total_percent - cap_percent, Fraction(0))),
         ),
     )

@@ -8,10 +8,12 @@ both keep aside the very same measurements, and the derivation shows them as not
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 
 from shared.core.agents import UNSIGNED, counts
-from shared.core.aggregates import KpiState
+from shared.core.aggregates import KpiFigures, KpiState
 from shared.core.terms import Terms
 
 
@@ -36,3 +38,13 @@ class PeriodStates:
             counted.add(event_id, value)
         elif self.not_counted[kpi].add(event_id, value):
             self.parties[kpi][party or UNSIGNED] += 1
+
+
+@dataclass(frozen=True)
+class PeriodFigures:
+    """What a statement reads of `PeriodStates`, as figures a ledger computed without holding
+    the measurements (`services/ledger/figures.py`)."""
+
+    counted: Mapping[str, KpiFigures]
+    not_counted: Mapping[str, KpiFigures]
+    parties: Mapping[str, Mapping[str, int]]

@@ -12,7 +12,7 @@ are at most `b`. `tests/unit/test_tally.py` holds this to `kpi_credit` on random
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
@@ -76,7 +76,7 @@ class Tally:
             return no_data_tier(kpi)
         percent = percentile_of(kpi.aggregation)
         if percent is None:
-            return applying_tier(kpi, self._value(kpi))
+            return applying_tier(kpi, self.value(kpi))
         rank = nearest_rank(percent, self.count)
         wrong_side = [
             tier
@@ -93,7 +93,8 @@ class Tally:
         tier = self.tier(kpi)
         return Fraction(0) if tier is None else exact(tier.percent)
 
-    def _value(self, kpi: Kpi) -> Fraction:
+    def value(self, kpi: Kpi) -> Fraction:
+        """The KPI's value, for any aggregation but a percentile; the tally holds a value."""
         assert self.minimum is not None and self.maximum is not None  # count >= 1
         match kpi.aggregation:
             case "mean":
@@ -132,3 +133,35 @@ class Tally:
             below={b: below for b, below, _ in rows},
             at_most={b: at_most for b, _, at_most in rows},
         )
+
+
+@dataclass(frozen=True)
+class KpiSummary:
+    """One KPI's figures in a period (`aggregates.KpiFigures`) without its measurements: the
+    tally, the nearest-rank value of a percentile KPI, the digest of the ids, and a way to
+    read the ids again in order. A ledger builds it by reading the period once."""
+
+    kpi: Kpi
+    tally: Tally
+    percentile: Decimal | None
+    events_digest: str
+    ids: Callable[[], Iterable[str]]
+
+    @property
+    def count(self) -> int:
+        return self.tally.count
+
+    def value(self, aggregation: str, threshold: Decimal | None = None) -> Fraction | None:
+        if (aggregation, threshold) != (self.kpi.aggregation, self.kpi.threshold):
+            raise ValueError(f"a summary of {self.kpi.name} knows only its own aggregation")
+        if self.tally.count == 0:
+            return None
+        if self.percentile is not None:
+            return Fraction(self.percentile)
+        return self.tally.value(self.kpi)
+
+    def digest(self) -> str:
+        return self.events_digest
+
+    def sorted_ids(self) -> Iterable[str]:
+        return self.ids()
