@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.ledger import journal_store, store, ticket_store
+from services.ledger import figures, journal_store, store, ticket_store
 from shared import jsonutil
 from shared.bus import Message
 from shared.core.payment import (
-    Observation,
     PeriodFigures,
     PeriodStates,
     Rating,
     Release,
     Statement,
     TicketRecord,
-    compute_statement,
     statement_from_states,
 )
 from shared.core.periods import period_bounds
@@ -145,38 +143,16 @@ async def statement_of_states(
 
 
 async def computed_statement(
-    conn: AsyncConnection,
-    book: Book,
-    period: str,
-    observations: Sequence[Observation] | None = None,
-    as_of: datetime | None = None,
+    conn: AsyncConnection, book: Book, period: str, as_of: datetime | None = None
 ) -> Statement | None:
-    """The period's lines from every measurement folded so far, or from `observations` where
-    the caller has read them already (None without terms). `as_of`: a snapshot of a running
-    period, whose running tickets are measured up to then (docs/tickets.md)."""
+    """The period's lines from every measurement folded so far, read as figures a chunk at a
+    time (None without terms). `as_of`: a snapshot of a running period, whose running
+    tickets are measured up to then (docs/tickets.md)."""
     found = book.terms_for(period)
     if found is None:
         return None
-    terms, version = found
-    if observations is None:
-        rows = await store.period_measurements(conn, book.contract_id, period)
-        observations = [observation_of(r) for r in rows]
-    rated, releases = await review_inputs(conn, book.contract_id, period)
-    tickets = await tickets_for(conn, terms, book.contract_id, period)
-    return compute_statement(
-        terms,
-        period,
-        observations,
-        rated,
-        terms_version=version,
-        releases=releases,
-        tickets=tickets,
-        as_of=as_of,
-    )
-
-
-def observation_of(row: store.MeasurementRow) -> Observation:
-    return Observation(row.event_id, row.kpi, row.number, row.occurred_at, row.party)
+    async with figures.read(conn, found[0], book.contract_id, period) as read:
+        return await statement_of_states(conn, book, period, read.period, as_of)
 
 
 async def review_inputs(
