@@ -17,11 +17,11 @@ import hashlib
 import tempfile
 from array import array
 from collections import Counter
-from collections.abc import AsyncIterator, Collection, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import IO
+from typing import IO, cast
 
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -58,57 +58,61 @@ async def read(
     """The figures of the contract's measurements in `period`, less the event ids in `skip`
     (late events a correction has not reached yet). The spooled ids are gone on leaving."""
     with ExitStack() as files:
-        runs: dict[tuple[str, bool], _Run] = {}
+        counted: dict[str, KpiSummary] = {}
+        aside: dict[str, KpiSummary] = {}
+        parties: dict[str, Counter[str]] = {}
         for kpi in terms.kpis:
-            runs[kpi.name, True] = _Run(kpi, counted=True, spool=files.enter_context(_spool()))
-            if kpi.sources:
-                runs[kpi.name, False] = _Run(kpi, counted=False, spool=None)
-        async for rows in _rows(conn, contract_id, period):
-            for name, event_id, value, party in rows:
-                if event_id in skip:
+            run = _Run(kpi, files.enter_context(_spool()))
+            kept = _Run(kpi, None) if kpi.sources else None
+            async for rows in _rows(conn, contract_id, period, kpi.name):
+                if skip:
+                    rows = [row for row in rows if row[0] not in skip]
+                if kept is None:
+                    run.add_all(rows)
                     continue
-                counted = runs.get((name, True))
-                if counted is None:
-                    continue  # a KPI the terms do not name
-                if counts(counted.kpi.sources, party):
-                    counted.add(event_id, Decimal(value))
-                else:
-                    runs[name, False].add(event_id, Decimal(value), party or UNSIGNED)
-        summaries = {
-            key: await run.summary(conn, contract_id, period, skip) for key, run in runs.items()
-        }
+                run.add_all([row for row in rows if counts(kpi.sources, row[2])])
+                kept.add_all([row for row in rows if not counts(kpi.sources, row[2])])
+            counted[kpi.name] = await run.summary(conn, contract_id, period, skip)
+            if kept is not None:
+                aside[kpi.name] = await kept.summary(conn, contract_id, period, skip)
+                parties[kpi.name] = kept.parties
         yield Figures(
-            PeriodFigures(
-                counted={name: s for (name, counted), s in summaries.items() if counted},
-                not_counted={name: s for (name, counted), s in summaries.items() if not counted},
-                parties={name: run.parties for (name, counted), run in runs.items() if not counted},
-            ),
-            tallies={name: s.tally for (name, counted), s in summaries.items() if counted},
+            PeriodFigures(counted=counted, not_counted=aside, parties=parties),
+            tallies={name: summary.tally for name, summary in counted.items()},
         )
 
 
-class _Run:
-    """One KPI's counted (or not counted) measurements, folded in event-id order."""
+Row = tuple[str, str, str | None]
+"""A measurement's (event_id, value, party)."""
 
-    def __init__(self, kpi: Kpi, *, counted: bool, spool: IO[bytes] | None) -> None:
+
+class _Run:
+    """One KPI's counted measurements (with a spool for their ids), or those it keeps aside
+    (without), folded a chunk at a time in event-id order."""
+
+    def __init__(self, kpi: Kpi, spool: IO[bytes] | None) -> None:
         self.kpi = kpi
-        self.tally = Tally.of(kpi, ()) if counted else Tally()
+        self.tally = Tally.of(kpi, ()) if spool is not None else Tally()
         self.parties: Counter[str] = Counter()
         self._hasher = hashlib.sha256()
-        self._percent = percentile_of(kpi.aggregation) if counted else None
+        self._percent = percentile_of(kpi.aggregation) if spool is not None else None
         self._doubles = array("d")
         self._spool = spool
 
-    def add(self, event_id: str, value: Decimal, party: str | None = None) -> None:
-        text = event_id.encode()
-        self._hasher.update(b"\n" + text if self.tally.count else text)
-        self.tally.add(value)
+    def add_all(self, rows: Sequence[Row]) -> None:
+        if not rows:
+            return
+        ids, texts, senders = zip(*rows, strict=True)
+        joined = "\n".join(ids).encode()
+        self._hasher.update(b"\n" + joined if self.tally.count else joined)
+        values = list(map(Decimal, texts))
+        self.tally.add_all(values)
         if self._percent is not None:
-            self._doubles.append(float(value))
+            self._doubles.extend(map(float, values))
         if self._spool is not None:
-            self._spool.write(text + b"\n")
-        if party is not None:
-            self.parties[party] += 1
+            self._spool.write(joined + b"\n")
+        else:
+            self.parties.update(party or UNSIGNED for party in senders)
 
     async def summary(
         self, conn: AsyncConnection, contract_id: str, period: str, skip: Collection[str]
@@ -122,7 +126,7 @@ class _Run:
             del ordered
             equal = await self._values_with_double(conn, contract_id, period, skip, double)
             if len(equal) != ties - below:
-                raise RuntimeError(f"{self.kpi.name}: the period changed while it was read")
+                raise RuntimeError(f"{self.kpi.name}: the period read differently twice")
             percentile = sorted(equal)[rank - 1 - below]
         self._doubles = array("d")
         return KpiSummary(
@@ -139,12 +143,7 @@ class _Run:
     ) -> list[Decimal]:
         """The counted values of the KPI whose nearest double is `double`, exactly."""
         found = []
-        m = store.measurements.c
-        query = select(m.event_id, m.value, m.party).where(
-            and_(m.contract_id == contract_id, m.period == period, m.kpi == self.kpi.name)
-        )
-        result = await conn.stream(query)
-        async for rows in result.partitions(CHUNK):
+        async for rows in _rows(conn, contract_id, period, self.kpi.name, ordered=False):
             for event_id, text, party in rows:
                 if event_id in skip or not counts(self.kpi.sources, party):
                     continue
@@ -166,16 +165,18 @@ def _spool() -> IO[bytes]:
 
 
 async def _rows(
-    conn: AsyncConnection, contract_id: str, period: str
-) -> AsyncIterator[list[tuple[str, str, str, str | None]]]:
-    """The period's (kpi, event_id, value, party) rows in event-id order, by code point as
-    Python orders strings (Postgres collates as "C" for it), a chunk at a time."""
+    conn: AsyncConnection, contract_id: str, period: str, kpi: str, ordered: bool = True
+) -> AsyncIterator[list[Row]]:
+    """The KPI's measurements in the period, a chunk at a time; `ordered`: in event-id order,
+    by code point as Python orders strings (Postgres collates as "C" for it)."""
     m = store.measurements.c
-    order = m.event_id.collate("C") if conn.dialect.name == "postgresql" else m.event_id
-    result = await conn.stream(
-        select(m.kpi, m.event_id, m.value, m.party)
-        .where(and_(m.contract_id == contract_id, m.period == period))
-        .order_by(order)
+    query = select(m.event_id, m.value, m.party).where(
+        and_(m.contract_id == contract_id, m.period == period, m.kpi == kpi)
     )
+    if ordered:
+        query = query.order_by(
+            m.event_id.collate("C") if conn.dialect.name == "postgresql" else m.event_id
+        )
+    result = await conn.stream(query)
     async for chunk in result.partitions(CHUNK):
-        yield [(kpi, event_id, value, party) for kpi, event_id, value, party in chunk]
+        yield cast("list[Row]", chunk)  # a Row unpacks as a tuple does

@@ -53,3 +53,15 @@ def test_a_percentile_tier_follows_the_counts_at_its_bound() -> None:
     tally.add(Decimal(301))
     tally.add(Decimal(301))  # the 20th of 22 is 301 > 300
     assert tally.percent(kpi) == 5
+
+
+@settings(max_examples=200, deadline=None)
+@given(kpis_and_values(), st.integers(1, 7))
+def test_adding_chunks_tallies_what_adding_one_at_a_time_does(
+    case: tuple[Kpi, list[Decimal]], size: int
+) -> None:
+    kpi, values = case
+    chunked = Tally.of(kpi, [])
+    for start in range(0, len(values), size):
+        chunked.add_all(values[start : start + size])
+    assert chunked == Tally.of(kpi, values)
