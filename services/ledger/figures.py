@@ -1,9 +1,9 @@
 """A period's figures read from the ledger's tables, for the statements of a close, a late
-correction or a late review: one pass over the period's measurements in event-id order, a
-chunk at a time, keeping per KPI a tally, a running digest, the values' nearest doubles
-(percentile KPIs only) and the ids spooled to a temporary file; a second pass over one KPI
-finds a percentile's exact value. What stays in memory does not grow with the period
-beyond eight bytes a value (docs/architecture.md, "Closing, corrections, disputes").
+correction or a late review: one pass over each KPI's measurements in event-id order, a
+chunk at a time, keeping a tally, a running digest, the values' nearest doubles (percentile
+KPIs only) and the ids spooled to a temporary file; a second pass over a percentile KPI
+finds its exact value. What stays in memory does not grow with the period beyond eight
+bytes a value (docs/architecture.md, "Closing, corrections, disputes").
 
 The doubles decide the order because a correctly rounded conversion keeps it: of two
 decimals the smaller never gets the larger double, so the value of rank r is among the
