@@ -28,8 +28,11 @@ from services.ledger.domain import posting
 from shared.bus import Message
 from shared.core import periods
 from shared.core.agents import counts
+from shared.core.aggregates import KpiState
 from shared.core.journal import EntryBody, JournalEntry
-from shared.core.payment import statement_from_states
+from shared.core.payment import Statement, kpi_credit, reviews_line
+from shared.core.terms import Terms
+from shared.core.ticket_kpis import ticket_states
 from shared.events import JournalEntryPosted, StatementFinalized
 from shared.signing import Keyring
 
@@ -216,7 +219,11 @@ async def correct_late_reviews(
     fx: Effects,
 ) -> None:
     """Post adjustments for late ratings and releases of a closed period, one at a time in
-    bus order (a release pays what the held review line would have)."""
+    bus order (a release pays what the held review line would have).
+
+    A review changes only the review line, which reads of the KPIs only whether any of them
+    earns a credit: the period's tallies say so (kept up to date by every late measurement),
+    so a late review never reads the period's measurements."""
     found = book.terms_for(period)
     if found is None or found[0].reviews is None:
         return
@@ -234,30 +241,50 @@ async def correct_late_reviews(
     ]
     posted = posting.effective_amounts(await journal_store.entries(conn, book.contract_id), period)
     base_inputs = await book_inputs(conn, book.contract_id)
+    breached = await _sla_breached(conn, book, terms, period)
+    for row, at in zip(late, recorded_at, strict=True):
+        if isinstance(row, store.ReleaseRow):
+            releases.append(row)
+        else:
+            rows.append(row)
+        line = reviews_line(terms, period, ratings_of(rows), breached, releases_of(releases))
+        part = Statement(
+            contract_id=book.contract_id,
+            period=period,
+            terms_version=version,
+            currency=terms.currency,
+            total=line.amount,
+            lines=(line,),
+        )  # the statement's review part: no other line can change
+        into = periods.first_open_after(period, set(book.closed))
+        inputs = {
+            **base_inputs,
+            "slapay.reviews": {str(row.bus_partition): {"offset": row.bus_offset}},
+            "cause": cause_of("slapay.reviews", row),
+        }
+        now = {line.line_id: posted.get(line.line_id, Decimal(0))}
+        bodies = posting.correction_bodies(part, now, into, at, [row.event_id], inputs)
+        for body in bodies:
+            key = str(body.corrects_line_id)
+            posted[key] = posted.get(key, Decimal(0)) + body.amount
+        await post(conn, book, bodies, fx)
+
+
+async def _sla_breached(conn: AsyncConnection, book: Book, terms: Terms, period: str) -> bool:
+    """Whether any KPI of the closed period earns a credit: its tally says so for a measured
+    KPI, its tickets for a ticket KPI."""
+    kept = await store.tallies(conn, book.contract_id, period)
+    if set(kept) != {kpi.name for kpi in terms.kpis}:  # closed before tallies were kept
+        async with figures.read(conn, terms, book.contract_id, period) as read:
+            kept = read.tallies
     tickets = await tickets_for(conn, terms, book.contract_id, period)
-    async with figures.read(conn, terms, book.contract_id, period) as read:
-        for row, at in zip(late, recorded_at, strict=True):
-            if isinstance(row, store.ReleaseRow):
-                releases.append(row)
-            else:
-                rows.append(row)
-            recomputed = statement_from_states(
-                terms,
-                period,
-                read.period,
-                ratings_of(rows),
-                terms_version=version,
-                releases=releases_of(releases),
-                tickets=tickets,
-            )
-            into = periods.first_open_after(period, set(book.closed))
-            inputs = {
-                **base_inputs,
-                "slapay.reviews": {str(row.bus_partition): {"offset": row.bus_offset}},
-                "cause": cause_of("slapay.reviews", row),
-            }
-            bodies = posting.correction_bodies(recomputed, posted, into, at, [row.event_id], inputs)
-            for body in bodies:
-                key = str(body.corrects_line_id)
-                posted[key] = posted.get(key, Decimal(0)) + body.amount
-            await post(conn, book, bodies, fx)
+    ticketed = ticket_states(terms, period, tickets)
+    return any(
+        (
+            kpi_credit(kpi, ticketed.get(kpi.name, KpiState())).percent
+            if kpi.ticket_metric
+            else kept[kpi.name].percent(kpi)
+        )
+        > 0
+        for kpi in terms.kpis
+    )

@@ -1,5 +1,5 @@
-"""A period's figures read from the ledger's tables, for the statements of a close, a late
-correction or a late review: one pass over each KPI's measurements in event-id order, a
+"""A period's figures read from the ledger's tables, for the statements of a close and of a
+late measurement's correction: one pass over each KPI's measurements in event-id order, a
 chunk at a time, keeping a tally, a running digest, the values' nearest doubles (percentile
 KPIs only) and the ids spooled to a temporary file; a second pass over a percentile KPI
 finds its exact value. What stays in memory does not grow with the period beyond eight

@@ -56,6 +56,7 @@ __all__ = [
     "kpi_credit",
     "line_id",
     "no_data_tier",
+    "reviews_line",
     "statement_from_states",
 ]
 
@@ -138,8 +139,7 @@ def statement_from_states(
         lines.append(cap)
     if terms.reviews is not None:
         sla_breached = any(outcome.percent > 0 for outcome in outcomes)
-        rated = _first_of_each(reviews)
-        lines.append(review_line(terms, period, rated, sla_breached, releases))
+        lines.append(reviews_line(terms, period, reviews, sla_breached, releases))
     return Statement(
         contract_id=terms.contract_id,
         period=period,
@@ -148,6 +148,18 @@ def statement_from_states(
         total=money.to_minor_unit(sum((line.amount for line in lines), Decimal(0)), terms.currency),
         lines=tuple(lines),
     )
+
+
+def reviews_line(
+    terms: Terms,
+    period: str,
+    reviews: Sequence[Rating],
+    sla_breached: bool,
+    releases: Sequence[Release] = (),
+) -> Line:
+    """The review line of a statement whose KPI credits breach (`sla_breached`) or not: the
+    period's ratings, each counted once, and releases (formula step 4)."""
+    return review_line(terms, period, _first_of_each(reviews), sla_breached, releases)
 
 
 def _first_of_each(events: Iterable[_Event]) -> list[_Event]:
