@@ -75,6 +75,15 @@ measurements = Table(
     Column("party", String(20), nullable=True),  # a signed measurement's; docs/architecture.md
     Index("ix_measurements_contract_period", "contract_id", "period"),
 )
+applied_positions = Table(
+    "applied_positions",
+    metadata,
+    Column("contract_id", String(64), primary_key=True),
+    Column("bus_partition", Integer, primary_key=True),
+    Column("bus_offset", BigInteger, nullable=False),
+)
+"""The highest bus offset of each contract's measurements applied, per partition: the cut a
+posting records, kept by the fold as it inserts, so reading it does not read the month."""
 ratings = Table(
     "ratings",
     metadata,
@@ -430,7 +439,17 @@ async def period_measurements_after(
 async def positions(
     conn: AsyncConnection, contract_id: str, table: Table = measurements
 ) -> dict[str, dict[str, int]]:
-    """How far the contract's events in `table` were applied: the cut a close records."""
+    """How far the contract's events in `table` were applied: the cut a close records. For
+    measurements, as `applied_positions` keeps it; a contract whose measurements were all
+    applied before that table was kept has its rows read instead."""
+    if table is measurements:
+        a = applied_positions.c
+        kept = await conn.execute(
+            select(a.bus_partition, a.bus_offset).where(a.contract_id == contract_id)
+        )
+        found = {str(partition): {"offset": int(offset)} for partition, offset in kept}
+        if found:
+            return found
     t = table.c
     result = await conn.execute(
         select(t.bus_partition, func.max(t.bus_offset))

@@ -76,6 +76,22 @@ async def test_each_event_id_is_new_once(engine: AsyncEngine) -> None:
     assert (aggregate["count"], aggregate["total"]) == (4, 4.0)
 
 
+async def test_the_kept_positions_are_the_highest_offsets_applied(engine: AsyncEngine) -> None:
+    """A posting's cut is read from `applied_positions`, never lower than a row's offset
+    (batches out of order, redeliveries, another partition); a contract with rows but no
+    kept positions (applied before they were kept) has its rows read."""
+    other = row(9)._replace(bus_partition=1, bus_offset=5)
+    await insert(engine, [row(3), row(7), other])
+    await insert(engine, [row(5), row(7)])  # a lower offset later, and a redelivery
+    async with engine.connect() as conn:
+        kept = await store.positions(conn, "acme-hosting")
+    assert kept == {"0": {"offset": 7}, "1": {"offset": 5}}
+    async with engine.begin() as conn:
+        await conn.execute(store.applied_positions.delete())
+    async with engine.connect() as conn:
+        assert await store.positions(conn, "acme-hosting") == kept
+
+
 async def test_a_refused_batch_leaves_nothing_behind(engine: AsyncEngine) -> None:
     """The fast path's savepoint must not leak rows when the transaction fails later."""
     with pytest.raises(RuntimeError):

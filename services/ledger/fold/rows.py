@@ -10,11 +10,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import asyncpg
-from sqlalchemy import select, tuple_
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.ledger.store import MeasurementRow, kpi_aggregates, measurements
+from services.ledger.store import (
+    MeasurementRow,
+    applied_positions,
+    kpi_aggregates,
+    measurements,
+)
 from shared import db
 from shared.core import decimals
 
@@ -32,15 +37,41 @@ async def insert_new_measurements(
     if not rows:
         return []
     if conn.dialect.name == "postgresql":
-        return await _insert_postgres(conn, rows)
-    statement = (
-        sqlite_insert(measurements)
-        .on_conflict_do_nothing(index_elements=[measurements.c.event_id])
-        .returning(measurements.c.event_id)
+        new = await _insert_postgres(conn, rows)
+    else:
+        statement = (
+            sqlite_insert(measurements)
+            .on_conflict_do_nothing(index_elements=[measurements.c.event_id])
+            .returning(measurements.c.event_id)
+        )
+        result = await conn.execute(statement, [r._asdict() for r in rows])
+        inserted = {row[0] for row in result}
+        new = [r for r in rows if r.event_id in inserted]
+    await _advance_positions(conn, new)
+    return new
+
+
+async def _advance_positions(conn: AsyncConnection, rows: Sequence[MeasurementRow]) -> None:
+    """Raise each (contract, partition)'s applied offset to the highest among `rows`."""
+    highest: dict[tuple[str, int], int] = {}
+    for row in rows:
+        key = (row.contract_id, row.bus_partition)
+        highest[key] = max(highest.get(key, -1), row.bus_offset)
+    if not highest:
+        return
+    a = applied_positions.c
+    statement = db.upsert(conn, applied_positions)
+    larger = func.greatest if db.is_postgres(conn) else func.max
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[a.contract_id, a.bus_partition],
+            set_={"bus_offset": larger(a.bus_offset, statement.excluded.bus_offset)},
+        ),
+        [
+            {"contract_id": c, "bus_partition": p, "bus_offset": o}
+            for (c, p), o in sorted(highest.items())  # rows locked in one order by every replica
+        ],
     )
-    result = await conn.execute(statement, [r._asdict() for r in rows])
-    inserted = {row[0] for row in result}
-    return [r for r in rows if r.event_id in inserted]
 
 
 async def _insert_postgres(
