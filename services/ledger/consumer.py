@@ -7,9 +7,9 @@ import functools
 from collections.abc import Sequence
 
 from services.ledger import deadletter_store
-from services.ledger.fold import kafka_records
 from services.ledger.fold.apply import GROUP, apply_delivered
 from shared import heap
+from shared.bus import kafka_records
 from shared.consuming import ReadAhead, run_consumer
 from shared.events import (
     TOPIC_CONTRACTS,

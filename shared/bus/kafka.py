@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -17,7 +17,8 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
 
-from shared.bus import BusUnavailable, Message, Record
+from shared.bus import BusUnavailable, Message, Record, kafka_records
+from shared.bus.kafka_records import as_is, record_of
 from shared.events import ALL_TOPICS
 
 FETCH_MAX_WAIT_MS = 100
@@ -33,53 +34,17 @@ FETCH_SLICE = 1_000
 while it applies one (`shared.consuming`); 10,000 parsed in one go would hold the thread for
 tens of milliseconds while the applying batch's database replies wait."""
 
+READ_WAIT_MS = 50
+"""How long a read from the beginning (`read_chunks`) waits for its next fetch before it looks
+at its position again; a read of one key can go on past a fetch that held none of its
+records, which returns nothing at all."""
+
 MAX_PARTITION_FETCH_BYTES = 4 * 1024 * 1024
 """Bytes one fetch may return per partition (aiokafka's default: 1 MiB). A consumer's batch
 is what its fetches have buffered, and aiokafka fetches a partition again only once its
 buffer is drained: at 1 MiB, about 2,200 measurements a partition, the ledger's batches
 fell short of the records asked for, each paying the batch's fixed cost (books, aggregates,
 two commits). A consumer buffers at most this much per partition it owns."""
-
-
-class LazyHeaders(Mapping[str, str]):
-    """A record's headers, decoded only when asked: each record carries its own CloudEvents
-    attributes, while a consumer mostly asks for one (`type`, to pick its reader). A header
-    the bus gives null or non-UTF-8 reads as decoded with replacement, never an error."""
-
-    __slots__ = ("_decoded", "_raw")
-
-    def __init__(self, raw: tuple[tuple[str, bytes | None], ...]) -> None:
-        self._raw = raw
-        self._decoded: dict[str, str] | None = None
-
-    def get(self, key: str, default: Any = None) -> Any:
-        if self._decoded is None:
-            for name, value in reversed(self._raw):  # the last of a repeated name, as a dict
-                if name == key:
-                    return (value or b"").decode(errors="replace")
-            return default
-        return self._decoded.get(key, default)
-
-    def _all(self) -> dict[str, str]:
-        if self._decoded is None:
-            self._decoded = {k: (v or b"").decode(errors="replace") for k, v in self._raw}
-        return self._decoded
-
-    def __getitem__(self, key: str) -> str:
-        return self._all()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._all())
-
-    def __len__(self) -> int:
-        return len(self._all())
-
-    def __repr__(self) -> str:
-        return repr(self._all())
-
-
-def headers_of(raw: tuple[tuple[str, bytes | None], ...]) -> Mapping[str, str]:
-    return LazyHeaders(raw)
 
 
 class KafkaBus:
@@ -210,26 +175,30 @@ class KafkaBus:
     async def read_chunks(self, topic: str, key: str | None = None) -> AsyncIterator[list[Record]]:
         """Up to the end offsets as they were when reading began. With `key`, only the
         partition the producer's partitioner puts that key in is read: every record with
-        that key is there, in order."""
+        that key is there, in order; the others are passed over unbuilt where the fast path
+        is in place (`kafka_records`)."""
+        wanted = key.encode() if key is not None else None
         reader = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
             enable_auto_commit=False,
             group_id=None,
-            key_deserializer=as_is,
+            key_deserializer=as_is if wanted is None else kafka_records.OnlyKey(wanted),
             max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
         )
+        kafka_records.install()
         try:
             await reader.start()
             numbers = await _partitions(reader, topic)
-            if key is not None:
-                numbers = [_PARTITIONER(key.encode(), numbers, numbers)]
+            if wanted is not None:
+                numbers = [_PARTITIONER(wanted, numbers, numbers)]
             partitions = [TopicPartition(topic, p) for p in numbers]
             reader.assign(partitions)
             await reader.seek_to_beginning(*partitions)
             ends = await reader.end_offsets(partitions)
             while [tp for tp in partitions if await reader.position(tp) < ends[tp]]:
-                batch = await reader.getmany(timeout_ms=1000)
-                chunk = _records(batch)
+                # A fetch whose records were all another key's returns none: wait briefly,
+                # then look at the position again, which that fetch moved on.
+                chunk = _records(await reader.getmany(timeout_ms=READ_WAIT_MS))
                 if key is not None:
                     chunk = [record for record in chunk if record.key == key]
                 if chunk:
@@ -250,35 +219,8 @@ async def _partitions(reader: AIOKafkaConsumer, topic: str) -> list[int]:
     return sorted(found or [])
 
 
-_new_tuple = tuple.__new__
-"""Builds a NamedTuple from its fields in order, without the Python-level `__new__` around
-it: a `Record` is made for every record read."""
-
-
-def record_of(tp: TopicPartition | ConsumerRecord[bytes, bytes], record: Any) -> Record:
-    """The `Record` of aiokafka's parsed record (offset, key, value, headers) in `tp`."""
-    return _new_tuple(
-        Record,
-        (
-            tp.topic,
-            tp.partition,
-            record.offset,
-            (record.key or b"").decode(),
-            record.value,
-            headers_of(tuple(record.headers)),
-        ),
-    )
-
-
 def _record(m: ConsumerRecord[bytes, bytes]) -> Record:
     return record_of(m, m)  # a ConsumerRecord names its own topic and partition
-
-
-def as_is(key: bytes | None) -> bytes | None:
-    """The key deserializer of every consumer this bus makes: the key as it came. Its
-    identity marks those consumers, should a faster path want to recognise them
-    (`services/ledger/fold/kafka_records.py`)."""
-    return key
 
 
 def _records(fetched: dict[TopicPartition, list[Any]]) -> list[Record]:

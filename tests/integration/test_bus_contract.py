@@ -350,15 +350,16 @@ async def test_a_consumer_cancelled_while_joining_its_group_is_stopped(kafka: st
 async def test_kafka_records_straight_from_the_fetcher_or_copied(
     kafka: str, monkeypatch: pytest.MonkeyPatch, direct: bool
 ) -> None:
-    """With the fold's fast path installed, the bus's consumers get `Record`s made by
-    aiokafka's fetcher itself; without it (not installed, or an aiokafka whose fetcher it
-    does not know), records copied from aiokafka's `ConsumerRecord`s: the same records
-    either way. Any other consumer on the cluster still gets aiokafka's own."""
+    """With the fast path installed, the bus's consumers get `Record`s made by aiokafka's
+    fetcher itself, and a read of one key only that key's; without it (an aiokafka whose
+    fetcher it does not know), records copied from aiokafka's `ConsumerRecord`s, a keyed
+    read filtered after the copy: the same records either way. Any other consumer on the
+    cluster still gets aiokafka's own."""
     from aiokafka import AIOKafkaConsumer, ConsumerRecord
     from aiokafka.consumer import fetcher
 
-    from services.ledger.fold import kafka_records
     from shared.bus import kafka as kafka_bus
+    from shared.bus import kafka_records
 
     assert kafka_records.installable()
     aiokafkas_own = kafka_records._PartitionRecords.__mro__[1]
@@ -366,6 +367,8 @@ async def test_kafka_records_straight_from_the_fetcher_or_copied(
     if direct:  # the copying path must then go unused
         assert kafka_records.install()
         monkeypatch.setattr(kafka_bus, "_record", lambda m: pytest.fail("copied"))
+    else:
+        monkeypatch.setattr(kafka_records, "install", lambda: False)
     topic = f"contract-{uuid.uuid4().hex[:8]}"
     bus = KafkaBus(kafka, partitions=2, session_timeout_ms=1000, topics=[topic])
     await bus.start()
@@ -378,6 +381,7 @@ async def test_kafka_records_straight_from_the_fetcher_or_copied(
         finally:
             await consumer.stop()
         read = await bus.read_all(topic)
+        keyed = {key: await bus.read_all(topic, key) for key in ("k0", "k3")}
         other = AIOKafkaConsumer(topic, bootstrap_servers=kafka, auto_offset_reset="earliest")
         await other.start()
         try:
@@ -391,6 +395,14 @@ async def test_kafka_records_straight_from_the_fetcher_or_copied(
         assert sorted(
             (r.partition, r.offset, r.key, r.value, r.headers) for r in records
         ) == sorted((m.partition, m.offset, m.key.decode(), m.value, {"type": "t"}) for m in theirs)
+    for key, records in keyed.items():
+        assert all(type(r) is Record for r in records)
+        assert [(r.partition, r.offset, r.value) for r in records] == [
+            (r.partition, r.offset, r.value)
+            for r in sorted(read, key=operator.attrgetter("partition", "offset"))
+            if r.key == key
+        ]
+        assert len(records) == 10
     assert theirs and all(type(m) is ConsumerRecord for m in theirs)
     by_partition: dict[int, list[int]] = defaultdict(list)
     for m in theirs:

@@ -3,7 +3,6 @@ durable state, a batch per transaction (docs/architecture.md, "The flow").
 
 - `apply.py` applies a batch: terms, measurements (late ones become corrections), reviews,
   then close requests and disputes;
-- `rows.py` is its write path for measurements and the running aggregates;
-- `kafka_records.py` is its fast path on Kafka, switched on by the fold when it starts.
+- `rows.py` is its write path for measurements and the running aggregates.
 The bus edge that runs it is `services/ledger/consumer.py`.
 """
