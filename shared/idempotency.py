@@ -78,6 +78,9 @@ requests = Table(
 HEADER = "idempotency-key"
 REPLAYED_HEADERS = ("content-type", "retry-after", "location", "cache-control")
 SWEEP_INTERVAL_S = 600.0
+CLAIM_ATTEMPTS = 3
+"""Looks a claim takes at a taken key: a lapsed row can be taken over by a twin or dropped
+by the sweep between the look and the take-over, and is looked at again."""
 NONCE_BYTES = 12
 
 
@@ -117,24 +120,32 @@ class Keys:
         or None when another attempt took the key a moment ago."""
         claim = secrets.token_hex(16)
         fresh = {"request_hash": digest, "claim": claim, "claimed_at": now}
-        try:
-            async with self.engine.begin() as conn:
-                await conn.execute(requests.insert().values(id=slot_id, **fresh))
-            return claim
-        except IntegrityError:
-            pass
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(select(requests).where(requests.c.id == slot_id))).first()
-        if row is None or not self._lapsed(row, now):
-            return row
-        blank = {"status": None, "headers": None, "body": None, "sealed": False}
-        async with self.engine.begin() as conn:  # take it over, unless a twin just did
-            taken = await conn.execute(
-                update(requests)
-                .where(requests.c.id == slot_id, requests.c.claim == row.claim)
-                .values(**fresh, **blank)
-            )
-        return claim if taken.rowcount == 1 else None
+        for _ in range(CLAIM_ATTEMPTS):
+            try:
+                async with self.engine.begin() as conn:
+                    await conn.execute(requests.insert().values(id=slot_id, **fresh))
+                return claim
+            except IntegrityError:
+                pass
+            async with self.engine.connect() as conn:
+                query = select(requests).where(requests.c.id == slot_id)
+                row = (await conn.execute(query)).first()
+            if row is None:
+                continue  # swept since the insert failed: the key is new
+            if not self._lapsed(row, now):
+                return row
+            blank = {"status": None, "headers": None, "body": None, "sealed": False}
+            async with self.engine.begin() as conn:  # take it over, unless a twin just did
+                taken = await conn.execute(
+                    update(requests)
+                    .where(requests.c.id == slot_id, requests.c.claim == row.claim)
+                    .values(**fresh, **blank)
+                )
+            if taken.rowcount == 1:
+                return claim
+            # a twin took it over (its claim is what the next look finds), or the sweep
+            # dropped the lapsed row meanwhile (the key is new again)
+        return None
 
     def _lapsed(self, row: Row[Any], now: datetime) -> bool:
         """Kept past its retention, or claimed past its lease with no response."""

@@ -11,10 +11,11 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -269,6 +270,36 @@ async def test_kept_responses_expire_and_are_purged(tmp_path: Path) -> None:
     assert (first.status_code, within.status_code) == (201, 422)
     assert again.status_code == renewed.status_code == 201
     assert renewed.json() == {"call": 3, "thing": {"n": 3}}
+
+
+@dataclass(frozen=True)
+class SweptWhileLooking(idempotency.Keys):
+    """Keys whose sweep drops the lapsed row between the claim's look and its take-over."""
+
+    database: Path = Path()
+
+    def _lapsed(self, row: Any, now: datetime) -> bool:
+        lapsed = super()._lapsed(row, now)
+        if lapsed:
+            with contextlib.closing(sqlite3.connect(self.database)) as swept, swept:
+                swept.execute("DELETE FROM idempotent_requests WHERE id = ?", (row.id,))
+        return lapsed
+
+
+async def test_a_lapsed_key_swept_during_its_claim_is_new(tmp_path: Path) -> None:
+    database = tmp_path / "keys.db"
+    engine = db.create_engine(f"sqlite+aiosqlite:///{database}")
+    try:
+        await db.create_schema(engine, idempotency.metadata)
+        keys = SweptWhileLooking(engine, timedelta(seconds=30), timedelta(hours=1), database)
+        long_ago = utcnow() - timedelta(hours=2)
+        assert isinstance(await keys.claim("slot", "digest", long_ago), str)
+        claim = await keys.claim("slot", "digest", utcnow())
+        assert isinstance(claim, str)  # not None, which was answered 409 "in progress"
+        row = await keys.claim("slot", "digest", utcnow())
+    finally:
+        await engine.dispose()
+    assert row is not None and not isinstance(row, str) and row.claim == claim
 
 
 async def test_a_secret_is_kept_sealed_and_replayed_in_clear(tmp_path: Path) -> None:
