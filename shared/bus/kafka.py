@@ -191,10 +191,16 @@ class KafkaBus:
             numbers = await _partitions(reader, topic)
             if wanted is not None:
                 numbers = [_PARTITIONER(wanted, numbers, numbers)]
-            partitions = [TopicPartition(topic, p) for p in numbers]
+            # The end offsets first: asked once fetching has begun, the answer waits behind
+            # a fetch that finds nothing (a broker answers a connection's requests in order,
+            # and holds an empty fetch up to its wait), and a partition never written to
+            # needs no fetch at all.
+            ends = await reader.end_offsets([TopicPartition(topic, p) for p in numbers])
+            partitions = [tp for tp, end in ends.items() if end > 0]
+            if not partitions:
+                return
             reader.assign(partitions)
             await reader.seek_to_beginning(*partitions)
-            ends = await reader.end_offsets(partitions)
             while [tp for tp in partitions if await reader.position(tp) < ends[tp]]:
                 # A fetch whose records were all another key's returns none: wait briefly,
                 # then look at the position again, which that fetch moved on.
