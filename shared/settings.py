@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     auth_secret: SecretStr | None = None
     demo: bool = True
     host: str = "127.0.0.1"
-    kafka_partitions: int = 3
+    kafka_partitions: int = 12  # for topics slapay creates, as deploy/k8s creates them
     consumer_session_timeout_ms: int = 10_000
     log_poll_interval_s: float = 0.05
     publish_timeout_s: float = 10.0

@@ -84,10 +84,13 @@ class KafkaBus:
         try:
             await admin.start()
             existing = set(await admin.list_topics())
+            if not [t for t in self._topics if t not in existing]:
+                return
+            partitions = await _partitions_of(admin, [t for t in self._topics if t in existing])
             missing = [
                 NewTopic(
                     t,
-                    num_partitions=self._partitions,
+                    num_partitions=partitions or self._partitions,
                     replication_factor=1,
                     topic_configs={"retention.ms": "-1"},
                 )
@@ -211,6 +214,16 @@ class KafkaBus:
                     yield chunk
         finally:
             await reader.stop()
+
+
+async def _partitions_of(admin: AIOKafkaAdminClient, topics: list[str]) -> int | None:
+    """The partition count slapay's existing topics have (the most, should they differ). A
+    topic created later gets the same, whatever `SLAPAY_KAFKA_PARTITIONS` says now: a
+    contract's events of every topic meet in one consumer only while the counts are equal."""
+    if not topics:
+        return None
+    described = await admin.describe_topics(topics)
+    return max((len(t["partitions"]) for t in described if t["partitions"]), default=None)
 
 
 _PARTITIONER = DefaultPartitioner()

@@ -410,3 +410,25 @@ async def test_kafka_records_straight_from_the_fetcher_or_copied(
     assert len(by_partition) == 2  # both partitions were read
     assert all(sorted(o) == list(range(len(o))) for o in by_partition.values())
     assert len(theirs) == 40
+
+
+async def test_a_topic_created_later_gets_the_partitions_of_the_others(kafka: str) -> None:
+    """A newer slapay that adds a topic, or a changed `SLAPAY_KAFKA_PARTITIONS`, must not give
+    one topic another partition count: a contract's events of every topic meet in one
+    consumer only while the counts are equal."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    first, later = (f"contract-{uuid.uuid4().hex[:8]}" for _ in "ab")
+    older = KafkaBus(kafka, partitions=2, topics=[first])
+    await older.start()
+    await older.stop()
+    newer = KafkaBus(kafka, partitions=5, topics=[first, later])
+    await newer.start()
+    await newer.stop()
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([first, later])
+    finally:
+        await admin.close()
+    assert {t["topic"]: len(t["partitions"]) for t in described} == {first: 2, later: 2}
