@@ -88,9 +88,14 @@ async def statement(client: httpx.AsyncClient, contract: str) -> dict:
 
 
 async def verified(client: httpx.AsyncClient, contract: str, events: int) -> float:
-    """Seconds one `GET …/verify` took; it must verify, over `events` measurements."""
+    """Seconds one `GET …/verify` took, from the first ask; it must verify, over `events`
+    measurements. Refused with 429 (the replica runs its most at once), it asks again after
+    `Retry-After`, as a client would."""
     start = time.perf_counter()
     response = await client.get(f"/v1/contracts/{contract}/statements/{PERIOD}/verify")
+    while response.status_code == 429:
+        await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+        response = await client.get(f"/v1/contracts/{contract}/statements/{PERIOD}/verify")
     seconds = time.perf_counter() - start
     report = response.json() if response.status_code == 200 else {}
     if not report.get("verified") or report.get("events_on_bus") != events:

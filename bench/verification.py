@@ -2,7 +2,7 @@
 a fresh one each repeat, so no result is cached from the repeat before):
 
 - `verify-small`: a contract of 100 measurements, closed, on a bus that also holds N
-  measurements of other contracts, beside the raw read of that contract's own records
+  measurements of 1,000 other contracts, beside the raw read of that contract's own records
   (`bus.read_all(topic, key)` of the four topics it is read from) in the bench process.
   Reported as verifications (and reads) per second, and in milliseconds as their own rows.
 - `verify-beside-reads`: statement GETs (JSON) one after another while 3 verifications of a
@@ -48,6 +48,7 @@ from shared.events import TOPIC_MEASUREMENTS
 
 SMALL = "bench-small"
 SMALL_EVENTS = 100
+OTHER_CONTRACTS = 1_000
 AT_ONCE = 3
 IDLE_GETS = 200
 VERIFY_SMALL = f"GET …/verify of {SMALL_EVENTS} events beside N others (/s)"
@@ -66,8 +67,13 @@ async def raw_read(env: Ledger, contract: str) -> float:
 
 
 async def _fill_small(env: Ledger, others: int) -> None:
-    """N measurements of the eight bench contracts, then the small contract, closed."""
-    for chunk in chunks(data.items(others), 10_000):
+    """N measurements of `OTHER_CONTRACTS` contracts, then the small contract, closed. So
+    many that each partition holds its share of them, as on a bus of many tenants (the eight
+    bench contracts would fill a few partitions and leave the others empty)."""
+    items = data.items(others)
+    for i, item in enumerate(items):
+        item["contract_id"] = f"bench-other-{i % OTHER_CONTRACTS:04d}"
+    for chunk in chunks(items, 10_000):
         await env.bus.publish(TOPIC_MEASUREMENTS, data.messages(chunk))
     messages = measurement_messages(SMALL_EVENTS, SMALL)
     await build(env.settings, env.bus, env.engine, messages, SMALL, beside_others=True)
