@@ -160,7 +160,7 @@ async def verify_statement(
     every adjustment's cause, and the entries this service serves against the bus. Runs in
     a process of its own; a verified result is kept until the contract's chain moves on."""
     ensure_visible(principal, contract_id)
-    outcome = await verifications.verify(runtime.engine, contract_id, period)
+    outcome = await verifications.verify(runtime.bus, runtime.engine, contract_id, period)
     if isinstance(outcome, Refused):
         raise Problem(outcome.status, outcome.title, outcome.detail, outcome.headers)
     return Verification(

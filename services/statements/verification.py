@@ -5,11 +5,13 @@ audit's modules loaded (multiprocessing's forkserver), with its own bus and data
 connections built from the settings; when it ends, every byte it read goes back to the
 system. A replica runs at most `verify_concurrency` at once and refuses more with 429.
 
-A verified final statement's result is kept by the contract's chain head, the hash of its
-last journal entry. The bus is append-only, so while the head stays, what was read from it
-and recomputed still holds; asking again costs one query and the comparison of the entries
-this service serves with the cached chain (the served copy is what could change behind the
-service's back).
+A verified final statement's result is kept by the contract's chain head on the bus, the hash
+of its last journal entry. The bus is append-only, so while the head stays, what was read from
+it and recomputed still holds; asking again costs a read of the contract's journal from the
+bus, one query, and the comparison of the entries this service serves with that chain (the
+served copy is what could change behind the service's back). The head is the bus's, never the
+served copy's: a read model that lost its last entries shows an older head, whose result
+must not answer for it.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.statements import store
 from shared import audit, db, eventloop, heap
-from shared.audit.stored import body_of, stored_differences
-from shared.bus import BusUnavailable
+from shared.audit.stored import stored_differences
+from shared.bus import Bus, BusUnavailable
 from shared.bus.factory import create_bus
 from shared.core.journal import JournalEntry
 from shared.settings import Settings
@@ -102,14 +104,22 @@ async def _verify(settings: Settings, contract_id: str, period: str) -> Outcome:
         history, served = await audit.in_step(
             bus, history, lambda: store.entry_rows(engine, contract_id)
         )
-    except (BusUnavailable, OSError, SQLAlchemyError, KafkaError) as exc:
-        detail = f"could not read the bus or the database: {type(exc).__name__}"
-        return Refused(503, "Unavailable", detail, {"Retry-After": str(RETRY_AFTER_S)})
+    except UNREADABLE as exc:
+        return _unavailable(exc)
     finally:
         await bus.stop()
         await engine.dispose()
     differences = audit.verify(history, period, served, store=SERVED)
     return Checked(differences, len(served), len(history.measurements), history.entries)
+
+
+UNREADABLE = (BusUnavailable, OSError, SQLAlchemyError, KafkaError)
+"""What reading the bus or the database raises when either is away: a 503, not a finding."""
+
+
+def _unavailable(exc: BaseException) -> Refused:
+    detail = f"could not read the bus or the database: {type(exc).__name__}"
+    return Refused(503, "Unavailable", detail, {"Retry-After": str(RETRY_AFTER_S)})
 
 
 class Verifications:
@@ -148,16 +158,27 @@ class Verifications:
             threads, self._threads = self._threads, None
             await asyncio.to_thread(threads.shutdown)
 
-    async def verify(self, engine: AsyncEngine, contract_id: str, period: str) -> Outcome:
-        """The cached result for the chain this service serves now, else a fresh check in a
-        process of its own, or 429 when `limit` are running."""
-        rows = await store.entry_rows(engine, contract_id)
-        key = (contract_id, period, _head(rows))
-        cached = self._cache.get(key)
+    async def verify(self, bus: Bus, engine: AsyncEngine, contract_id: str, period: str) -> Outcome:
+        """The cached result for the chain the bus holds now, else a fresh check in a process
+        of its own, or 429 when `limit` are running."""
+        try:
+            journal = await audit.read_journal(bus, contract_id)
+            key = (contract_id, period, _chain_head(journal.entries))
+            cached = self._cache.get(key)
+            if cached is not None:
+                published, rows = await audit.in_step(
+                    bus,
+                    audit.History(contract_id, journal=journal),
+                    lambda: store.entry_rows(engine, contract_id),
+                )
+                if _chain_head(published.entries) != cached.head:
+                    cached = None  # the chain moved on while the read model caught up
+        except UNREADABLE as exc:
+            return _unavailable(exc)
         if cached is not None:
             self._cache.move_to_end(key)
             self._counted.add(1, {"outcome": "cached"})
-            served = stored_differences(cached.chain, rows, SERVED)
+            served = stored_differences(published.entries, rows, SERVED)
             return replace(cached, differences=served, entries_checked=len(rows))
         if self.running >= self.limit:
             self._counted.add(1, {"outcome": "refused"})
@@ -238,10 +259,9 @@ class _Child:
             process.terminate()
 
 
-def _head(rows: list[dict[str, Any]]) -> str:
-    """The hash the last stored entry's body carries ("" when there is none)."""
-    body = body_of(rows[-1]) if rows else None
-    return body.hash if body is not None else ""
+def _chain_head(entries: list[JournalEntry]) -> str:
+    """The hash of a chain's last entry ("" when there is none): what a result is kept by."""
+    return entries[-1].hash if entries else ""
 
 
 def _context() -> ForkServerContext:
