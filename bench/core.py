@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -146,3 +148,28 @@ async def drain(step: Callable[[], Awaitable[int]], total: int) -> None:
             raise BenchError(f"stalled at {done:,}/{total:,} records")
     if done != total:
         raise BenchError(f"expected {total:,} records, got {done:,}")
+
+
+TICK_S = 0.005
+"""How often `loop_stalls` asks to be woken."""
+
+
+@contextlib.asynccontextmanager
+async def loop_stalls() -> AsyncIterator[list[float]]:
+    """The event loop's stalls meanwhile, in seconds: how much later than asked a short
+    sleep woke, each time (a list that fills as the block runs)."""
+    stalls: list[float] = []
+
+    async def watch() -> None:
+        while True:
+            asked = time.perf_counter()
+            await asyncio.sleep(TICK_S)
+            stalls.append(time.perf_counter() - asked - TICK_S)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        yield stalls
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher

@@ -8,7 +8,8 @@ events arrives: into the closed month, or, as the baseline, into the next, open 
 ratio is near 1 when a late event costs what an on-time one does, whatever N is; the ledger
 process's CPU per event is printed beside it. The late reviews (one reviewer's, so the
 month stays below `min_reviews` and no money changes) are a row of their own, also one
-transaction each.
+transaction each. Beside them, the longest the event loop went unanswered while any of these
+late events was folded: a `/healthz` served on that loop waits at most that long.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from bench.core import (
     Config,
     Rates,
     Scenario,
+    loop_stalls,
     progress,
     run_steps,
 )
@@ -41,9 +43,12 @@ LATE_EVENTS = 20
 LATE = f"late event into the closed {PERIOD} (no money change)"
 ON_TIME = "on-time event into the open next month"
 LATE_REVIEW = f"late review into the closed {PERIOD} (no money change)"
+STALL = f"ms: the event loop's longest stall, late events into the closed {PERIOD} (not a rate)"
+Stalls = dict[str, float]
+"""The event loop's longest stall while each month's events were folded, in seconds."""
 
 
-async def trickle(env: Ledger, month: str, entries_before: int) -> float:
+async def trickle(env: Ledger, month: str, entries_before: int, stalls: Stalls) -> float:
     """Events per second: `LATE_EVENTS` measurements of `month`, one transaction each."""
     tag = uuid.uuid4().hex[:8]
     items = [
@@ -59,10 +64,10 @@ async def trickle(env: Ledger, month: str, entries_before: int) -> float:
     await env.bus.publish(TOPIC_MEASUREMENTS, data.messages(items))
     records = (await env.bus.read_all(TOPIC_MEASUREMENTS, CONTRACT))[-LATE_EVENTS:]
     delivered = decode_measurements(records).delivered
-    return await _apply_one_at_a_time(env, delivered, month, entries_before)
+    return await _apply_one_at_a_time(env, delivered, month, entries_before, stalls)
 
 
-async def review_trickle(env: Ledger, month: str, entries_before: int) -> float:
+async def review_trickle(env: Ledger, month: str, entries_before: int, stalls: Stalls) -> float:
     """Reviews per second: `LATE_EVENTS` ratings of `month` by one reviewer, one transaction
     each."""
     tag = uuid.uuid4().hex[:8]
@@ -79,21 +84,26 @@ async def review_trickle(env: Ledger, month: str, entries_before: int) -> float:
     await env.bus.publish(TOPIC_REVIEWS, [to_message(event, {}) for event in events])
     records = (await env.bus.read_all(TOPIC_REVIEWS, CONTRACT))[-LATE_EVENTS:]
     delivered = decode(records).delivered
-    return await _apply_one_at_a_time(env, delivered, f"{month} (reviews)", entries_before)
+    return await _apply_one_at_a_time(env, delivered, f"{month} (reviews)", entries_before, stalls)
 
 
 async def _apply_one_at_a_time(
-    env: Ledger, delivered: list[Incoming], month: str, entries_before: int
+    env: Ledger, delivered: list[Incoming], month: str, entries_before: int, stalls: Stalls
 ) -> float:
     wall, cpu = time.perf_counter(), time.process_time()
-    for one in delivered:
-        await apply_delivered(env.engine, [one], keyring=None)
+    async with loop_stalls() as seen:
+        for one in delivered:
+            await apply_delivered(env.engine, [one], keyring=None)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    stalls[month] = max(seen, default=0.0)
     if len(delivered) != LATE_EVENTS:
         raise BenchError(f"{month}: {len(delivered)} of {LATE_EVENTS} events were read")
     if len(await journal_store.entries(env.engine, CONTRACT)) != entries_before:
         raise BenchError(f"events of {month} that change no money posted entries")
-    progress(f"  {month}: {cpu / LATE_EVENTS * 1000:.1f} ms of this process's CPU per event")
+    progress(
+        f"  {month}: {cpu / LATE_EVENTS * 1000:.1f} ms of this process's CPU per event, the"
+        f" event loop's longest stall {stalls[month] * 1000:.1f} ms"
+    )
     return LATE_EVENTS / wall
 
 
@@ -103,14 +113,17 @@ def run_for(mode: str) -> Callable[[Config, int], Awaitable[Rates]]:
             built = await build(
                 env.settings, env.bus, env.engine, measurement_messages(config.records(mode))
             )
-            return await run_steps(
+            stalls: Stalls = {}
+            rates = await run_steps(
                 [
-                    (LATE, lambda: trickle(env, PERIOD, built.entries)),
-                    (ON_TIME, lambda: trickle(env, "2026-11", built.entries)),
-                    (LATE_REVIEW, lambda: review_trickle(env, PERIOD, built.entries)),
+                    (LATE, lambda: trickle(env, PERIOD, built.entries, stalls)),
+                    (ON_TIME, lambda: trickle(env, "2026-11", built.entries, stalls)),
+                    (LATE_REVIEW, lambda: review_trickle(env, PERIOD, built.entries, stalls)),
                 ],
                 turn,
             )
+        late = [stall for month, stall in stalls.items() if month.startswith(PERIOD)]
+        return {**rates, STALL: max(late) * 1000}
 
     return run_once
 
