@@ -33,8 +33,9 @@ from shared.core.sources import PeriodFigures
 from shared.core.tally import KpiSummary, Tally
 from shared.core.terms import Kpi, Terms
 
-CHUNK = 10_000
-"""Rows fetched at a time."""
+CHUNK = 2_000
+"""Rows fetched at a time. Each chunk is folded on the event loop between two fetches, so its
+size bounds how long the close holds the loop (docs/benchmarks.md)."""
 SPOOL_IN_MEMORY = 1 << 20
 """Bytes of ids a KPI keeps in memory before its spool moves to a temporary file."""
 
