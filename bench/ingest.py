@@ -1,10 +1,19 @@
 """Ingest: `POST /v1/measurements` through a real `slapay serve ingest` process, beside the
-raw append of the same envelopes to the same kind of bus (aiokafka acks=all, or the SQL log)."""
+raw append of the same envelopes to the same kind of bus (aiokafka acks=all, or the SQL log):
+
+- `ingest`: batches of `Config.http_batch` (500), `Config.concurrency` requests in flight,
+  as measurements per second;
+- `ingest-big`: `BIG_BATCHES` batches of `BIG_BATCH` (10,000) one after another, as an agent
+  backfilling would send them, as 1/p50 of a batch (so the ratio is the raw p50 over
+  slapay's), with the p50s in milliseconds as rows of their own.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
@@ -32,6 +41,11 @@ SLAPAY = "slapay POST /v1/measurements"
 RAW_KAFKA = "aiokafka produce acks=all"
 RAW_LOG = "SqlLogBus.publish"
 RAW_TOPIC = "bench.raw"
+BIG_BATCH = 10_000
+BIG_BATCHES = 15
+SLAPAY_BIG = f"slapay POST /v1/measurements, batches of {BIG_BATCH:,} one at a time (1/p50 s)"
+RAW_KAFKA_BIG = f"aiokafka produce of {BIG_BATCH:,} records, acks awaited (1/p50 s)"
+RAW_LOG_BIG = f"SqlLogBus.publish of {BIG_BATCH:,} records (1/p50 s)"
 
 
 async def post_all(base_url: str, bodies: list[tuple[bytes, int]], concurrency: int) -> float:
@@ -54,15 +68,80 @@ async def post_all(base_url: str, bodies: list[tuple[bytes, int]], concurrency: 
     return sum(count for _, count in bodies) / seconds
 
 
-async def _post(client: httpx.AsyncClient, body: bytes, count: int) -> None:
-    response = await client.post("/v1/measurements", content=body)
-    if response.status_code != 202 or response.json().get("accepted") != count:
-        raise BenchError(f"ingest replied {response.status_code}: {response.text[:300]}")
+async def post_one_at_a_time(base_url: str, bodies: list[tuple[bytes, int]]) -> list[float]:
+    """Seconds each body took, posted one after another, each answered 202 in full."""
+    token = issue_token(SECRET, "agent", list(data.CONTRACTS))
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=120) as client:
+        await _post(client, *data.request_bodies(data.items(1), 1)[0])
+        took = []
+        for body, count in bodies:
+            start = time.perf_counter()
+            await _post(client, body, count)
+            took.append(time.perf_counter() - start)
+    return took
 
 
-async def kafka_produce(bootstrap: str, messages: list[Message]) -> float:
-    """Records per second: all sent at once by a producer tuned like `KafkaBus`'s, every
-    ack awaited; the topic is created the way slapay creates its own."""
+async def kafka_batches(bootstrap: str, batches: list[list[Message]]) -> list[float]:
+    """Seconds each batch took to send, every ack awaited, one batch after another."""
+    producer = await _producer(bootstrap)
+    try:
+        took = []
+        for batch in batches:
+            start = time.perf_counter()
+            futures = [
+                await producer.send(
+                    RAW_TOPIC,
+                    value=m.value,
+                    key=m.key.encode(),
+                    headers=[(k, v.encode()) for k, v in m.headers.items()],
+                )
+                for m in batch
+            ]
+            await asyncio.gather(*futures)
+            took.append(time.perf_counter() - start)
+    finally:
+        await producer.stop()
+    return took
+
+
+async def log_batches(url: str, batches: list[list[Message]]) -> list[float]:
+    """Seconds each `SqlLogBus.publish` of a batch took, one after another."""
+    bus = SqlLogBus(url)
+    await bus.start()
+    try:
+        await bus.publish(RAW_TOPIC, batches[0][:1])
+        took = []
+        for batch in batches:
+            start = time.perf_counter()
+            await bus.publish(RAW_TOPIC, batch)
+            took.append(time.perf_counter() - start)
+    finally:
+        await bus.stop()
+    return took
+
+
+def big_rates(label: str, raw_label: str, slapay: list[float], raw: list[float]) -> Rates:
+    ours, theirs = statistics.median(slapay), statistics.median(raw)
+    return {
+        label: 1 / ours,
+        raw_label: 1 / theirs,
+        f"ms: p50 of a batch of {BIG_BATCH:,}, slapay (not a rate)": ours * 1000,
+        f"ms: p50 of a batch of {BIG_BATCH:,}, raw (not a rate)": theirs * 1000,
+    }
+
+
+def big_work() -> tuple[list[tuple[bytes, int]], list[list[Message]]]:
+    items = data.items(BIG_BATCH * BIG_BATCHES)
+    messages = data.messages(items)
+    return data.request_bodies(items, BIG_BATCH), [
+        list(chunk) for chunk in chunks(messages, BIG_BATCH)
+    ]
+
+
+async def _producer(bootstrap: str) -> AIOKafkaProducer:
+    """A producer tuned like `KafkaBus`'s, started, on a topic created the way slapay creates
+    its own."""
     creator = KafkaBus(bootstrap, topics=[RAW_TOPIC])
     await creator.start()
     await creator.stop()
@@ -73,11 +152,24 @@ async def kafka_produce(bootstrap: str, messages: list[Message]) -> float:
         linger_ms=2,
         max_batch_size=1 << 20,
     )
+    await producer.start()
+    await producer.send_and_wait(RAW_TOPIC, b"warm-up", key=b"bench")
+    return producer
+
+
+async def _post(client: httpx.AsyncClient, body: bytes, count: int) -> None:
+    response = await client.post("/v1/measurements", content=body)
+    if response.status_code != 202 or response.json().get("accepted") != count:
+        raise BenchError(f"ingest replied {response.status_code}: {response.text[:300]}")
+
+
+async def kafka_produce(bootstrap: str, messages: list[Message]) -> float:
+    """Records per second: all sent at once by a producer tuned like `KafkaBus`'s, every
+    ack awaited; the topic is created the way slapay creates its own."""
     headers = [(k, v.encode()) for k, v in messages[0].headers.items()]
     records = [(m.key.encode(), m.value) for m in messages]
-    await producer.start()
+    producer = await _producer(bootstrap)
     try:
-        await producer.send_and_wait(RAW_TOPIC, b"warm-up", key=b"bench")
 
         async def produce_all() -> None:
             futures = [
@@ -127,6 +219,18 @@ async def distributed_once(config: Config, turn: int) -> Rates:
                 )
 
 
+async def distributed_big_once(config: Config, turn: int) -> Rates:
+    bodies, batches = big_work()
+    with broker() as bootstrap, tempfile.TemporaryDirectory(prefix="slapay-bench-") as tmp:
+        async with postgres_database() as url:
+            settings = {"bus": f"kafka://{bootstrap}", "database_url": url, "data_dir": tmp}
+            await data.agree_contracts(settings)
+            async with server("ingest", settings, Path(tmp)) as base_url:
+                slapay = await post_one_at_a_time(base_url, bodies)
+                raw = await kafka_batches(bootstrap, batches)
+    return big_rates(SLAPAY_BIG, RAW_KAFKA_BIG, slapay, raw)
+
+
 async def embedded_once(config: Config, turn: int) -> Rates:
     n = config.embedded_records
     bodies = data.request_bodies(data.items(n), config.http_batch)
@@ -146,7 +250,22 @@ async def embedded_once(config: Config, turn: int) -> Rates:
             )
 
 
+async def embedded_big_once(config: Config, turn: int) -> Rates:
+    bodies, batches = big_work()
+    with tempfile.TemporaryDirectory(prefix="slapay-bench-") as tmp:
+        root = Path(tmp)
+        raw_url = f"sqlite+aiosqlite:///{root / 'raw' / 'bus.db'}"
+        settings = {"bus": "sqlite", "data_dir": str(root / "ingest")}
+        await data.agree_contracts(settings)
+        async with server("ingest", settings, root) as base_url:
+            slapay = await post_one_at_a_time(base_url, bodies)
+            raw = await log_batches(raw_url, batches)
+    return big_rates(SLAPAY_BIG, RAW_LOG_BIG, slapay, raw)
+
+
 SCENARIOS = (
     Scenario("ingest", DISTRIBUTED, SLAPAY, (RAW_KAFKA,), distributed_once),
     Scenario("ingest", EMBEDDED, SLAPAY, (RAW_LOG,), embedded_once),
+    Scenario("ingest-big", DISTRIBUTED, SLAPAY_BIG, (RAW_KAFKA_BIG,), distributed_big_once),
+    Scenario("ingest-big", EMBEDDED, SLAPAY_BIG, (RAW_LOG_BIG,), embedded_big_once),
 )
