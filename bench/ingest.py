@@ -11,9 +11,11 @@ raw append of the same envelopes to the same kind of bus (aiokafka acks=all, or 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -32,6 +34,7 @@ from bench.core import (
     timed,
 )
 from bench.environment import SECRET, broker, postgres_database, server
+from shared import heap
 from shared.auth import issue_token
 from shared.bus import Message
 from shared.bus.kafka import KafkaBus
@@ -201,33 +204,50 @@ async def log_append(url: str, messages: list[Message], batch: int) -> float:
     return len(messages) / seconds
 
 
+@contextlib.asynccontextmanager
+async def distributed_ingest() -> AsyncIterator[tuple[str, str]]:
+    """A real `slapay serve ingest` on a fresh broker and database, the bench contracts
+    agreed: its base URL, and the broker's address for the raw baseline."""
+    with broker() as bootstrap, tempfile.TemporaryDirectory(prefix="slapay-bench-") as tmp:
+        async with postgres_database() as url:
+            settings = {"bus": f"kafka://{bootstrap}", "database_url": url, "data_dir": tmp}
+            await data.agree_contracts(settings)
+            async with server("ingest", settings, Path(tmp)) as base_url:
+                yield base_url, bootstrap
+
+
+@contextlib.asynccontextmanager
+async def embedded_ingest() -> AsyncIterator[tuple[str, str]]:
+    """The same in embedded mode: its base URL, and an SQL log of its own for the baseline."""
+    with tempfile.TemporaryDirectory(prefix="slapay-bench-") as tmp:
+        root = Path(tmp)
+        settings = {"bus": "sqlite", "data_dir": str(root / "ingest")}
+        await data.agree_contracts(settings)
+        async with server("ingest", settings, root) as base_url:
+            yield base_url, f"sqlite+aiosqlite:///{root / 'raw' / 'bus.db'}"
+
+
 async def distributed_once(config: Config, turn: int) -> Rates:
     n = config.kafka_records
     bodies = data.request_bodies(data.items(n), config.http_batch)
     messages = data.messages(data.items(n))
-    with broker() as bootstrap, tempfile.TemporaryDirectory(prefix="slapay-bench-") as tmp:
-        async with postgres_database() as url:
-            settings = {"bus": f"kafka://{bootstrap}", "database_url": url, "data_dir": tmp}
-            await data.agree_contracts(settings)
-            async with server("ingest", settings, Path(tmp)) as base_url:
-                return await run_steps(
-                    [
-                        (SLAPAY, lambda: post_all(base_url, bodies, config.concurrency)),
-                        (RAW_KAFKA, lambda: kafka_produce(bootstrap, messages)),
-                    ],
-                    turn,
-                )
+    async with distributed_ingest() as (base_url, bootstrap):
+        return await run_steps(
+            [
+                (SLAPAY, lambda: post_all(base_url, bodies, config.concurrency)),
+                (RAW_KAFKA, lambda: kafka_produce(bootstrap, messages)),
+            ],
+            turn,
+        )
 
 
 async def distributed_big_once(config: Config, turn: int) -> Rates:
     bodies, batches = big_work()
-    with broker() as bootstrap, tempfile.TemporaryDirectory(prefix="slapay-bench-") as tmp:
-        async with postgres_database() as url:
-            settings = {"bus": f"kafka://{bootstrap}", "database_url": url, "data_dir": tmp}
-            await data.agree_contracts(settings)
-            async with server("ingest", settings, Path(tmp)) as base_url:
-                slapay = await post_one_at_a_time(base_url, bodies)
-                raw = await kafka_batches(bootstrap, batches)
+    async with distributed_ingest() as (base_url, bootstrap):
+        heap.settle()  # as `run_steps` does before each step
+        slapay = await post_one_at_a_time(base_url, bodies)
+        heap.settle()
+        raw = await kafka_batches(bootstrap, batches)
     return big_rates(SLAPAY_BIG, RAW_KAFKA_BIG, slapay, raw)
 
 
@@ -235,31 +255,23 @@ async def embedded_once(config: Config, turn: int) -> Rates:
     n = config.embedded_records
     bodies = data.request_bodies(data.items(n), config.http_batch)
     messages = data.messages(data.items(n))
-    with tempfile.TemporaryDirectory(prefix="slapay-bench-") as tmp:
-        root = Path(tmp)
-        raw_url = f"sqlite+aiosqlite:///{root / 'raw' / 'bus.db'}"
-        settings = {"bus": "sqlite", "data_dir": str(root / "ingest")}
-        await data.agree_contracts(settings)
-        async with server("ingest", settings, root) as base_url:
-            return await run_steps(
-                [
-                    (SLAPAY, lambda: post_all(base_url, bodies, config.concurrency)),
-                    (RAW_LOG, lambda: log_append(raw_url, messages, config.http_batch)),
-                ],
-                turn,
-            )
+    async with embedded_ingest() as (base_url, raw_url):
+        return await run_steps(
+            [
+                (SLAPAY, lambda: post_all(base_url, bodies, config.concurrency)),
+                (RAW_LOG, lambda: log_append(raw_url, messages, config.http_batch)),
+            ],
+            turn,
+        )
 
 
 async def embedded_big_once(config: Config, turn: int) -> Rates:
     bodies, batches = big_work()
-    with tempfile.TemporaryDirectory(prefix="slapay-bench-") as tmp:
-        root = Path(tmp)
-        raw_url = f"sqlite+aiosqlite:///{root / 'raw' / 'bus.db'}"
-        settings = {"bus": "sqlite", "data_dir": str(root / "ingest")}
-        await data.agree_contracts(settings)
-        async with server("ingest", settings, root) as base_url:
-            slapay = await post_one_at_a_time(base_url, bodies)
-            raw = await log_batches(raw_url, batches)
+    async with embedded_ingest() as (base_url, raw_url):
+        heap.settle()
+        slapay = await post_one_at_a_time(base_url, bodies)
+        heap.settle()
+        raw = await log_batches(raw_url, batches)
     return big_rates(SLAPAY_BIG, RAW_LOG_BIG, slapay, raw)
 
 
