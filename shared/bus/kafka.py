@@ -84,24 +84,24 @@ class KafkaBus:
         try:
             await admin.start()
             existing = set(await admin.list_topics())
-            if not [t for t in self._topics if t not in existing]:
+            missing = [t for t in self._topics if t not in existing]
+            if not missing:
                 return
             partitions = await _partitions_of(admin, [t for t in self._topics if t in existing])
-            missing = [
-                NewTopic(
-                    t,
-                    num_partitions=partitions or self._partitions,
-                    replication_factor=1,
-                    topic_configs={"retention.ms": "-1"},
+            try:
+                await admin.create_topics(
+                    [
+                        NewTopic(
+                            t,
+                            num_partitions=partitions or self._partitions,
+                            replication_factor=1,
+                            topic_configs={"retention.ms": "-1"},
+                        )
+                        for t in missing
+                    ]
                 )
-                for t in self._topics
-                if t not in existing
-            ]
-            if missing:
-                try:
-                    await admin.create_topics(missing)
-                except TopicAlreadyExistsError:
-                    pass
+            except TopicAlreadyExistsError:
+                pass
         finally:
             await admin.close()
 
